@@ -1,0 +1,37 @@
+# The two commands of the README: `make demo` (genlab's main job on built-in data) and
+# `make test` (the test suite). Both create and reuse .venv by themselves.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PYTHON VENV
+
+.PHONY: demo test lint format bench clean-venv
+
+$(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
+	scripts/bootstrap.sh
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml scripts/bootstrap.sh
+	scripts/bootstrap.sh test
+	touch $(VENV)/.installed $@
+
+demo: $(VENV)/.installed
+	$(BIN)/genlab pretrain --out runs/demo --preset tiny --max-steps 300
+	$(BIN)/genlab generate --checkpoint runs/demo --prompt "Once upon a time" --max-new-tokens 80
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+bench: $(VENV)/.installed-test
+	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

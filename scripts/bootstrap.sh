@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project's virtual environment and install genlab into it.
+#
+#   scripts/bootstrap.sh [EXTRAS]     e.g. scripts/bootstrap.sh test
+#
+# torch: a torch that the chosen Python already has (a CUDA build, say) is kept: the venv then
+# sees it through --system-site-packages. Where there is none, the CPU build torch==2.13.0 is
+# installed first, so that genlab's "torch>=2.4" never pulls a multi-GB CUDA build.
+# Override with TORCH_SPEC (e.g. TORCH_SPEC="torch==2.13.0 --index-url URL").
+set -euo pipefail
+
+PYTHON="${PYTHON:-python3}"
+VENV="${VENV:-.venv}"
+EXTRAS="${1:-}"
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if "$PYTHON" -c "import torch" >/dev/null 2>&1; then
+    echo "bootstrap: keeping the torch that $PYTHON already has (--system-site-packages)"
+    "$PYTHON" -m venv --system-site-packages "$VENV"
+  else
+    "$PYTHON" -m venv "$VENV"
+  fi
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+fi
+
+if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+  echo "bootstrap: installing $TORCH_SPEC (CPU build)"
+  # shellcheck disable=SC2086
+  "$VENV/bin/python" -m pip install --quiet $TORCH_SPEC
+fi
+
+SPEC="."
+if [ -n "$EXTRAS" ]; then SPEC=".[$EXTRAS]"; fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$SPEC" 2>&1 \
+  | grep -v "^WARNING: Location" || true
+"$VENV/bin/python" -c "import genlab, torch" # fails loudly if the install did not take

@@ -1,0 +1,16 @@
+"""The Typer application that every verb module registers its commands on."""
+
+import typer
+
+app = typer.Typer(
+    name="genlab",
+    help="Generative AI end to end on PyTorch: train, sample, align and measure models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """genlab: build, train and measure generative models. Add --debug for tracebacks."""

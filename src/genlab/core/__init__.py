@@ -1,0 +1,1 @@
+"""Model-agnostic machinery: errors, atomic I/O, checkpoints, the trainer, logging, devices."""
