@@ -1,0 +1,412 @@
+"""GPT: a decoder-only Transformer language model.
+
+Implements the architecture of GPT-2 (Radford et al., 2019, "Language Models are Unsupervised
+Multitask Learners"): pre-LayerNorm blocks of multi-head self-attention and a GELU MLP, learned
+position embeddings and an output layer tied to the token embedding. Rotary position embeddings
+(Su et al., 2021, "RoFormer") are an option. Attention goes through PyTorch's
+``scaled_dot_product_attention`` so that fused kernels are used where the device has them.
+
+The model is a plain ``nn.Module`` that knows nothing of training. Besides the usual
+``forward(idx, targets)``, it decodes incrementally with a ``KVCache`` (keys and values of past
+positions are stored, so each new token costs one position of compute), and it accepts a padding
+mask and explicit positions so that a batch of prompts of different lengths can be left-padded
+and decoded together. Attention masking is a parameter (``causal=False`` gives the bidirectional
+encoder that mask-predict needs).
+
+Layer names are stable and meaningful, because adapters (LoRA) find layers by name:
+``blocks.{i}.attn.qkv``, ``blocks.{i}.attn.proj``, ``blocks.{i}.mlp.fc``, ``blocks.{i}.mlp.proj``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genlab.core.errors import GenlabError
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """The few numbers that define a GPT; scaling sweeps vary ``n_layer`` and ``n_embd``."""
+
+    vocab_size: int = 512
+    block_size: int = 256
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = False
+    pos: str = "learned"  # "learned" (GPT-2) or "rope" (rotary)
+    tie_weights: bool = True
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head:
+            raise GenlabError(
+                f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; pick n_embd as a "
+                "multiple of n_head"
+            )
+        if self.pos not in ("learned", "rope"):
+            raise GenlabError(f"unknown positional encoding '{self.pos}': use learned or rope")
+        if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
+            raise GenlabError("rotary embeddings need an even head size (n_embd / n_head)")
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) < 1:
+                raise GenlabError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise GenlabError(f"unknown GPT config field '{unknown[0]}'; is this a GPT checkpoint?")
+        return cls(**d)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> GPTConfig:
+        """A named size (see ``PRESETS``) with any field overridden."""
+        if name not in PRESETS:
+            raise GenlabError(f"unknown GPT preset '{name}'; choose one of {', '.join(PRESETS)}")
+        return replace(PRESETS[name], **overrides)
+
+
+# From seconds on a laptop CPU up to GPT-2 (124M) and GPT-2 medium (350M).
+PRESETS: dict[str, GPTConfig] = {
+    "tiny": GPTConfig(vocab_size=512, block_size=128, n_layer=2, n_head=2, n_embd=64),
+    "mini": GPTConfig(vocab_size=1024, block_size=256, n_layer=4, n_head=4, n_embd=128),
+    "small": GPTConfig(vocab_size=2048, block_size=256, n_layer=6, n_head=6, n_embd=384),
+    "base": GPTConfig(vocab_size=8192, block_size=512, n_layer=8, n_head=8, n_embd=512),
+    "gpt2": GPTConfig(
+        vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768, bias=True
+    ),
+    "gpt2-medium": GPTConfig(
+        vocab_size=50257, block_size=1024, n_layer=24, n_head=16, n_embd=1024, bias=True
+    ),
+}
+
+
+class KVCache:
+    """Keys and values of every layer for positions already seen, preallocated to ``max_len``.
+
+    ``length`` is the number of positions stored; ``GPT.forward`` writes the new positions and
+    advances it. Rows can be dropped (``keep``) when sequences in a batch finish.
+    """
+
+    def __init__(
+        self,
+        n_layer: int,
+        batch_size: int,
+        n_head: int,
+        max_len: int,
+        head_dim: int,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        shape = (n_layer, batch_size, n_head, max_len, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[3]
+
+    @property
+    def batch_size(self) -> int:
+        return self.k.shape[1]
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store ``k, v`` (B, H, T, D) after the cached positions; return all keys and values."""
+        start, end = self.length, self.length + k.shape[2]
+        if end > self.max_len:
+            raise GenlabError(
+                f"KV cache full: {end} positions needed but it holds {self.max_len}; "
+                "generate fewer tokens or use a shorter prompt"
+            )
+        self.k[layer, :, :, start:end] = k
+        self.v[layer, :, :, start:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the batch rows in ``rows`` (indices), e.g. when others stop generating."""
+        self.k = self.k[:, rows]
+        self.v = self.v[:, rows]
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding: rotates query/key channel pairs by position-dependent angles."""
+
+    def __init__(self, head_dim: int, max_len: int, theta: float) -> None:
+        super().__init__()
+        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)
+        angles = torch.outer(torch.arange(max_len).float(), inv_freq)  # (max_len, head_dim/2)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: Tensor, positions: Tensor) -> Tensor:
+        """Rotate ``x`` (B, H, T, D) at ``positions`` (B, T), in the rotate-half convention."""
+        cos = self.cos[positions].unsqueeze(1).to(x.dtype)  # (B, 1, T, D/2)
+        sin = self.sin[positions].unsqueeze(1).to(x.dtype)
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.head_dim = config.head_dim
+        self.dropout = config.dropout
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None,
+        is_causal: bool,
+        rotary: Rotary | None,
+        positions: Tensor,
+        cache: KVCache | None,
+        layer: int,
+    ) -> Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        if rotary is not None:
+            q, k = rotary(q, positions), rotary(k, positions)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal,
+        )
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # GPT-2 uses the tanh approximation of GELU; keeping it makes GPT-2 weights load exactly.
+        return self.dropout(self.proj(F.gelu(self.fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
+        self.attn = SelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: Tensor, **attn_kwargs: Any) -> Tensor:
+        x = x + self.attn(self.ln_1(x), **attn_kwargs)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """Decoder-only Transformer: token ids in, next-token logits out."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = (
+            nn.Embedding(config.block_size, config.n_embd) if config.pos == "learned" else None
+        )
+        self.rotary = (
+            Rotary(config.head_dim, config.block_size, config.rope_theta)
+            if config.pos == "rope"
+            else None
+        )
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.wte.weight
+        self.apply(self._init_weights)
+        # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer) so depth does not blow
+        # up the residual stream at initialisation.
+        for name, p in self.named_parameters():
+            if name.endswith("attn.proj.weight") or name.endswith("mlp.proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; by default without position embeddings (as in Kaplan et al.).
+
+        The token embedding stays counted: with tied weights it is also the output layer.
+        """
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and self.wpe is not None:
+            n -= self.wpe.weight.numel()
+        return n
+
+    def flops_per_token(self, seq_len: int | None = None, training: bool = True) -> float:
+        """Matmul FLOPs per token: 6N + 12·L·d·T for training, a third of it for a forward.
+
+        N counts the non-embedding parameters (``num_params()``), and 12·L·d·T the attention
+        scores and weighted sums over a context of T (PaLM, Chowdhery et al. 2022, appendix B).
+        """
+        T = self.config.block_size if seq_len is None else seq_len
+        c = self.config
+        train = 6 * self.num_params() + 12 * c.n_layer * c.n_embd * T
+        return float(train if training else train / 3)
+
+    def new_cache(
+        self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None
+    ) -> KVCache:
+        """An empty KV cache on the model's device for ``batch_size`` sequences."""
+        c = self.config
+        w = self.lm_head.weight
+        return KVCache(
+            c.n_layer,
+            batch_size,
+            c.n_head,
+            max_len or c.block_size,
+            c.head_dim,
+            device=w.device,
+            dtype=dtype or w.dtype,
+        )
+
+    def forward(
+        self,
+        idx: Tensor,
+        targets: Tensor | None = None,
+        *,
+        attention_mask: Tensor | None = None,
+        positions: Tensor | None = None,
+        cache: KVCache | None = None,
+        causal: bool = True,
+        last_only: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Logits for every position of ``idx`` (B, T) and, given ``targets``, the mean loss.
+
+        - ``targets`` (B, T): next-token ids; positions set to -100 are ignored (loss masks).
+        - ``attention_mask`` (B, S): 1 for real tokens, 0 for padding, over all key positions
+          (those in ``cache`` followed by ``idx``; S = cache length + T), as in transformers.
+        - ``positions`` (B, T): position ids; by default they follow the cache. With left
+          padding pass ``attention_mask.cumsum(-1) - 1`` (clamped at 0) so that each prompt
+          starts at position 0.
+        - ``cache``: a ``KVCache``; the new keys/values are stored and its length advanced.
+        - ``causal=False`` lets every position attend to every other (mask-predict).
+        - ``last_only`` computes logits for the last position only (prefill for generation).
+        """
+        B, T = idx.shape
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.block_size:
+            raise GenlabError(
+                f"sequence of {past + T} tokens exceeds the model's context of "
+                f"{self.config.block_size}; shorten the input"
+            )
+        if positions is None:
+            positions = torch.arange(past, past + T, device=idx.device).expand(B, T)
+
+        x = self.wte(idx)
+        if self.wpe is not None:
+            x = x + self.wpe(positions)
+        x = self.drop(x)
+
+        mask, is_causal = self._attention_mask(B, T, past, attention_mask, causal, idx.device)
+        for i, block in enumerate(self.blocks):
+            x = block(
+                x,
+                mask=mask,
+                is_causal=is_causal,
+                rotary=self.rotary,
+                positions=positions,
+                cache=cache,
+                layer=i,
+            )
+        if cache is not None:
+            cache.length = past + T
+        x = self.ln_f(x)
+
+        if targets is not None:
+            logits = self.lm_head(x)
+            loss = F.cross_entropy(
+                logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100
+            )
+            return logits, loss
+        if last_only:
+            x = x[:, -1:, :]
+        return self.lm_head(x), None
+
+    @staticmethod
+    def _attention_mask(
+        B: int,
+        T: int,
+        past: int,
+        attention_mask: Tensor | None,
+        causal: bool,
+        device: torch.device,
+    ) -> tuple[Tensor | None, bool]:
+        """The boolean mask (True = attend) for SDPA, or ``None`` with ``is_causal`` when the
+        plain causal pattern suffices (the fast path of fused kernels)."""
+        S = past + T
+        if attention_mask is None:
+            if not causal or T == 1:
+                return None, False  # one new query may see all the past
+            if past == 0:
+                return None, True
+        keep = torch.ones(B, S, dtype=torch.bool, device=device)
+        if attention_mask is not None:
+            if attention_mask.shape != (B, S):
+                raise GenlabError(
+                    f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(B, S)} "
+                    "(cached positions + new positions)"
+                )
+            keep = attention_mask.to(torch.bool)
+        mask = keep[:, None, None, :].expand(B, 1, T, S)
+        if causal:
+            q_pos = torch.arange(past, S, device=device)[:, None]
+            k_pos = torch.arange(S, device=device)[None, :]
+            mask = mask & (k_pos <= q_pos)
+        # Every query keeps itself, so padded queries never see an all-masked row (NaN).
+        eye = torch.zeros(T, S, dtype=torch.bool, device=device)
+        eye[torch.arange(T), torch.arange(past, S)] = True
+        return mask | eye, False
+
+    def token_logprobs(self, idx: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """log p(idx[:, t] | idx[:, :t]) for t >= 1, shape (B, T-1): scoring for PPO/DPO."""
+        positions = None
+        if attention_mask is not None:
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        logits, _ = self(idx, attention_mask=attention_mask, positions=positions)
+        logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+        return logp.gather(-1, idx[:, 1:, None]).squeeze(-1)

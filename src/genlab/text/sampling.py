@@ -1,0 +1,367 @@
+"""Sampling from a language model: greedy, temperature, top-k, nucleus, penalties, stops.
+
+Decoding strategies as commonly used with GPT-style models: temperature scaling, top-k
+filtering (Fan et al., 2018), nucleus / top-p sampling (Holtzman et al., 2020, "The Curious Case
+of Neural Text Degeneration") and the CTRL repetition penalty (Keskar et al., 2019).
+
+Prompts of different lengths are left-padded and decoded together with one KV cache; rows leave
+the batch as they finish. Every generated token comes with its log-probability under the model's
+raw distribution (before temperature and filtering), which PPO, self-consistency and calibration
+need. ``Decoder`` exposes the loop one step at a time, so that callers can watch tokens as they
+come (streaming) and insert tokens into a sequence between steps (``force``): Toolformer pauses on
+a tool call, runs the tool and inserts its result this way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from genlab.core.errors import GenlabError
+from genlab.text.gpt import GPT
+
+
+class Detokenizer(Protocol):
+    """What sampling needs of a tokenizer: turning ids into text (for stop strings)."""
+
+    def decode(self, ids: Sequence[int], skip_special: bool = False) -> str: ...
+
+
+@dataclass
+class SamplingConfig:
+    """How to pick each next token. ``temperature=0`` is greedy decoding."""
+
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    repetition_penalty: float = 1.0
+    stop_ids: tuple[int, ...] = ()
+    stop_strings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 0:
+            raise GenlabError("max_new_tokens must be >= 0")
+        if self.temperature < 0:
+            raise GenlabError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise GenlabError(f"top_k must be >= 1, got {self.top_k}")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise GenlabError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise GenlabError("repetition_penalty must be > 0 (1.0 disables it)")
+
+
+@dataclass
+class Generation:
+    """One finished sequence: new tokens (the stop token included), their log-probabilities,
+    the text (stop token and stop string excluded, when a tokenizer was given) and why it ended:
+    ``"stop"`` (a stop token or string) or ``"length"`` (max_new_tokens or the context)."""
+
+    prompt: list[int]
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    text: str | None = None
+    finish_reason: str | None = None
+
+
+def process_logits(logits: Tensor, history: Tensor | None, config: SamplingConfig) -> Tensor:
+    """Apply repetition penalty, temperature, top-k and top-p to (B, V) logits.
+
+    Filtered tokens get ``-inf``. ``history`` (B, L) holds ids already in each sequence (padding
+    as -1) for the repetition penalty.
+    """
+    logits = logits.float()
+    if config.repetition_penalty != 1.0 and history is not None:
+        seen = torch.zeros_like(logits, dtype=torch.bool)
+        valid = history >= 0
+        seen.scatter_(1, history.clamp(min=0), valid)
+        penalised = torch.where(
+            logits > 0, logits / config.repetition_penalty, logits * config.repetition_penalty
+        )
+        logits = torch.where(seen, penalised, logits)
+    if config.temperature > 0:
+        logits = logits / config.temperature
+    if config.top_k is not None and config.top_k < logits.size(-1):
+        kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if config.top_p is not None and config.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        # drop a token when the tokens before it already cover top_p (the first always stays)
+        drop_sorted = (cum - sorted_logits.softmax(-1)) >= config.top_p
+        drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+class Decoder:
+    """A batch of sequences being generated, advanced one token per ``step()``.
+
+    Rows that finish leave the batch (their cache rows are dropped). ``force(row, ids)`` makes
+    a row take the given tokens next instead of sampling, one per step.
+    """
+
+    def __init__(
+        self,
+        model: GPT,
+        prompts: Sequence[Sequence[int]],
+        config: SamplingConfig,
+        *,
+        tokenizer: Detokenizer | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        num_samples: int = 1,
+    ) -> None:
+        if not prompts:
+            raise GenlabError("no prompts to generate from")
+        if any(len(p) == 0 for p in prompts):
+            raise GenlabError("a prompt is empty: give at least one token (e.g. <|bos|>)")
+        if config.stop_strings and tokenizer is None:
+            raise GenlabError("stop strings need a tokenizer to decode the text")
+        self.model = model
+        self.config = config
+        self.tokenizer = tokenizer
+        device = model.lm_head.weight.device
+        self.device = device
+        if generator is None:
+            generator = torch.Generator(device=device)
+            generator.manual_seed(0 if seed is None else seed)
+        self.generator = generator
+
+        block = model.config.block_size
+        longest = max(len(p) for p in prompts)
+        if longest >= block:
+            raise GenlabError(
+                f"prompt of {longest} tokens leaves no room in the model's context of {block}; "
+                "shorten it"
+            )
+        self.max_new = min(config.max_new_tokens, block - longest)
+        self.results = [Generation(prompt=list(p)) for p in prompts for _ in range(num_samples)]
+        self._forced: dict[int, list[int]] = {}
+
+        # Left-pad so that every prompt ends at the same column.
+        B = len(prompts)
+        ids = torch.zeros(B, longest, dtype=torch.long)
+        mask = torch.zeros(B, longest, dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, longest - len(p) :] = torch.tensor(list(p), dtype=torch.long)
+            mask[i, longest - len(p) :] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        self.padded = bool((mask == 0).any())
+        self.cache = model.new_cache(B, longest + self.max_new)
+        self.rows = torch.arange(B, device=device)  # result index of each row
+        self.mask = mask
+        self.history = torch.where(mask.bool(), ids, torch.full_like(ids, -1))
+        self.next_pos = mask.sum(-1)  # position id of each row's next token
+
+        self._was_training = model.training
+        model.eval()
+        with torch.inference_mode():
+            logits, _ = model(
+                ids,
+                attention_mask=mask if self.padded else None,
+                positions=(mask.cumsum(-1) - 1).clamp(min=0) if self.padded else None,
+                cache=self.cache,
+                last_only=True,
+            )
+        self.logits = logits[:, -1]
+        if num_samples > 1:
+            self._select(torch.arange(B, device=device).repeat_interleave(num_samples))
+            self.rows = torch.arange(B * num_samples, device=device)
+        self.steps = 0
+
+    @property
+    def done(self) -> bool:
+        return self.rows.numel() == 0
+
+    def force(self, index: int, ids: Sequence[int]) -> None:
+        """Make result ``index`` take ``ids`` as its next tokens (e.g. a tool's output)."""
+        self._forced.setdefault(index, []).extend(int(i) for i in ids)
+
+    def _select(self, keep: Tensor) -> None:
+        self.cache.keep(keep)
+        self.rows = self.rows[keep]
+        self.mask = self.mask[keep]
+        self.history = self.history[keep]
+        self.next_pos = self.next_pos[keep]
+        self.logits = self.logits[keep]
+
+    def step(self) -> list[tuple[int, int, float]]:
+        """Pick one token for every unfinished sequence; return ``(index, token, logprob)``."""
+        if self.done:
+            return []
+        cfg = self.config
+        logprobs = F.log_softmax(self.logits.float(), dim=-1)
+        if cfg.temperature == 0:
+            scores = process_logits(self.logits, self.history, cfg)
+            tokens = scores.argmax(-1)
+        else:
+            probs = process_logits(self.logits, self.history, cfg).softmax(-1)
+            tokens = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
+        for r, index in enumerate(self.rows.tolist()):
+            queue = self._forced.get(index)
+            if queue:
+                tokens[r] = queue.pop(0)
+        token_lp = logprobs.gather(-1, tokens[:, None]).squeeze(-1)
+
+        emitted: list[tuple[int, int, float]] = []
+        finished = torch.zeros_like(self.rows, dtype=torch.bool)
+        self.steps += 1
+        for r, (index, tok, lp) in enumerate(
+            zip(self.rows.tolist(), tokens.tolist(), token_lp.tolist(), strict=True)
+        ):
+            gen = self.results[index]
+            gen.tokens.append(tok)
+            gen.logprobs.append(lp)
+            emitted.append((index, tok, lp))
+            forced_pending = bool(self._forced.get(index))
+            if tok in cfg.stop_ids and not forced_pending:
+                gen.finish_reason = "stop"
+            elif cfg.stop_strings and not forced_pending and self._hit_stop_string(gen):
+                gen.finish_reason = "stop"
+            elif len(gen.tokens) >= self.max_new:
+                gen.finish_reason = "length"
+            finished[r] = gen.finish_reason is not None
+
+        if bool(finished.all()):
+            self._finish_all()
+            return emitted
+        self._advance(tokens, finished)
+        return emitted
+
+    def _advance(self, tokens: Tensor, finished: Tensor) -> None:
+        """Feed the new tokens through the model, dropping rows that finished."""
+        if bool(finished.any()):
+            keep = (~finished).nonzero().squeeze(-1)
+            tokens = tokens[keep]
+            self._select(keep)
+        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+        self.history = torch.cat([self.history, tokens[:, None]], dim=1)
+        with torch.inference_mode():
+            logits, _ = self.model(
+                tokens[:, None],
+                attention_mask=self.mask if self.padded else None,
+                positions=self.next_pos[:, None] if self.padded else None,
+                cache=self.cache,
+            )
+        self.next_pos = self.next_pos + 1
+        self.logits = logits[:, -1]
+
+    def _hit_stop_string(self, gen: Generation) -> bool:
+        assert self.tokenizer is not None
+        text = self.tokenizer.decode(gen.tokens, skip_special=True)
+        return any(s in text for s in self.config.stop_strings)
+
+    def _finish_all(self) -> None:
+        self.rows = self.rows[:0]
+        self.model.train(self._was_training)
+
+    def finalize(self) -> list[Generation]:
+        """Texts for all results (when a tokenizer was given), stop token/string removed."""
+        self.model.train(self._was_training)
+        if self.tokenizer is not None:
+            for gen in self.results:
+                ids = gen.tokens
+                if gen.finish_reason == "stop" and ids and ids[-1] in self.config.stop_ids:
+                    ids = ids[:-1]
+                text = self.tokenizer.decode(ids, skip_special=True)
+                for s in self.config.stop_strings:
+                    cut = text.find(s)
+                    if cut >= 0:
+                        text = text[:cut]
+                gen.text = text
+        return self.results
+
+
+def _config(
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    repetition_penalty: float,
+    stop: Sequence[int | str] | None,
+) -> SamplingConfig:
+    stop = list(stop or [])
+    return SamplingConfig(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        stop_ids=tuple(s for s in stop if isinstance(s, int)),
+        stop_strings=tuple(s for s in stop if isinstance(s, str)),
+    )
+
+
+def generate(
+    model: GPT,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    stop: Sequence[int | str] | None = None,
+    seed: int | None = 0,
+    *,
+    tokenizer: Detokenizer | None = None,
+    num_samples: int = 1,
+    generator: torch.Generator | None = None,
+    on_step: Callable[[Decoder, list[tuple[int, int, float]]], None] | None = None,
+) -> list[Generation]:
+    """Continue each prompt (a list of token ids); return one ``Generation`` per sample.
+
+    ``stop`` mixes token ids (e.g. the end-of-turn id) and strings (need ``tokenizer``).
+    ``num_samples`` draws that many continuations per prompt (prompt i's samples are results
+    ``i*num_samples ... i*num_samples + num_samples - 1``), sharing one prefill. ``on_step`` is
+    called after every step with the decoder and the tokens just emitted; it may call
+    ``decoder.force(index, ids)``. The same seed gives the same output.
+    """
+    config = _config(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop)
+    decoder = Decoder(
+        model,
+        prompts,
+        config,
+        tokenizer=tokenizer,
+        seed=seed,
+        generator=generator,
+        num_samples=num_samples,
+    )
+    while not decoder.done:
+        emitted = decoder.step()
+        if on_step is not None:
+            on_step(decoder, emitted)
+    return decoder.finalize()
+
+
+def stream(
+    model: GPT,
+    prompt: Sequence[int],
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    stop: Sequence[int | str] | None = None,
+    seed: int | None = 0,
+    *,
+    tokenizer: Detokenizer | None = None,
+) -> Iterator[tuple[int, float]]:
+    """Yield ``(token, logprob)`` for one prompt as each token is chosen.
+
+    The tokens are exactly those ``generate`` returns for the same arguments.
+    """
+    config = _config(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop)
+    decoder = Decoder(model, [prompt], config, tokenizer=tokenizer, seed=seed)
+    try:
+        while not decoder.done:
+            for _, tok, lp in decoder.step():
+                yield tok, lp
+    finally:
+        model.train(decoder._was_training)
