@@ -221,9 +221,8 @@ class Decoder:
             gen.logprobs.append(lp)
             emitted.append((index, tok, lp))
             forced_pending = bool(self._forced.get(index))
-            if tok in cfg.stop_ids and not forced_pending:
-                gen.finish_reason = "stop"
-            elif cfg.stop_strings and not forced_pending and self._hit_stop_string(gen):
+            stopped = tok in cfg.stop_ids or (bool(cfg.stop_strings) and self._hit_stop_string(gen))
+            if stopped and not forced_pending:
                 gen.finish_reason = "stop"
             elif len(gen.tokens) >= self.max_new:
                 gen.finish_reason = "length"
