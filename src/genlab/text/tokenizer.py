@@ -1,0 +1,495 @@
+"""Byte-level BPE tokenizer with special tokens for chat and tools, and a masked chat template.
+
+Byte-pair encoding (Sennrich et al., 2016, "Neural Machine Translation of Rare Words with Subword
+Units") starts from single symbols and repeatedly merges the most frequent adjacent pair into a
+new token. GPT-2 (Radford et al., 2019) runs it over the 256 byte values instead of Unicode
+characters: every string is a byte sequence, so with the 256 bytes always in the vocabulary any
+text encodes (no unknown token) and decodes back exactly. Training and encoding run in Hugging
+Face ``tokenizers`` (Rust, parallel); this module adds what a chat model needs on top of it.
+
+Special tokens
+    ``SPECIAL_TOKENS`` lists them: ``<|bos|>``, ``<|eos|>``, ``<|pad|>``, ``<|eot|>`` (end of
+    turn), the roles ``<|system|>``, ``<|user|>``, ``<|assistant|>``, and the tool markers
+    ``<|tool_call|>``, ``<|/tool_call|>``, ``<|tool_result|>``, ``<|/tool_result|>``. Only code
+    inserts them (``tok.eot_id``, ``tok.special["eot"]``): ``encode`` reads text that spells one,
+    such as a user typing ``<|eot|>``, as ordinary bytes, so no input can forge a turn boundary.
+
+Chat template
+    ``render_chat`` lays out a conversation as below and returns its ids with a loss mask that is
+    1 exactly on what the assistant writes, including the token that ends its message (a model
+    never trained on its end-of-turn token does not learn to stop). Mask value on the right::
+
+        <|bos|>                                                       0
+        <|system|>Be brief.<|eot|>                                    0
+        <|user|>What is 2+3?<|eot|>                                   0
+        <|assistant|>                                                 0
+                     Let me add.<|tool_call|>add(2, 3)<|/tool_call|>  1
+        <|tool_result|>5<|/tool_result|>                              0
+        <|assistant|>                                                 0
+                     It is 5.<|eot|>                                  1
+
+    from the messages::
+
+        [{"role": "system", "content": "Be brief."},
+         {"role": "user", "content": "What is 2+3?"},
+         {"role": "assistant", "content": "Let me add.", "tool_call": "add(2, 3)"},
+         {"role": "tool", "content": "5"},
+         {"role": "assistant", "content": "It is 5."}]
+
+    An assistant message with a ``tool_call`` ends with ``<|/tool_call|>`` instead of ``<|eot|>``:
+    at generation time the model stops there, the caller runs the tool and appends the ``tool``
+    message, and ``render_prompt`` (the same layout, ending with ``<|assistant|>``) gives the ids
+    to resume from. Training and generation thus see the same token sequence.
+
+Loading other tokenizers
+    ``Tokenizer.load`` also reads a Hugging Face ``tokenizer.json`` of a byte-level BPE (GPT-2
+    style, e.g. saved by transformers' ``GPT2TokenizerFast``), from the file or its folder. Its
+    ``<|endoftext|>`` serves as both bos and eos (or the ``bos_token``/``eos_token``/``pad_token``
+    named in a ``tokenizer_config.json`` beside it); every special token still missing is appended
+    as a new id after the existing vocabulary, in the order of ``SPECIAL_TOKENS``, so a pretrained
+    model's embedding must grow to ``tok.vocab_size`` before it can use them.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tokenizers import AddedToken, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer as HFTokenizer
+
+from genlab.core.errors import GenlabError
+from genlab.core.io import atomic_write_bytes, read_json
+
+__all__ = [
+    "ROLES",
+    "SPECIAL_TOKENS",
+    "StreamDecoder",
+    "Tokenizer",
+    "bytes_to_unicode",
+    "text_files",
+]
+
+SPECIAL_TOKENS: dict[str, str] = {
+    "bos": "<|bos|>",
+    "eos": "<|eos|>",
+    "pad": "<|pad|>",
+    "eot": "<|eot|>",
+    "system": "<|system|>",
+    "user": "<|user|>",
+    "assistant": "<|assistant|>",
+    "tool_call": "<|tool_call|>",
+    "tool_call_end": "<|/tool_call|>",
+    "tool_result": "<|tool_result|>",
+    "tool_result_end": "<|/tool_result|>",
+}
+ROLES = ("system", "user", "assistant", "tool")
+GPT2_END_OF_TEXT = "<|endoftext|>"
+FORMAT = "genlab.tokenizer"
+FORMAT_VERSION = 1
+
+
+@functools.cache
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's map from each byte to a visible character, so BPE tokens are printable strings.
+
+    Printable Latin-1 bytes map to themselves; the others (controls, space, ...) are shifted to
+    code points from 256 upwards (space becomes ``Ġ``, newline ``Ċ``).
+    """
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    kept += range(ord("®"), ord("ÿ") + 1)
+    table = {b: chr(b) for b in kept}
+    shifted = (b for b in range(256) if b not in table)
+    for n, b in enumerate(shifted):
+        table[b] = chr(256 + n)
+    return table
+
+
+def text_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand files and folders (their ``.txt`` files, recursively, sorted) into a file list."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.txt") if p.is_file())
+            if not found:
+                raise GenlabError(f"no .txt files in folder {path}: add some or name the files")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise GenlabError(f"data file not found: {path}")
+    if not files:
+        raise GenlabError("no data files given: name text files or folders of .txt files")
+    return files
+
+
+def _training_files(data: Any) -> list[Path] | None:
+    """The files to train on when ``data`` names files or folders; None when it holds texts.
+
+    A single string or path, or a sequence with any ``Path`` in it, names files. A sequence of
+    strings names files only when every string is an existing path; otherwise it holds texts.
+    """
+    if isinstance(data, str) and ("\n" in data or not os.path.exists(data)):
+        raise GenlabError(
+            f"data file not found: {data[:80]!r} (a single string is read as a path; "
+            "pass a list of strings to train on texts)"
+        )
+    if isinstance(data, (str, os.PathLike)):
+        return text_files([data])
+    if not isinstance(data, Sequence) or not data:
+        return None
+    if any(isinstance(x, os.PathLike) for x in data):
+        return text_files(data)
+    if all(isinstance(x, str) and os.path.exists(x) for x in data):
+        return text_files(data)
+    return None
+
+
+def _batches(texts: Iterable[Any], size: int = 1024) -> Iterator[list[str]]:
+    """Group texts so the Rust trainer takes them a batch at a time (much faster than one by one)."""
+    batch: list[str] = []
+    for text in texts:
+        if not isinstance(text, str):
+            raise GenlabError(f"training texts must be strings, got {type(text).__name__}")
+        batch.append(text)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _has_type(obj: Any, name: str) -> bool:
+    """Whether a tokenizer.json component (possibly a Sequence of them) contains type ``name``."""
+    if isinstance(obj, dict):
+        return obj.get("type") == name or any(_has_type(v, name) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_has_type(v, name) for v in obj)
+    return False
+
+
+def _check_byte_level(obj: Mapping[str, Any], where: Path) -> None:
+    """Refuse tokenizers that cannot encode every text: only byte-level BPE can promise that."""
+    model = obj.get("model")
+    if not isinstance(model, dict) or model.get("type") != "BPE":
+        raise GenlabError(f"{where}: genlab reads byte-level BPE tokenizers only, not this model")
+    if not _has_type(obj.get("pre_tokenizer"), "ByteLevel") or not _has_type(
+        obj.get("decoder"), "ByteLevel"
+    ):
+        raise GenlabError(f"{where}: genlab reads byte-level BPE tokenizers only (GPT-2 style)")
+    vocab = model.get("vocab")
+    missing = len(set(bytes_to_unicode().values()) - set(vocab if isinstance(vocab, dict) else ()))
+    if missing:
+        raise GenlabError(
+            f"{where}: {missing} of the 256 byte tokens are missing, so some text "
+            "cannot be encoded; retrain it with the full byte alphabet"
+        )
+
+
+def _hf_from_json(obj: Mapping[str, Any], where: Path) -> HFTokenizer:
+    _check_byte_level(obj, where)
+    try:
+        return HFTokenizer.from_str(json.dumps(obj))
+    except Exception as e:  # the Rust parser raises a bare Exception
+        raise GenlabError(f"{where}: not a valid tokenizer ({e}); restore or retrain it") from e
+
+
+def _ids(ids: Any) -> list[int]:
+    """Plain ints from a list, a tuple, a NumPy array or a tensor."""
+    return ids.tolist() if hasattr(ids, "tolist") else [int(i) for i in ids]
+
+
+class StreamDecoder:
+    """Decode ids one at a time, returning only complete text so far.
+
+    A byte-level token may hold half of a multi-byte UTF-8 character (an emoji often spans two
+    tokens); printing each token's text alone would show U+FFFD. Bytes go through an incremental
+    UTF-8 decoder that holds an unfinished character back until its last byte arrives, so the
+    pieces joined equal ``decode`` of all the ids.
+    """
+
+    def __init__(self, token_bytes: Sequence[bytes], skip_ids: frozenset[int] = frozenset()):
+        self._token_bytes = token_bytes
+        self._skip_ids = skip_ids
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token_id: int) -> str:
+        """Add one id; return the text it completes (possibly empty)."""
+        i = int(token_id)
+        if not 0 <= i < len(self._token_bytes):
+            raise GenlabError(
+                f"token id {i} is outside the vocabulary (0..{len(self._token_bytes) - 1})"
+            )
+        if i in self._skip_ids:
+            return ""
+        return self._utf8.decode(self._token_bytes[i])
+
+    def flush(self) -> str:
+        """End the stream: return what is held back (an unfinished character becomes U+FFFD)."""
+        text = self._utf8.decode(b"", final=True)
+        self._utf8.reset()
+        return text
+
+
+class Tokenizer:
+    """A byte-level BPE tokenizer with chat and tool special tokens (see the module docstring)."""
+
+    def __init__(self, hf: HFTokenizer, special: Mapping[str, int]):
+        missing = set(SPECIAL_TOKENS) - set(special)
+        if missing:
+            raise GenlabError(f"tokenizer lacks special tokens {sorted(missing)}")
+        self._hf = hf
+        # Text that spells a special token is split like any other text, never matched whole.
+        hf.encode_special_tokens = True
+        hf.no_truncation()
+        hf.no_padding()
+        self._vocab_size = max(hf.get_vocab(with_added_tokens=True).values()) + 1
+        self.special: dict[str, int] = {name: special[name] for name in SPECIAL_TOKENS}
+        self.bos_id = self.special["bos"]
+        self.eos_id = self.special["eos"]
+        self.pad_id = self.special["pad"]
+        self.eot_id = self.special["eot"]
+        self.system_id = self.special["system"]
+        self.user_id = self.special["user"]
+        self.assistant_id = self.special["assistant"]
+        self.tool_call_id = self.special["tool_call"]
+        self.tool_call_end_id = self.special["tool_call_end"]
+        self.tool_result_id = self.special["tool_result"]
+        self.tool_result_end_id = self.special["tool_result_end"]
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids a model must embed: bytes, merges and special tokens."""
+        return self._vocab_size
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self.vocab_size})"
+
+    # ---- training, saving, loading -------------------------------------------------------------
+
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str] | Sequence[str | Path] | str | Path,
+        vocab_size: int,
+        min_frequency: int = 2,
+    ) -> Tokenizer:
+        """Learn merges from texts (an iterable of strings) or from files and folders of .txt.
+
+        ``vocab_size`` counts every id, specials included. It cannot go below the 256 bytes plus
+        the special tokens: a smaller request (down to 256) gives exactly those, with no merges.
+        Fewer ids than asked come out when the data has no more pairs seen ``min_frequency`` times.
+        """
+        floor = 256 + len(SPECIAL_TOKENS)
+        if vocab_size < 256:
+            raise GenlabError(
+                f"vocab_size must be at least 256 (the byte alphabet), got {vocab_size}"
+            )
+        if min_frequency < 0:
+            raise GenlabError(f"min_frequency must be >= 0, got {min_frequency}")
+        hf = HFTokenizer(models.BPE())
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=max(vocab_size, floor),
+            min_frequency=min_frequency,
+            special_tokens=[
+                AddedToken(s, special=True, normalized=False) for s in SPECIAL_TOKENS.values()
+            ],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        files = _training_files(texts)
+        if files is None:
+            hf.train_from_iterator(_batches(texts), trainer)
+        else:
+            try:
+                hf.train([str(f) for f in files], trainer)
+            except Exception as e:  # the Rust reader raises a bare Exception
+                raise GenlabError(
+                    f"cannot read training files ({e}); they must be UTF-8 text"
+                ) from e
+        return cls(hf, {name: hf.token_to_id(s) for name, s in SPECIAL_TOKENS.items()})
+
+    def save(self, path: str | Path) -> None:
+        """Write one JSON file atomically (into ``path/tokenizer.json`` if ``path`` is a folder)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "tokenizer.json"
+        obj = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "special_tokens": {name: self._hf.id_to_token(i) for name, i in self.special.items()},
+            "tokenizer": json.loads(self._hf.to_str()),
+        }
+        atomic_write_bytes(path, json.dumps(obj, ensure_ascii=False).encode())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        """Read a genlab tokenizer file, or a Hugging Face ``tokenizer.json`` (file or folder)."""
+        path = Path(path)
+        file = path / "tokenizer.json" if path.is_dir() else path
+        obj = read_json(file, "tokenizer")
+        if isinstance(obj, dict) and obj.get("format") == FORMAT:
+            return cls._from_genlab(obj, file)
+        if isinstance(obj, dict) and "model" in obj:
+            return cls._from_hugging_face(obj, file)
+        raise GenlabError(f"{file} is neither a genlab tokenizer nor a Hugging Face tokenizer.json")
+
+    @classmethod
+    def _from_genlab(cls, obj: Mapping[str, Any], file: Path) -> Tokenizer:
+        if obj.get("version") != FORMAT_VERSION:
+            raise GenlabError(
+                f"{file}: tokenizer format version {obj.get('version')!r} is not "
+                f"{FORMAT_VERSION}; use the genlab version that wrote it"
+            )
+        spellings, inner = obj.get("special_tokens"), obj.get("tokenizer")
+        if not isinstance(spellings, dict) or not isinstance(inner, dict):
+            raise GenlabError(f"{file}: tokenizer file is incomplete; restore or retrain it")
+        hf = _hf_from_json(inner, file)
+        special = {name: hf.token_to_id(str(s)) for name, s in spellings.items()}
+        lost = sorted(name for name, i in special.items() if i is None)
+        if lost:
+            raise GenlabError(f"{file}: special tokens {lost} are not in the vocabulary")
+        return cls(hf, special)
+
+    @classmethod
+    def _from_hugging_face(cls, obj: Mapping[str, Any], file: Path) -> Tokenizer:
+        hf = _hf_from_json(obj, file)
+        config_file = file.parent / "tokenizer_config.json"
+        config = read_json(config_file, "tokenizer config") if config_file.is_file() else {}
+
+        def named(key: str) -> list[str]:
+            token = config.get(key) if isinstance(config, dict) else None
+            token = token.get("content") if isinstance(token, dict) else token
+            return [token] if isinstance(token, str) else []
+
+        candidates = {name: [spelling] for name, spelling in SPECIAL_TOKENS.items()}
+        candidates["bos"] = [*named("bos_token"), SPECIAL_TOKENS["bos"], GPT2_END_OF_TEXT]
+        candidates["eos"] = [*named("eos_token"), SPECIAL_TOKENS["eos"], GPT2_END_OF_TEXT]
+        candidates["pad"] = [*named("pad_token"), SPECIAL_TOKENS["pad"]]
+        special = {}
+        for name, spellings in candidates.items():
+            spelling = next(
+                (s for s in spellings if hf.token_to_id(s) is not None), SPECIAL_TOKENS[name]
+            )
+            # Marks an existing token special (same id) or appends a new one after the vocabulary.
+            hf.add_special_tokens([AddedToken(spelling, special=True, normalized=False)])
+            special[name] = hf.token_to_id(spelling)
+        return cls(hf, special)
+
+    # ---- encoding and decoding -----------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of ``text``; never a special id, even where the text spells a special token."""
+        if not isinstance(text, str):
+            raise GenlabError(f"encode() takes a string, got {type(text).__name__}")
+        return self._hf.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """``encode`` for many texts at once, in parallel in Rust."""
+        bad = next((t for t in texts if not isinstance(t, str)), None)
+        if bad is not None:
+            raise GenlabError(f"encode_batch() takes strings, got {type(bad).__name__}")
+        return [e.ids for e in self._hf.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[int], skip_special: bool = False) -> str:
+        """Text of ``ids``; special tokens appear spelled out unless ``skip_special``."""
+        ids = _ids(ids)
+        if ids and not 0 <= min(ids) <= max(ids) < self.vocab_size:
+            bad = next(i for i in ids if not 0 <= i < self.vocab_size)
+            raise GenlabError(
+                f"token id {bad} is outside the vocabulary (0..{self.vocab_size - 1})"
+            )
+        return self._hf.decode(ids, skip_special_tokens=skip_special)
+
+    @functools.cached_property
+    def _token_bytes(self) -> list[bytes]:
+        """The bytes each id stands for (special tokens: their spelling in UTF-8)."""
+        byte_of = {c: b for b, c in bytes_to_unicode().items()}
+        added = self._hf.get_added_tokens_decoder()
+        table = [b""] * self.vocab_size
+        for token, i in self._hf.get_vocab(with_added_tokens=True).items():
+            if i in added:
+                table[i] = added[i].content.encode()
+            else:
+                table[i] = b"".join(
+                    bytes([byte_of[c]]) if c in byte_of else c.encode() for c in token
+                )
+        return table
+
+    def stream_decoder(self, skip_special: bool = False) -> StreamDecoder:
+        """A ``StreamDecoder`` for printing generated ids as they come."""
+        skip: frozenset[int] = frozenset()
+        if skip_special:
+            skip = frozenset(i for i, t in self._hf.get_added_tokens_decoder().items() if t.special)
+        return StreamDecoder(self._token_bytes, skip)
+
+    # ---- chat template -------------------------------------------------------------------------
+
+    def render_chat(
+        self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = False
+    ) -> tuple[list[int], list[int]]:
+        """Ids of a conversation and its loss mask (1 on assistant-written tokens only).
+
+        The layout is in the module docstring. ``add_generation_prompt`` appends
+        ``<|assistant|>`` (mask 0) so that a model continues as the assistant.
+        """
+        checked = _check_messages(messages)
+        texts = [content for _, content, _ in checked]
+        texts += [call for _, _, call in checked if call is not None]
+        encoded = iter(self.encode_batch(texts))
+        contents = [next(encoded) for _ in checked]
+        ids: list[int] = []
+        mask: list[int] = []
+
+        def put(tokens: list[int], learn: int) -> None:
+            ids.extend(tokens)
+            mask.extend([learn] * len(tokens))
+
+        put([self.bos_id], 0)
+        for (role, _, call), content in zip(checked, contents, strict=True):
+            if role == "tool":
+                put([self.tool_result_id, *content, self.tool_result_end_id], 0)
+            elif role == "assistant":
+                put([self.assistant_id], 0)
+                put(content, 1)
+                if call is None:
+                    put([self.eot_id], 1)
+                else:
+                    put([self.tool_call_id, *next(encoded), self.tool_call_end_id], 1)
+            else:
+                put([self.special[role], *content, self.eot_id], 0)
+        if add_generation_prompt:
+            put([self.assistant_id], 0)
+        return ids, mask
+
+    def render_prompt(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Ids of a conversation that end with ``<|assistant|>``, ready for the model to answer."""
+        return self.render_chat(messages, add_generation_prompt=True)[0]
+
+
+def _check_messages(messages: Any) -> list[tuple[str, str, str | None]]:
+    """(role, content, tool_call) per message, or a one-line GenlabError saying what is wrong."""
+    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+        raise GenlabError("messages must be a list of {'role': ..., 'content': ...} dicts")
+    checked = []
+    for n, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise GenlabError(f"message {n} is a {type(message).__name__}, not a dict")
+        role = message.get("role")
+        if role not in ROLES:
+            raise GenlabError(f"message {n} has role {role!r}; use one of {', '.join(ROLES)}")
+        content = message.get("content")
+        if not isinstance(content, str):
+            raise GenlabError(f"message {n} ({role}) needs a 'content' string")
+        call = message.get("tool_call")
+        if call is not None and (role != "assistant" or not isinstance(call, str)):
+            raise GenlabError(f"message {n}: 'tool_call' must be a string on an assistant message")
+        checked.append((role, content, call))
+    return checked
