@@ -1,0 +1,1 @@
+"""Measures of generated samples: FID over pluggable feature extractors, and more to come."""

@@ -1,0 +1,1 @@
+"""Image models and their generation procedures, one file per family, plus sample grids."""

@@ -1,0 +1,427 @@
+"""A conditional UNet: the denoising network of a diffusion model.
+
+The architecture is the UNet of Ronneberger et al., 2015 ("U-Net: Convolutional Networks for
+Biomedical Image Segmentation"), an encoder that halves the resolution level by level and a
+decoder that doubles it back, each decoder level reading the encoder's features at the same
+resolution through skip connections. Ho et al., 2020 (DDPM) made it the denoiser of diffusion
+models with the pieces kept here: residual blocks with group normalisation, a sinusoidal
+embedding of the step index (as Transformer positions) added inside every residual block, and
+self-attention at the low resolutions, where the feature maps are small enough for it.
+
+Conditioning, for classifier-free guidance (Ho & Salimans, 2022, "Classifier-Free Diffusion
+Guidance"):
+
+- a class label: a learned embedding added to the step embedding (``num_classes > 0``); one extra
+  row is the learned null class;
+- a sequence of text embeddings (B, L, D_ctx) with an optional mask (B, L): every attention
+  block also cross-attends from the pixels to the sequence (``context_dim > 0``), as in latent
+  diffusion (Rombach et al., 2022); the null condition is the zeroed sequence.
+
+``forward(..., drop_cond=mask)`` replaces the condition of the masked rows by the null one, which
+is how training drops the condition (see ``genlab.vision.guidance``) and how a guided sampler
+runs the conditional and unconditional predictions in one batch. A missing condition
+(``class_labels=None``, ``context=None``) is the null condition.
+
+Layer names are stable because adapters (LoRA) find layers by name: attention projections are
+``{down,up}.{i}.attentions.{j}.attn.to_q|to_k|to_v|to_out`` (self-attention),
+``... .cross_attn.to_q|to_k|to_v|to_out`` (cross-attention) and ``mid.attention.attn.to_q`` etc.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genlab.core.errors import GenlabError
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """The numbers that define a UNet; the image size is free (a multiple of 2^(levels-1))."""
+
+    image_channels: int = 3
+    base_channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2)
+    num_res_blocks: int = 1
+    attn_levels: tuple[int, ...] = (1,)  # levels (0 = full resolution) with attention
+    num_heads: int = 4
+    norm_groups: int = 8
+    dropout: float = 0.0
+    num_classes: int = 0  # > 0: class-conditional, with a learned null class
+    context_dim: int = 0  # > 0: cross-attention to a (B, L, context_dim) sequence
+
+    def __post_init__(self) -> None:
+        # JSON turns tuples into lists; keep the config hashable and comparable
+        object.__setattr__(self, "channel_mults", tuple(self.channel_mults))
+        object.__setattr__(self, "attn_levels", tuple(self.attn_levels))
+        for name in ("image_channels", "base_channels", "num_res_blocks", "num_heads"):
+            if getattr(self, name) < 1:
+                raise GenlabError(f"UNet {name} must be positive, got {getattr(self, name)}")
+        if not self.channel_mults or min(self.channel_mults) < 1:
+            raise GenlabError(f"channel_mults must be positive integers, got {self.channel_mults}")
+        for level in self.attn_levels:
+            if not 0 <= level < len(self.channel_mults):
+                raise GenlabError(
+                    f"attention level {level} does not exist: the UNet has levels 0.."
+                    f"{len(self.channel_mults) - 1}"
+                )
+        for ch in self.level_channels:
+            if ch % self.norm_groups:
+                raise GenlabError(
+                    f"{ch} channels do not split into {self.norm_groups} norm groups; pick "
+                    "base_channels as a multiple of norm_groups"
+                )
+            if ch % self.num_heads:
+                raise GenlabError(f"{ch} channels do not split into {self.num_heads} heads")
+        if self.num_classes < 0 or self.context_dim < 0:
+            raise GenlabError("num_classes and context_dim must be 0 (off) or positive")
+
+    @property
+    def level_channels(self) -> list[int]:
+        return [self.base_channels * m for m in self.channel_mults]
+
+    @property
+    def time_embed_dim(self) -> int:
+        return 4 * self.base_channels
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UNetConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise GenlabError(
+                f"unknown UNet config field '{unknown[0]}'; is this a UNet checkpoint?"
+            )
+        return cls(**d)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> UNetConfig:
+        """A named size (see ``PRESETS``) with any field overridden (e.g. ``num_classes``)."""
+        if name not in PRESETS:
+            raise GenlabError(f"unknown UNet preset '{name}'; choose one of {', '.join(PRESETS)}")
+        return replace(PRESETS[name], **overrides)
+
+
+# From seconds on a laptop CPU at 16x16 up to the layout of DDPM's CIFAR-10 model (32x32).
+PRESETS: dict[str, UNetConfig] = {
+    "tiny": UNetConfig(base_channels=32, channel_mults=(1, 2), num_res_blocks=1, attn_levels=(1,)),
+    "small": UNetConfig(
+        base_channels=64,
+        channel_mults=(1, 2, 2),
+        num_res_blocks=2,
+        attn_levels=(1, 2),
+        norm_groups=32,
+    ),
+    "base": UNetConfig(
+        base_channels=128,
+        channel_mults=(1, 2, 2, 2),
+        num_res_blocks=2,
+        attn_levels=(1,),
+        norm_groups=32,
+        dropout=0.1,
+    ),
+}
+
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding (B, dim) of step indices t (B,): [cos(t w_k), sin(t w_k)] with
+    frequencies w_k = max_period^(-k / (dim/2)), as Transformer positions (Vaswani et al.)."""
+    if dim % 2:
+        raise GenlabError(f"the step embedding needs an even size, got {dim}")
+    half = dim // 2
+    exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device)
+    freqs = torch.exp(exponent / half)
+    args = t.float()[:, None] * freqs[None, :]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm, SiLU, conv; add the step embedding; GroupNorm, SiLU, dropout, conv; residual."""
+
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, groups: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.emb_proj = nn.Linear(emb_dim, out_ch)
+        self.norm2 = nn.GroupNorm(groups, out_ch)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        # the residual branch starts at zero, so a deep UNet trains stably (as in ADM)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.emb_proj(F.silu(emb))[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    """Multi-head attention from tokens to themselves or, given ``context_dim``, to a context."""
+
+    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        kv_dim = context_dim or dim
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(kv_dim, dim, bias=False)
+        self.to_v = nn.Linear(kv_dim, dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+        nn.init.zeros_(self.to_out.weight)
+        nn.init.zeros_(self.to_out.bias)
+
+    def forward(
+        self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None
+    ) -> Tensor:
+        """``x`` (B, N, dim); ``context`` (B, L, context_dim); ``mask`` (B, L), True = attend."""
+        src = x if context is None else context
+        B, N, C = x.shape
+        H = self.num_heads
+
+        def heads(t: Tensor) -> Tensor:
+            return t.view(B, -1, H, C // H).transpose(1, 2)  # (B, H, len, C/H)
+
+        q, k, v = heads(self.to_q(x)), heads(self.to_k(src)), heads(self.to_v(src))
+        attn_mask = None if mask is None else mask[:, None, None, :]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.to_out(y.transpose(1, 2).reshape(B, N, C))
+
+
+class AttentionBlock(nn.Module):
+    """Self-attention over the pixels of a feature map, then cross-attention to the context."""
+
+    def __init__(self, channels: int, num_heads: int, groups: int, context_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, channels)
+        self.attn = Attention(channels, num_heads)
+        if context_dim:
+            self.norm_cross = nn.LayerNorm(channels)
+            self.cross_attn = Attention(channels, num_heads, context_dim)
+
+    def forward(self, x: Tensor, context: Tensor | None, context_mask: Tensor | None) -> Tensor:
+        B, C, H, W = x.shape
+        tokens = x.flatten(2).transpose(1, 2)  # (B, H*W, C)
+        tokens = tokens + self.attn(self.norm(x).flatten(2).transpose(1, 2))
+        if context is not None:
+            tokens = tokens + self.cross_attn(self.norm_cross(tokens), context, context_mask)
+        return tokens.transpose(1, 2).reshape(B, C, H, W)
+
+
+class Downsample(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Level(nn.Module):
+    """One resolution of the encoder or decoder: residual blocks, each optionally followed by
+    attention, then a change of resolution (``downsample`` or ``upsample``) unless outermost."""
+
+    def __init__(
+        self,
+        resnets: list[ResBlock],
+        attentions: list[AttentionBlock] | None,
+        downsample: Downsample | None = None,
+        upsample: Upsample | None = None,
+    ) -> None:
+        super().__init__()
+        self.resnets = nn.ModuleList(resnets)
+        self.attentions = nn.ModuleList(attentions) if attentions else None
+        self.downsample = downsample
+        self.upsample = upsample
+
+
+class Mid(nn.Module):
+    def __init__(self, ch: int, cfg: UNetConfig) -> None:
+        super().__init__()
+        emb = cfg.time_embed_dim
+        self.res1 = ResBlock(ch, ch, emb, cfg.norm_groups, cfg.dropout)
+        self.attention = AttentionBlock(ch, cfg.num_heads, cfg.norm_groups, cfg.context_dim)
+        self.res2 = ResBlock(ch, ch, emb, cfg.norm_groups, cfg.dropout)
+
+    def forward(self, h: Tensor, emb: Tensor, ctx: Tensor | None, mask: Tensor | None) -> Tensor:
+        return self.res2(self.attention(self.res1(h, emb), ctx, mask), emb)
+
+
+class UNet(nn.Module):
+    """Noisy image and step index in, a prediction of the same shape out (noise, x0 or v)."""
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        emb = c.time_embed_dim
+        self.time_mlp = nn.Sequential(
+            nn.Linear(c.base_channels, emb), nn.SiLU(), nn.Linear(emb, emb)
+        )
+        # the last row is the learned null class
+        self.class_embed = nn.Embedding(c.num_classes + 1, emb) if c.num_classes else None
+        self.conv_in = nn.Conv2d(c.image_channels, c.base_channels, 3, padding=1)
+
+        def res(i: int, o: int) -> ResBlock:
+            return ResBlock(i, o, emb, c.norm_groups, c.dropout)
+
+        def attn(ch: int) -> AttentionBlock:
+            return AttentionBlock(ch, c.num_heads, c.norm_groups, c.context_dim)
+
+        n_levels = len(c.channel_mults)
+        skips = [c.base_channels]
+        ch = c.base_channels
+        self.down = nn.ModuleList()
+        for i, out in enumerate(c.level_channels):
+            resnets = []
+            for _ in range(c.num_res_blocks):
+                resnets.append(res(ch, out))
+                ch = out
+                skips.append(ch)
+            attentions = [attn(ch) for _ in resnets] if i in c.attn_levels else None
+            downsample = Downsample(ch) if i < n_levels - 1 else None
+            if downsample is not None:
+                skips.append(ch)
+            self.down.append(Level(resnets, attentions, downsample=downsample))
+
+        self.mid = Mid(ch, c)
+
+        self.up = nn.ModuleList()  # up[0] is the deepest level
+        for i in reversed(range(n_levels)):
+            out = c.level_channels[i]
+            resnets = []
+            for _ in range(c.num_res_blocks + 1):
+                resnets.append(res(ch + skips.pop(), out))
+                ch = out
+            attentions = [attn(ch) for _ in resnets] if i in c.attn_levels else None
+            upsample = Upsample(ch) if i > 0 else None
+            self.up.append(Level(resnets, attentions, upsample=upsample))
+
+        self.norm_out = nn.GroupNorm(c.norm_groups, ch)
+        self.conv_out = nn.Conv2d(ch, c.image_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _condition(
+        self,
+        B: int,
+        like: Tensor,
+        class_labels: Tensor | None,
+        context: Tensor | None,
+        context_mask: Tensor | None,
+        drop_cond: Tensor | None,
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """Class labels, context and mask with the null condition filled in where missing or
+        dropped. The null context is one zero vector; a zeroed sequence of any length gives
+        the same attention output (uniform weights over zero values), so both are the same."""
+        c = self.config
+        keep = None if drop_cond is None else ~drop_cond.to(device=like.device, dtype=torch.bool)
+        if class_labels is not None and not c.num_classes:
+            raise GenlabError("class labels given to a UNet without classes (num_classes=0)")
+        if context is not None and not c.context_dim:
+            raise GenlabError("a context given to a UNet without cross-attention (context_dim=0)")
+        labels = None
+        if c.num_classes:
+            null = torch.full((B,), c.num_classes, dtype=torch.long, device=like.device)
+            if class_labels is None:
+                labels = null
+            else:
+                labels = class_labels.to(like.device).long()
+                if labels.shape != (B,) or labels.min() < 0 or labels.max() >= c.num_classes:
+                    raise GenlabError(
+                        f"class_labels must be {B} integers in [0, {c.num_classes}), got "
+                        f"shape {tuple(labels.shape)}"
+                    )
+            if keep is not None:
+                labels = torch.where(keep, labels, null)
+        if not c.context_dim:
+            return labels, None, None
+        if context is None:
+            return labels, like.new_zeros(B, 1, c.context_dim), None
+        if context.ndim != 3 or context.shape[0] != B or context.shape[2] != c.context_dim:
+            raise GenlabError(
+                f"context has shape {tuple(context.shape)}, expected ({B}, L, {c.context_dim})"
+            )
+        context = context.to(like.dtype)
+        if context_mask is not None:
+            context_mask = context_mask.to(device=like.device, dtype=torch.bool)
+        if keep is not None:
+            context = context * keep[:, None, None].to(context.dtype)
+            if context_mask is not None:
+                context_mask = context_mask | ~keep[:, None]
+        if context_mask is not None and not bool(context_mask.any(dim=1).all()):
+            raise GenlabError("a context_mask row masks every position; keep at least one token")
+        return labels, context, context_mask
+
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor | int,
+        class_labels: Tensor | None = None,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+        drop_cond: Tensor | None = None,
+    ) -> Tensor:
+        """Predict from ``x`` (B, C, H, W) at steps ``t`` (B,) or a single step.
+
+        - ``class_labels`` (B,) ints in [0, num_classes); None is the null class.
+        - ``context`` (B, L, context_dim) and ``context_mask`` (B, L), True = a real token.
+        - ``drop_cond`` (B,) bool: rows that get the null condition (classifier-free guidance).
+        """
+        B, _, H, W = x.shape
+        factor = 2 ** (len(self.config.channel_mults) - 1)
+        if H % factor or W % factor:
+            raise GenlabError(
+                f"image size {H}x{W} is not a multiple of {factor}, which this UNet's "
+                f"{len(self.config.channel_mults)} levels need"
+            )
+        t = torch.as_tensor(t, device=x.device)
+        t = t.expand(B) if t.ndim == 0 else t
+        if t.shape != (B,):
+            raise GenlabError(f"t must be one step or {B} steps, got shape {tuple(t.shape)}")
+        emb = self.time_mlp(timestep_embedding(t, self.config.base_channels).to(x.dtype))
+        labels, ctx, mask = self._condition(B, x, class_labels, context, context_mask, drop_cond)
+        if labels is not None:
+            emb = emb + self.class_embed(labels)
+
+        h = self.conv_in(x)
+        skips = [h]
+        for level in self.down:
+            for j, resnet in enumerate(level.resnets):
+                h = resnet(h, emb)
+                if level.attentions is not None:
+                    h = level.attentions[j](h, ctx, mask)
+                skips.append(h)
+            if level.downsample is not None:
+                h = level.downsample(h)
+                skips.append(h)
+        h = self.mid(h, emb, ctx, mask)
+        for level in self.up:
+            for j, resnet in enumerate(level.resnets):
+                h = resnet(torch.cat([h, skips.pop()], dim=1), emb)
+                if level.attentions is not None:
+                    h = level.attentions[j](h, ctx, mask)
+            if level.upsample is not None:
+                h = level.upsample(h)
+        return self.conv_out(F.silu(self.norm_out(h)))
