@@ -140,3 +140,28 @@ def test_context_overflow_and_bad_config_raise_one_line_errors():
     with pytest.raises(GenlabError, match="unknown GPT preset"):
         GPTConfig.preset("huge")
     assert GPTConfig.from_dict(GPTConfig.preset("tiny").to_dict()) == PRESETS["tiny"]
+
+
+def test_resize_vocab_keeps_old_tokens_and_ties():
+    model = small()
+    idx = torch.randint(0, 97, (1, 8))
+    before, _ = model(idx)
+    model.resize_vocab(100)
+    assert model.config.vocab_size == 100 and model.lm_head.weight is model.wte.weight
+    after, _ = model(idx)
+    torch.testing.assert_close(after[..., :97], before)
+    torch.testing.assert_close(model.wte.weight[99], model.wte.weight[:97].mean(0))
+
+
+def test_packed_segments_do_not_attend_to_each_other():
+    from genlab.text.gpt import segment_positions
+
+    model = small()
+    a, b = torch.randint(0, 97, (1, 7)), torch.randint(0, 97, (1, 5))
+    packed = torch.cat([a, b], 1)
+    seg = torch.tensor([[0] * 7 + [1] * 5])
+    pos = segment_positions(seg)
+    assert pos.tolist() == [list(range(7)) + list(range(5))]
+    logits, _ = model(packed, segment_ids=seg, positions=pos)
+    torch.testing.assert_close(logits[:, :7], model(a)[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits[:, 7:], model(b)[0], atol=1e-5, rtol=0)

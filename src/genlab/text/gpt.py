@@ -288,6 +288,29 @@ class GPT(nn.Module):
         train = 6 * self.num_params() + 12 * c.n_layer * c.n_embd * T
         return float(train if training else train / 3)
 
+    def resize_vocab(self, vocab_size: int) -> None:
+        """Grow or shrink the vocabulary (e.g. chat tokens added to GPT-2's 50257).
+
+        New rows start at the mean embedding, so a new token begins as an average token rather
+        than as noise that dominates the softmax.
+        """
+        old = self.wte.weight.data
+        n = min(vocab_size, old.shape[0])
+        wte = nn.Embedding(vocab_size, old.shape[1], device=old.device, dtype=old.dtype)
+        wte.weight.data[:n] = old[:n]
+        wte.weight.data[n:] = old.mean(0)
+        self.wte = wte
+        if self.config.tie_weights:
+            self.lm_head = nn.Linear(old.shape[1], vocab_size, bias=False)
+            self.lm_head.weight = self.wte.weight
+        else:
+            head = self.lm_head.weight.data
+            self.lm_head = nn.Linear(old.shape[1], vocab_size, bias=False)
+            self.lm_head.to(device=head.device, dtype=head.dtype)
+            self.lm_head.weight.data[:n] = head[:n]
+            self.lm_head.weight.data[n:] = head.mean(0)
+        self.config = replace(self.config, vocab_size=vocab_size)
+
     def new_cache(
         self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None
     ) -> KVCache:
@@ -314,6 +337,7 @@ class GPT(nn.Module):
         cache: KVCache | None = None,
         causal: bool = True,
         last_only: bool = False,
+        segment_ids: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Logits for every position of ``idx`` (B, T) and, given ``targets``, the mean loss.
 
@@ -326,6 +350,9 @@ class GPT(nn.Module):
         - ``cache``: a ``KVCache``; the new keys/values are stored and its length advanced.
         - ``causal=False`` lets every position attend to every other (mask-predict).
         - ``last_only`` computes logits for the last position only (prefill for generation).
+        - ``segment_ids`` (B, T): packed sequences; a token attends only to tokens of its own
+          segment, so short examples packed into one row never see each other. Pass
+          ``positions`` that restart at 0 in each segment (``segment_positions``).
         """
         B, T = idx.shape
         past = cache.length if cache is not None else 0
@@ -343,6 +370,13 @@ class GPT(nn.Module):
         x = self.drop(x)
 
         mask, is_causal = self._attention_mask(B, T, past, attention_mask, causal, idx.device)
+        if segment_ids is not None:
+            if cache is not None:
+                raise GenlabError("segment_ids (packing) is for training, not cached decoding")
+            same = segment_ids[:, None, :, None] == segment_ids[:, None, None, :]
+            base = torch.ones(T, T, dtype=torch.bool, device=idx.device)
+            base = base.tril() if causal else base
+            mask, is_causal = same & (base if mask is None else mask), False
         for i, block in enumerate(self.blocks):
             x = block(
                 x,
@@ -410,3 +444,13 @@ class GPT(nn.Module):
         logits, _ = self(idx, attention_mask=attention_mask, positions=positions)
         logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
         return logp.gather(-1, idx[:, 1:, None]).squeeze(-1)
+
+
+def segment_positions(segment_ids: Tensor) -> Tensor:
+    """Position ids that restart at 0 where ``segment_ids`` (B, T) changes (for packing)."""
+    B, T = segment_ids.shape
+    idx = torch.arange(T, device=segment_ids.device).expand(B, T)
+    starts = torch.ones_like(segment_ids, dtype=torch.bool)
+    starts[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
+    first = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values
+    return idx - first

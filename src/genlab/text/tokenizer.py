@@ -321,13 +321,17 @@ class Tokenizer:
         path = Path(path)
         if path.is_dir():
             path = path / "tokenizer.json"
+        atomic_write_bytes(path, self.to_json().encode())
+
+    def to_json(self) -> str:
+        """The file ``save`` writes, as a string (also a cache key for tokenized data)."""
         obj = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "special_tokens": {name: self._hf.id_to_token(i) for name, i in self.special.items()},
             "tokenizer": json.loads(self._hf.to_str()),
         }
-        atomic_write_bytes(path, json.dumps(obj, ensure_ascii=False).encode())
+        return json.dumps(obj, ensure_ascii=False)
 
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
