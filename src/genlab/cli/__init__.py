@@ -14,7 +14,10 @@ import typer
 # Importing a verb module registers its commands on ``app``.
 from genlab.cli import info  # noqa: F401  isort: skip
 from genlab.cli import data  # noqa: F401  isort: skip
+from genlab.cli import plot  # noqa: F401  isort: skip
 from genlab.cli import tokenizer  # noqa: F401  isort: skip
+from genlab.cli import generate  # noqa: F401  isort: skip
+from genlab.cli import pretrain  # noqa: F401  isort: skip
 from genlab.cli._app import app
 from genlab.core.errors import GenlabError
 

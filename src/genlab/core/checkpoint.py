@@ -60,9 +60,11 @@ def read_model_config(folder: str | os.PathLike, kind: str | tuple[str, ...]) ->
     return meta
 
 
-def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` strictly, naming the first missing, unexpected or mis-shaped tensor."""
-    own = model.state_dict()
+def check_state_dict(
+    own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str
+) -> None:
+    """Raise a one-line ``GenlabError`` naming the first missing, unexpected or mis-shaped
+    tensor of ``state`` against the model's own state dict ``own``."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing:
@@ -78,6 +80,11 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: st
                 f"{source}: weight '{name}' has shape {tuple(tensor.shape)} but the config needs "
                 f"{tuple(own[name].shape)}"
             )
+
+
+def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` strictly, naming the first missing, unexpected or mis-shaped tensor."""
+    check_state_dict(model.state_dict(), state, source)
     model.load_state_dict(state, strict=True)
 
 

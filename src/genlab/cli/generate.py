@@ -1,0 +1,49 @@
+"""``genlab generate``: continue a prompt with a GPT checkpoint, streaming to stdout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from genlab.cli._app import app
+from genlab.core.device import pick_device
+from genlab.text.checkpoint import load_gpt
+from genlab.text.sampling import stream
+
+
+@app.command()
+def generate(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="GPT run or model folder."),
+    prompt: str = typer.Option("", "--prompt", "-p", help="Text to continue ('' starts fresh)."),
+    max_new_tokens: int = typer.Option(100, min=1, help="Tokens to generate at most."),
+    temperature: float = typer.Option(0.8, min=0.0, help="0 decodes greedily."),
+    top_k: int | None = typer.Option(None, min=1, help="Sample from the k likeliest tokens."),
+    top_p: float | None = typer.Option(None, min=0.0, max=1.0, help="Nucleus sampling mass."),
+    repetition_penalty: float = typer.Option(1.0, min=0.0, help="1.0 disables it."),
+    seed: int = typer.Option(0, help="Same seed, same text."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps."),
+) -> None:
+    """Continue PROMPT token by token and print the text as it comes."""
+    model, tok = load_gpt(checkpoint, device=pick_device(device))
+    ids = [tok.bos_id, *tok.encode(prompt)]
+    decoder = tok.stream_decoder()
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+    for token, _ in stream(
+        model,
+        ids,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        stop=[tok.eos_id, tok.bos_id, tok.eot_id],
+        seed=seed,
+    ):
+        if token in (tok.eos_id, tok.bos_id, tok.eot_id):
+            break
+        sys.stdout.write(decoder.push(token))
+        sys.stdout.flush()
+    sys.stdout.write(decoder.flush() + "\n")

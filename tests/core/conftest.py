@@ -1,0 +1,43 @@
+"""Fixtures for the core tests: the toy model and script the trainer tests share."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+TOY_SCRIPT = Path(__file__).with_name("trainer_toy.py")
+
+
+def _load_toy() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("genlab_trainer_toy", TOY_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def toy() -> ModuleType:
+    """``tests/core/trainer_toy.py`` as a module (ToyNet, toy_data, step_fn, make_trainer)."""
+    return _load_toy()
+
+
+@pytest.fixture(scope="session")
+def toy_script() -> Path:
+    return TOY_SCRIPT
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Toy models gain nothing from intra-op threads, and on a busy 2-core machine OpenMP
+    threads waiting for each other make each tiny step many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
