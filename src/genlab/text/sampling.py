@@ -199,8 +199,10 @@ class Decoder:
         cfg = self.config
         logprobs = F.log_softmax(self.logits.float(), dim=-1)
         if cfg.temperature == 0:
-            scores = process_logits(self.logits, self.history, cfg)
-            tokens = scores.argmax(-1)
+            plain = cfg.repetition_penalty == 1.0
+            tokens = (
+                self.logits if plain else process_logits(self.logits, self.history, cfg)
+            ).argmax(-1)
         else:
             probs = process_logits(self.logits, self.history, cfg).softmax(-1)
             tokens = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
@@ -240,8 +242,12 @@ class Decoder:
             keep = (~finished).nonzero().squeeze(-1)
             tokens = tokens[keep]
             self._select(keep)
-        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
-        self.history = torch.cat([self.history, tokens[:, None]], dim=1)
+        # Only what is used is kept up to date: the padding mask when prompts differ in length,
+        # the history when a repetition penalty reads it.
+        if self.padded:
+            self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+        if self.config.repetition_penalty != 1.0:
+            self.history = torch.cat([self.history, tokens[:, None]], dim=1)
         with torch.inference_mode():
             logits, _ = self.model(
                 tokens[:, None],
