@@ -18,6 +18,7 @@ from genlab.cli import plot  # noqa: F401  isort: skip
 from genlab.cli import tokenizer  # noqa: F401  isort: skip
 from genlab.cli import generate  # noqa: F401  isort: skip
 from genlab.cli import pretrain  # noqa: F401  isort: skip
+from genlab.cli import serve  # noqa: F401  isort: skip
 from genlab.cli._app import app
 from genlab.core.errors import GenlabError
 
