@@ -41,9 +41,9 @@ class PretrainConfig:
     out: str = "runs/pretrain"
     data: str = BUILTIN  # "tinyworld", a file, a folder, a .jsonl, or "hf:NAME[:SPLIT]"
     text_field: str = "text"
-    builtin_chars: int = 3_000_000  # size of the built-in corpus
+    builtin_chars: int = 1_500_000  # size of the built-in corpus
     preset: str = "mini"
-    block_size: int | None = None  # default: the preset's
+    block_size: int | None = 128  # None: the preset's
     vocab_size: int | None = None  # of a trained tokenizer; default: the preset's
     tokenizer: str | None = None  # an existing tokenizer file/folder instead of training one
     pos: str | None = None  # "learned" or "rope"; default: the preset's
@@ -51,14 +51,15 @@ class PretrainConfig:
     init_from: str | None = None  # "hf:FOLDER": continue a local transformers GPT-2
     val_fraction: float = 0.02
     tokenizer_sample_chars: int = 20_000_000  # text the tokenizer trains on, at most
+    # Sized to finish in minutes on a 2-core laptop CPU: 500 steps of 16 x 128 tokens.
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            max_steps=1500,
-            batch_size=32,
+            max_steps=500,
+            batch_size=16,
             lr=2e-3,
-            warmup_steps=100,
-            eval_every=250,
-            checkpoint_every=250,
+            warmup_steps=50,
+            eval_every=100,
+            checkpoint_every=100,
             weight_decay=0.1,
         )
     )
