@@ -1,0 +1,223 @@
+"""Direct preference optimisation: learn from comparisons without a reward model or RL.
+
+Rafailov et al. (2023, "Direct Preference Optimization: Your Language Model is Secretly a Reward
+Model") show that the policy maximising reward with a KL penalty ``beta`` to a reference has a
+closed form, ``pi(y|x) ∝ pi_ref(y|x) exp(r(x, y) / beta)``, so the reward is implicit in the
+policy: ``r(x, y) = beta * log(pi(y|x) / pi_ref(y|x))`` up to a term of ``x`` alone. Putting that
+into the Bradley-Terry likelihood of the comparisons gives a plain classification loss on the
+policy itself:
+
+    loss = -log sigmoid(beta * [(log pi(y_w|x) - log pi_ref(y_w|x))
+                               - (log pi(y_l|x) - log pi_ref(y_l|x))])
+
+where ``log pi(y|x)`` sums the log-probabilities of the answer's tokens (its ``<|eot|>``
+included). The reference (the SFT model) never changes, so its log-probabilities are computed
+once, before training, and travel with the data: training runs one model, not two. At
+initialisation the policy is the reference, every margin is 0 and the loss is exactly log 2.
+
+``dpo(DPOConfig)`` trains through the shared ``Trainer``; the run folder is a GPT checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genlab.align.data import (
+    TINYWORLD,
+    WORLD_FILE,
+    pad_right,
+    parse_families,
+    read_pairs,
+    render_answer,
+    split_records,
+    task_suite,
+    world_record,
+    world_seed_of,
+)
+from genlab.align.sft import IGNORE
+from genlab.core.batches import TensorBatchSource
+from genlab.core.device import pick_device
+from genlab.core.errors import GenlabError
+from genlab.core.trainer import TrainConfig, Trainer
+from genlab.data.tinyworld import preference_pairs
+from genlab.text.checkpoint import TOKENIZER_FILE, load_gpt
+from genlab.text.gpt import GPT
+from genlab.text.tokenizer import Tokenizer
+
+
+def sequence_logprobs(model: nn.Module, inputs: Tensor, targets: Tensor) -> Tensor:
+    """Sum of ``log p(target)`` over the positions whose target is not -100: (B,)."""
+    logits, _ = model(inputs)
+    logp = F.log_softmax(logits.float(), dim=-1)
+    picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * (targets != IGNORE)).sum(-1)
+
+
+def dpo_loss(
+    policy_chosen: Tensor,
+    policy_rejected: Tensor,
+    ref_chosen: Tensor,
+    ref_rejected: Tensor,
+    beta: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The DPO loss (mean over pairs) and the implicit rewards ``beta * log(pi / pi_ref)`` of the
+    chosen and rejected answers."""
+    chosen_reward = beta * (policy_chosen - ref_chosen)
+    rejected_reward = beta * (policy_rejected - ref_rejected)
+    loss = -F.logsigmoid(chosen_reward - rejected_reward).mean()
+    return loss, chosen_reward.detach(), rejected_reward.detach()
+
+
+def answer_example(
+    tokenizer: Tokenizer, prompt: str | Sequence[Mapping[str, Any]], answer: str
+) -> tuple[list[int], list[int]]:
+    """Inputs and targets of an answer to a prompt; targets are -100 except on the answer."""
+    ids, start = render_answer(tokenizer, prompt, answer)
+    targets = [t if i + 1 >= start else IGNORE for i, t in enumerate(ids[1:])]
+    return ids[:-1], targets
+
+
+def encode_pairs(
+    tokenizer: Tokenizer, pairs: Sequence[Mapping[str, Any]], block_size: int
+) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor], int]:
+    """Padded (chosen inputs, chosen targets, rejected inputs, rejected targets) of comparisons,
+    and how many pairs were dropped for not fitting in the context."""
+    rows: list[tuple[tuple[list[int], list[int]], tuple[list[int], list[int]]]] = []
+    for pair in pairs:
+        c = answer_example(tokenizer, pair["prompt"], pair["chosen"])
+        r = answer_example(tokenizer, pair["prompt"], pair["rejected"])
+        if len(c[0]) <= block_size and len(r[0]) <= block_size:
+            rows.append((c, r))
+    if not rows:
+        raise GenlabError(f"every comparison is longer than the model's context of {block_size}")
+    length = max(len(x) for pair in rows for x, _ in pair)
+    pad = tokenizer.pad_id
+    tensors = (
+        pad_right([c[0] for c, _ in rows], pad, length),
+        pad_right([c[1] for c, _ in rows], IGNORE, length),
+        pad_right([r[0] for _, r in rows], pad, length),
+        pad_right([r[1] for _, r in rows], IGNORE, length),
+    )
+    return tensors, len(pairs) - len(rows)
+
+
+@torch.no_grad()
+def reference_logprobs(
+    reference: GPT, tensors: tuple[Tensor, Tensor, Tensor, Tensor], batch_size: int = 64
+) -> tuple[Tensor, Tensor]:
+    """log pi_ref of every chosen and rejected answer, computed once before training."""
+    reference.eval()
+    device = reference.lm_head.weight.device
+    chosen_x, chosen_y, rejected_x, rejected_y = tensors
+    out_c, out_r = [], []
+    for i in range(0, len(chosen_x), batch_size):
+        sl = slice(i, i + batch_size)
+        out_c.append(sequence_logprobs(reference, chosen_x[sl].to(device), chosen_y[sl].to(device)))
+        out_r.append(
+            sequence_logprobs(reference, rejected_x[sl].to(device), rejected_y[sl].to(device))
+        )
+    return torch.cat(out_c).cpu(), torch.cat(out_r).cpu()
+
+
+def make_dpo_step(beta: float):
+    """The trainer's step function for a given ``beta``: one forward over chosen and rejected."""
+
+    def dpo_step(model: nn.Module, batch: tuple[Tensor, ...]) -> tuple[Tensor, dict[str, Any]]:
+        chosen_x, chosen_y, rejected_x, rejected_y, ref_chosen, ref_rejected = batch
+        inputs, targets = torch.cat([chosen_x, rejected_x]), torch.cat([chosen_y, rejected_y])
+        # rows are padded to the data set's longest answer: cut to this batch's
+        end = int((targets != IGNORE).any(0).nonzero().max()) + 1
+        logps = sequence_logprobs(model, inputs[:, :end], targets[:, :end])
+        policy_chosen, policy_rejected = logps.chunk(2)
+        loss, r_chosen, r_rejected = dpo_loss(
+            policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta
+        )
+        return loss, {
+            "reward_accuracy": (r_chosen > r_rejected).float().mean(),
+            "reward_margin": (r_chosen - r_rejected).mean(),
+            "chosen_logp_change": (policy_chosen - ref_chosen).detach().mean(),
+            "rejected_logp_change": (policy_rejected - ref_rejected).detach().mean(),
+            "tokens": float(inputs[:, :end].numel()),
+        }
+
+    return dpo_step
+
+
+@dataclass
+class DPOConfig:
+    """The policy to tune (an SFT run, also the frozen reference) and the comparisons."""
+
+    policy: str = "runs/sft"
+    out: str = "runs/dpo"
+    data: str = TINYWORLD
+    families: str | tuple[str, ...] | None = None  # TinyWorld families (default: the demo's)
+    world_seed: int | None = None  # default: the world the policy was trained on
+    n_pairs: int = 4000
+    n_eval_pairs: int = 200  # TinyWorld validation comparisons (judge-ordered)
+    label_noise: float = 0.1
+    val_fraction: float = 0.1  # of a user's JSONL
+    beta: float = 0.1
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            max_steps=200,
+            batch_size=32,
+            lr=3e-4,
+            warmup_steps=10,
+            weight_decay=0.0,
+            eval_every=100,
+            eval_batches=4,
+            checkpoint_every=0,
+            keep_last=1,
+        )
+    )
+
+
+def _pairs(cfg: DPOConfig) -> tuple[list[dict], list[dict], int | None, tuple[str, ...]]:
+    if cfg.data != TINYWORLD:
+        train, held = split_records(read_pairs(cfg.data), cfg.val_fraction)
+        return train, held, None, ()
+    families = parse_families(cfg.families)
+    seed = cfg.world_seed if cfg.world_seed is not None else world_seed_of(cfg.policy)
+    suite = task_suite(seed, families)
+    s = cfg.train.seed
+    train = preference_pairs(suite, cfg.n_pairs, seed=s, noise=cfg.label_noise, split="train")
+    held = preference_pairs(suite, cfg.n_eval_pairs, seed=s, noise=0.0, split="validation")
+    return train, held, seed, families
+
+
+def dpo(cfg: DPOConfig, resume: bool = False) -> dict[str, float]:
+    """Tune ``cfg.policy`` by DPO into ``cfg.out`` (a GPT checkpoint folder)."""
+    if cfg.beta <= 0:
+        raise GenlabError(f"beta must be > 0, got {cfg.beta}")
+    policy, tokenizer = load_gpt(cfg.policy, device=pick_device(cfg.train.device))
+    train_pairs, held_pairs, world_seed, families = _pairs(cfg)
+    block = policy.config.block_size
+    data = []
+    for pairs in (train_pairs, held_pairs):
+        tensors, _ = encode_pairs(tokenizer, pairs, block)
+        data.append((*tensors, *reference_logprobs(policy, tensors)))
+    extra = {TOKENIZER_FILE: tokenizer.to_json().encode()}
+    if world_seed is not None:
+        extra[WORLD_FILE] = world_record(world_seed, families)
+    trainer = Trainer(
+        policy.train(),
+        make_dpo_step(cfg.beta),
+        TensorBatchSource(data[0], seed=cfg.train.seed),
+        cfg.train,
+        cfg.out,
+        eval_data=TensorBatchSource(data[1], seed=cfg.train.seed + 1),
+        model_kind="gpt",
+        model_config=policy.config.to_dict(),
+        extra_files=extra,
+        resume=resume,
+    )
+    metrics = trainer.fit()
+    metrics["train_pairs"] = float(len(data[0][0]))
+    metrics["beta"] = cfg.beta
+    return metrics
