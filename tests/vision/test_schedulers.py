@@ -284,3 +284,36 @@ def test_bad_arguments_say_what_is_wrong():
         ddpm.step(torch.zeros(1), 999, torch.zeros(1))
     with pytest.raises(GenlabError, match="timesteps must lie"):
         NoiseSchedule().add_noise(torch.zeros(2), torch.zeros(2), torch.tensor([0, 1000]))
+
+
+def test_snr_matches_diffusers_compute_snr():
+    from diffusers.training_utils import compute_snr
+
+    t = torch.tensor([0, 10, 250, 500, 999])
+    for schedule in ("linear", "cosine"):
+        ours = NoiseSchedule(schedule).snr(t)
+        torch.testing.assert_close(ours, compute_snr(ref_ddpm(schedule), t), rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("gamma,floor", [(1.0, 0.0), (5.0, 0.0), (5.0, 0.05)])
+def test_min_snr_weight_is_the_same_x0_weighting_in_every_parametrisation(gamma, floor):
+    """Hang et al.'s weight makes each parametrisation's weighted error equal to
+    min(SNR, gamma) times the squared error of the implied x_0 estimate (clamp(SNR, floor,
+    gamma) with a floor, which lifts only the noisiest steps)."""
+    t = torch.tensor([5, 100, 400, 700, 990])
+    x0, noise = randn(5, 3, 4, 4, seed=1), randn(5, 3, 4, 4, seed=2)
+    x0_hat = x0 + 0.1 * randn(5, 3, 4, 4, seed=3)  # an estimate of x_0 ...
+    sched = NoiseSchedule("linear")
+    x_t = sched.add_noise(x0, noise, t)
+    a, s = sched._coefficients(x_t, t)
+    eps_hat = (x_t - a * x0_hat) / s  # ... and the noise and velocity it implies
+    outputs = {"x0": x0_hat, "eps": eps_hat, "v": a * eps_hat - s * x0_hat}
+    snr = sched.snr(t)
+    expected = snr.clamp(min=floor, max=gamma) * (x0_hat - x0).pow(2).flatten(1).sum(1)
+    for prediction, out in outputs.items():
+        err = (out - sched.training_target(x0, noise, t, prediction)).pow(2).flatten(1).sum(1)
+        weighted = sched.min_snr_weight(t, gamma, prediction, floor=floor) * err
+        torch.testing.assert_close(weighted, expected, rtol=1e-3, atol=1e-6)
+    if floor:  # only the steps noisier than the floor gain weight
+        lifted = sched.min_snr_weight(t, gamma, "v", floor) > sched.min_snr_weight(t, gamma, "v")
+        assert lifted.tolist() == (snr < floor).tolist()

@@ -207,3 +207,44 @@ def test_a_few_training_steps_reduce_the_denoising_loss():
     last = loss_fn().item()
     assert first == pytest.approx(1.0, abs=0.2)  # zero prediction: the noise's variance
     assert last < 0.6 * first
+
+
+def test_pooled_context_carries_the_caption_without_cross_attention():
+    """With every cross-attention silenced, only the pooled caption in the step embedding can
+    carry the condition: it does when ``pool_context`` is on, and nothing does when it is off."""
+    x, t = inputs(B=2)
+    ctx = torch.randn(2, 5, CTX, generator=torch.Generator().manual_seed(3))
+    for pool in (True, False):
+        model = make(context_dim=CTX, pool_context=pool)
+        assert ("context_embed.weight" in model.state_dict()) is pool
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "cross_attn.to_out" in name:
+                    p.zero_()
+        y = model(x, t, context=ctx)
+        changed = not torch.allclose(y, model(x, t, context=ctx.roll(1, 0)), atol=1e-6)
+        assert changed is pool
+
+
+def test_coordinate_channels_give_the_first_conv_each_pixels_place():
+    from genlab.vision.unet import _coordinates
+
+    grid = _coordinates(torch.zeros(2, 3, 4, 6))
+    assert grid.shape == (2, 2, 4, 6)
+    torch.testing.assert_close(grid[0, 0, 0], torch.linspace(-1, 1, 6))  # x: left to right
+    torch.testing.assert_close(grid[0, 1, :, 0], torch.linspace(-1, 1, 4))  # y: top to bottom
+    with_coords, without = make(), make(coord_channels=False)
+    assert with_coords.conv_in.in_channels == 5 and without.conv_in.in_channels == 3
+    x, t = inputs()
+    y = with_coords(x, t)
+    with torch.no_grad():
+        with_coords.conv_in.weight[:, 3:] = 0  # blind the layer to the coordinates
+    assert not torch.allclose(y, with_coords(x, t), atol=1e-6)
+
+
+def test_a_config_saved_before_pooling_and_coordinates_loads_without_them():
+    old = UNetConfig(context_dim=CTX).to_dict()
+    del old["pool_context"], old["coord_channels"]
+    config = UNetConfig.from_dict(old)
+    assert not config.pool_context and not config.coord_channels
+    assert UNetConfig.from_dict(UNetConfig(context_dim=CTX).to_dict()).coord_channels

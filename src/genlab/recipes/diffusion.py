@@ -1,0 +1,402 @@
+"""Text-to-image diffusion on genlab's built-in images: train a conditional DDPM, sample and
+measure it.
+
+The recipe wires the pieces of ``genlab.vision`` to the shared trainer: it loads the images
+(captioned shapes, scikit-learn's digits or a folder), builds the caption vocabulary, a UNet that
+cross-attends to a small jointly-trained caption encoder, and trains it on the DDPM objective with
+10% of the captions dropped for classifier-free guidance (Ho & Salimans, 2022). The weights are
+averaged as training goes (DDPM samples from an exponential moving average, see
+``genlab.core.ema``); every ``eval_every`` steps the average draws a grid of samples for a fixed
+set of prompts into ``RUN/samples/``, so the run can be watched learning. The run folder is what
+``genlab image sample`` and ``genlab metrics fid`` open; ``evaluate_samples`` measures a run the
+way the experiments do (FID with genlab features, caption adherence, seconds per image), against
+real images no training saw (``reference_set``) and with real images as the baseline
+(``real_baseline``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genlab.core.checkpoint import read_model_config
+from genlab.core.distributed import dist_info
+from genlab.core.ema import EMATrainer
+from genlab.core.errors import GenlabError
+from genlab.core.io import atomic_write_bytes, read_json
+from genlab.core.rng import seed_everything
+from genlab.core.trainer import TrainConfig
+from genlab.data.images import (
+    DigitsDataset,
+    ImageFolderDataset,
+    ShapesConfig,
+    ShapesDataset,
+    from_uint8,
+    to_uint8,
+)
+from genlab.metrics.adherence import caption_adherence
+from genlab.metrics.features import REFERENCE_SEED, FeatureNet, feature_fid
+from genlab.vision.diffusion import (
+    KIND,
+    TOKENIZER_FILE,
+    DiffusionBatchSource,
+    DiffusionConfig,
+    DiffusionLoss,
+    DiffusionModel,
+    generate_captions,
+    load_diffusion,
+)
+from genlab.vision.grid import save_grid
+from genlab.vision.text_encoder import CaptionTokenizer, TextEncoderConfig
+from genlab.vision.unet import UNetConfig
+
+RECIPE_FILE = "recipe.json"  # the recipe settings besides the trainer's (data, sizes, CFG)
+SAMPLES_DIR = "samples"
+MODELS = ("ddpm",)
+GRID_PROMPTS = 8  # columns of the training grids, each prompt drawn twice (two rows)
+EVAL_IMAGES = 512
+
+
+@dataclass
+class DataSpec:
+    """Which images a run trains on; saved in ``RUN/recipe.json`` so samplers and metrics know."""
+
+    data: str = "shapes"  # "shapes", "digits" or a folder of images
+    size: int = 32
+    n_images: int = 20_000  # shapes only (digits has 1,437 training images, a folder its own)
+    two_shape_fraction: float = 0.0  # shapes only: share of two-shape scenes and captions
+    seed: int = 0  # shapes only: the scenes drawn
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    def shapes_config(self) -> ShapesConfig:
+        return ShapesConfig(two_shape_fraction=self.two_shape_fraction)
+
+
+@dataclass
+class ImageTrainConfig:
+    """A diffusion run: data, network, forward process and trainer settings."""
+
+    out: str = "runs/ddpm"
+    model: str = "ddpm"
+    data: DataSpec = field(default_factory=DataSpec)
+    preset: str = "tiny"
+    unet_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. base_channels=32
+    text_dim: int = 64
+    text_layers: int = 2
+    prediction: str = "v"  # trains fastest on a CPU budget: see docs/diffusion.md
+    schedule: str = "linear"
+    num_train_timesteps: int = 1000
+    cond_drop: float = 0.1
+    snr_gamma: float | None = 1.0  # Min-SNR-gamma loss weighting; None: the plain MSE
+    snr_floor: float = 0.1  # the weight the noisiest steps keep (with snr_gamma)
+    ema_decay: float = 0.999
+    grid_sampler_steps: int = 50  # DDIM steps of the sample grids written while training
+    grid_guidance: float = 3.0
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            max_steps=2000,
+            batch_size=64,
+            lr=1e-3,
+            warmup_steps=100,
+            weight_decay=0.0,
+            eval_every=200,
+            eval_batches=4,
+            checkpoint_every=200,
+        )
+    )
+
+
+def load_images(spec: DataSpec, split: str = "train") -> tuple[torch.Tensor, list[str]]:
+    """uint8 pixels (N, C, H, W) and captions of ``spec``'s images; ``split="eval"`` gives
+    held-out images (other shapes scenes, the digits test split) or raises for a folder."""
+    if spec.data == "shapes":
+        if split == "train":
+            ds = ShapesDataset(spec.n_images, spec.size, spec.seed, spec.shapes_config())
+        else:
+            ds = ShapesDataset(EVAL_IMAGES, spec.size, spec.seed + 1, spec.shapes_config())
+        return ds.pixels, [scene.caption for scene in ds.scenes]
+    if spec.data == "digits":
+        digits = DigitsDataset(spec.size, split="train" if split == "train" else "test")
+        return to_uint8(digits.images), [digits[i].caption for i in range(len(digits))]
+    if split != "train":
+        raise GenlabError("an image folder has no held-out split")
+    folder = ImageFolderDataset(spec.data, spec.size, channels=3)
+    items = [folder[i] for i in range(len(folder))]
+    return to_uint8(torch.stack([it.image for it in items])), [it.caption for it in items]
+
+
+def grid_prompts(spec: DataSpec, tokenizer: CaptionTokenizer) -> list[str]:
+    """The fixed prompts of the training grids: the first distinct captions of held-out data
+    (the training data for a folder), only words the tokenizer knows."""
+    try:
+        _, captions = load_images(spec, "eval")
+    except GenlabError:
+        _, captions = load_images(spec, "train")
+    distinct = [c for c in dict.fromkeys(captions) if not tokenizer.unknown_words(c)]
+    return distinct[:GRID_PROMPTS] or [""]
+
+
+def build_model_config(
+    cfg: ImageTrainConfig, tokenizer: CaptionTokenizer, channels: int
+) -> DiffusionConfig:
+    unet = UNetConfig.preset(
+        cfg.preset, image_channels=channels, context_dim=cfg.text_dim, **cfg.unet_overrides
+    )
+    text = TextEncoderConfig(
+        vocab_size=tokenizer.vocab_size,
+        max_length=tokenizer.max_length,
+        dim=cfg.text_dim,
+        num_layers=cfg.text_layers,
+    )
+    return DiffusionConfig(
+        unet=unet,
+        text=text,
+        image_size=cfg.data.size,
+        schedule=cfg.schedule,
+        num_train_timesteps=cfg.num_train_timesteps,
+        prediction=cfg.prediction,
+    )
+
+
+def recipe_record(cfg: ImageTrainConfig) -> dict[str, Any]:
+    """Every setting of ``cfg`` but the output folder and the trainer's (``config.json`` has
+    those), as JSON."""
+    record = {k: v for k, v in vars(cfg).items() if k not in ("out", "train", "data")}
+    return {**record, "data": cfg.data.to_dict()}
+
+
+def config_from_run(run: str | os.PathLike) -> ImageTrainConfig:
+    """The full configuration a run was trained with (to resume it, or to train a variant)."""
+    run = Path(run)
+    meta = read_model_config(run, KIND)
+    recipe = dict(read_json(run / RECIPE_FILE, what="recipe settings"))
+    data = DataSpec(**recipe.pop("data"))
+    return ImageTrainConfig(
+        out=str(run), data=data, train=TrainConfig.from_dict(meta["train"]), **recipe
+    )
+
+
+def write_grid(
+    model: DiffusionModel,
+    tokenizer: CaptionTokenizer,
+    prompts: list[str],
+    path: str | os.PathLike,
+    steps: int,
+    guidance: float,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Two DDIM samples of each prompt, one prompt per column, as a PNG."""
+    scheduler = model.scheduler("ddim")
+    scheduler.set_timesteps(steps)
+    images = generate_captions(model, tokenizer, prompts * 2, scheduler, guidance, seed=seed)
+    save_grid(images, path, nrow=len(prompts), scale=4)
+    return images
+
+
+def train_diffusion(
+    cfg: ImageTrainConfig, resume: bool = False, until: int | None = None
+) -> dict[str, float]:
+    """Train into ``cfg.out``; return the final metrics. ``until`` stops after that step with a
+    checkpoint (``resume`` continues, with the run's own model and data settings)."""
+    if cfg.model not in MODELS:
+        raise GenlabError(f"unknown image model '{cfg.model}'; choose one of {', '.join(MODELS)}")
+    out = Path(cfg.out)
+    resuming = resume and (out / RECIPE_FILE).is_file()
+    if resuming:  # the run keeps its own model, data and vocabulary; only training settings change
+        cfg = replace(config_from_run(out), out=cfg.out, train=cfg.train)
+    pixels, captions = load_images(cfg.data)
+    if resuming:
+        model_config = DiffusionConfig.from_dict(read_model_config(out, KIND)["config"])
+        tokenizer = CaptionTokenizer.from_json((out / TOKENIZER_FILE).read_text())
+    else:
+        tokenizer = CaptionTokenizer.from_captions(captions)
+        model_config = build_model_config(cfg, tokenizer, channels=pixels.shape[1])
+    tokens, mask = tokenizer.encode(captions)
+    seed_everything(cfg.train.seed)  # the initial weights follow the seed
+    model = DiffusionModel(model_config)
+    T = model_config.num_train_timesteps
+    train_data = DiffusionBatchSource(pixels, tokens, mask, T, cfg.cond_drop, cfg.train.seed)
+    eval_data = None
+    if cfg.data.data in ("shapes", "digits"):
+        eval_pixels, eval_captions = load_images(cfg.data, "eval")
+        eval_tokens, eval_mask = tokenizer.encode(eval_captions)
+        eval_data = DiffusionBatchSource(
+            eval_pixels, eval_tokens, eval_mask, T, cfg.cond_drop, cfg.train.seed + 1
+        )
+    prompts = grid_prompts(cfg.data, tokenizer)
+    samples = out / SAMPLES_DIR
+
+    def on_eval(net: torch.nn.Module, step: int) -> dict[str, float]:
+        if dist_info().is_main:
+            with trainer.ema.applied(net):
+                write_grid(
+                    net,  # type: ignore[arg-type]
+                    tokenizer,
+                    prompts,
+                    samples / f"step_{step:06d}.png",
+                    cfg.grid_sampler_steps,
+                    cfg.grid_guidance,
+                )
+            atomic_write_bytes(samples / "prompts.txt", "\n".join(prompts).encode() + b"\n")
+        return {}
+
+    trainer = EMATrainer(
+        model,
+        DiffusionLoss(model.noise_schedule(), cfg.snr_gamma, cfg.snr_floor),
+        train_data,
+        cfg.train,
+        out,
+        eval_data=eval_data,
+        model_kind=KIND,
+        model_config=model_config.to_dict(),
+        extra_files={
+            TOKENIZER_FILE: tokenizer.to_json().encode(),
+            RECIPE_FILE: json.dumps(recipe_record(cfg), indent=2).encode(),
+        },
+        on_eval=on_eval,
+        resume=resume,
+        ema_decay=cfg.ema_decay,
+    )
+    metrics = trainer.fit(until=until)
+    metrics["params"] = float(model.num_params())
+    return metrics
+
+
+def read_data_spec(run: str | os.PathLike) -> DataSpec:
+    """The data a run was trained on (from ``RUN/recipe.json``)."""
+    return DataSpec(**read_json(Path(run) / RECIPE_FILE, what="recipe settings")["data"])
+
+
+def sample_run(
+    run: str | os.PathLike,
+    out: str | os.PathLike,
+    prompts: list[str] | None = None,
+    n: int = 16,
+    sampler: str = "ddim",
+    steps: int | None = None,
+    eta: float = 0.0,
+    guidance: float = 3.0,
+    seed: int = 0,
+    use_ema: bool = True,
+    precision: str = "fp32",
+    device: str = "cpu",
+    batch_size: int = 64,
+) -> tuple[torch.Tensor, list[str]]:
+    """Write a grid of samples of a trained run: ``n`` per prompt (one row of up to 8 per
+    prompt), or ``n`` for captions drawn from the run's held-out data without ``prompts``.
+    Returns the images and the caption of each."""
+    if n < 1:
+        raise GenlabError(f"--n must be at least 1, got {n}")
+    model, tokenizer = load_diffusion(run, use_ema=use_ema, device=device)
+    for p in prompts or []:
+        unknown = tokenizer.unknown_words(p)
+        if unknown:
+            known = ", ".join(tokenizer.vocab[3:])
+            raise GenlabError(
+                f"the prompt '{p}' uses words this model never saw ({', '.join(unknown)}); "
+                f"it knows: {known}"
+            )
+    if prompts:
+        captions = [p for p in prompts for _ in range(n)]
+        nrow = min(n, 8)
+    else:
+        spec = read_data_spec(run)
+        try:
+            _, pool = load_images(spec, "eval")
+        except GenlabError:
+            _, pool = load_images(spec, "train")
+        order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
+        captions = [pool[int(i)] for i in order[:n]]
+        nrow = min(n, 8)
+    scheduler = model.scheduler(sampler, eta=eta)
+    scheduler.set_timesteps(
+        steps or (model.config.num_train_timesteps if sampler == "ddpm" else 50)
+    )
+    images = generate_captions(
+        model, tokenizer, captions, scheduler, guidance, seed, batch_size, precision
+    )
+    save_grid(images, out, nrow=nrow, scale=4)
+    return images, captions
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring a run: FID with genlab features and caption adherence of its samples
+
+
+def reference_set(spec: DataSpec, n: int) -> tuple[torch.Tensor, list[str]]:
+    """Real images (float, [-1, 1]) and captions the samples are compared with: ``n`` fresh
+    scenes of the run's shapes distribution (a seed no training used), or the digits test
+    split (359 images at most)."""
+    if spec.data == "shapes":
+        ds = ShapesDataset(n, spec.size, REFERENCE_SEED, spec.shapes_config())
+        return from_uint8(ds.pixels), [scene.caption for scene in ds.scenes]
+    if spec.data == "digits":
+        digits = DigitsDataset(spec.size, split="test")
+        m = min(n, len(digits))
+        return digits.images[:m], [digits[i].caption for i in range(m)]
+    raise GenlabError(
+        f"a run trained on the folder {spec.data} has no built-in reference; compare a folder "
+        "of its samples with 'genlab metrics fid FOLDER --ref FOLDER'"
+    )
+
+
+def real_baseline(spec: DataSpec, net: FeatureNet, reference: torch.Tensor) -> dict[str, float]:
+    """The same measures for real images: another draw of as many images as ``reference``
+    (other shapes scenes; training digits) against it. Its FID is the floor that sampling
+    noise sets at this number of images, its adherence the reader's own accuracy."""
+    n = len(reference)
+    if spec.data == "shapes":
+        ds = ShapesDataset(n, spec.size, REFERENCE_SEED + 1, spec.shapes_config())
+        images, captions = from_uint8(ds.pixels), [scene.caption for scene in ds.scenes]
+    else:
+        digits = DigitsDataset(spec.size, split="train")
+        images, captions = digits.images[:n], [digits[i].caption for i in range(n)]
+    return {
+        "fid": feature_fid(net, images, reference),
+        **caption_adherence(net, images, captions).to_dict(),
+        "n": float(len(images)),
+        "n_reference": float(n),
+    }
+
+
+def evaluate_samples(
+    model: DiffusionModel,
+    tokenizer: CaptionTokenizer,
+    net: FeatureNet,
+    reference: torch.Tensor,
+    captions: list[str],
+    sampler: str = "ddim",
+    steps: int | None = None,
+    eta: float = 0.0,
+    guidance: float = 3.0,
+    seed: int = 0,
+    batch_size: int = 100,
+    precision: str = "fp32",
+) -> tuple[dict[str, float], torch.Tensor]:
+    """Generate one image per caption and measure them: FID against ``reference`` under the
+    net's features, caption adherence, and the seconds per image of generation."""
+    scheduler = model.scheduler(sampler, eta=eta)
+    scheduler.set_timesteps(
+        steps or (model.config.num_train_timesteps if sampler == "ddpm" else 50)
+    )
+    tic = time.perf_counter()
+    images = generate_captions(
+        model, tokenizer, captions, scheduler, guidance, seed, batch_size, precision
+    )
+    seconds = time.perf_counter() - tic
+    result = {
+        "fid": feature_fid(net, images, reference),
+        **caption_adherence(net, images, captions).to_dict(),
+        "seconds_per_image": seconds / len(images),
+        "n": float(len(images)),
+        "n_reference": float(len(reference)),
+    }
+    return result, images

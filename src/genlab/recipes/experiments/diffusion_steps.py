@@ -1,0 +1,151 @@
+"""Steps vs quality vs time: DDPM's 1000 ancestral steps against DDIM at 10, 20, 50 and 100.
+
+The claim (Song et al., 2021, "Denoising Diffusion Implicit Models", table 1): a model trained
+with the DDPM objective can be sampled on a short subsequence of its steps with the
+deterministic DDIM update, at a quality close to 1000 ancestral DDPM steps for 10-50x less
+compute. The experiment samples one trained run with each sampler for the same captions and the
+same initial noise and reports FID with genlab features, caption adherence and seconds per
+image (all on the machine it runs on).
+
+    genlab experiment diffusion-steps --run runs/shapes32 --n 500
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from genlab.core.io import atomic_write_json
+from genlab.metrics.features import default_features_dir, load_feature_net
+from genlab.recipes.diffusion import (
+    evaluate_samples,
+    read_data_spec,
+    real_baseline,
+    reference_set,
+)
+from genlab.recipes.experiments.report import (
+    markdown_table,
+    new_figure,
+    save_figure,
+    write_page,
+)
+from genlab.vision.diffusion import load_diffusion
+from genlab.vision.grid import save_grid
+
+NAME = "diffusion_steps"
+
+
+def run_experiment(
+    run: Path,
+    features: Path | None,
+    n: int,
+    guidance: float,
+    ddim_steps: list[int],
+    ddpm_steps: int,
+    seed: int,
+    batch_size: int,
+    precision: str,
+    out_dir: Path,
+    command: str = "",
+) -> list[dict[str, float | str]]:
+    spec = read_data_spec(run)
+    net = load_feature_net(features or default_features_dir(spec.data, spec.size))
+    model, tokenizer = load_diffusion(run)
+    reference, captions = reference_set(spec, n)
+    real = real_baseline(spec, net, reference)
+    settings = [("ddpm", ddpm_steps)] + [("ddim", s) for s in ddim_steps]
+    rows: list[dict[str, float | str]] = []
+    strips = []
+    for sampler, steps in settings:
+        result, images = evaluate_samples(
+            model,
+            tokenizer,
+            net,
+            reference,
+            captions,
+            sampler,
+            steps,
+            0.0,
+            guidance,
+            seed,
+            batch_size,
+            precision,
+        )
+        rows.append({"sampler": sampler, "steps": steps, **result})
+        strips.append(images[:8])
+        print(json.dumps(rows[-1]), flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / f"{NAME}.json", {"rows": rows, "real_images": real})
+    save_grid(torch.cat(strips), out_dir / f"{NAME}_samples.png", nrow=8, scale=3)
+
+    fig = new_figure(11, 3.8)
+    ax_fid, ax_adh, ax_time = fig.subplots(1, 3)
+    ddim = [r for r in rows if r["sampler"] == "ddim"]
+    ddpm = rows[0]
+    for ax, key, label in (
+        (ax_fid, "fid", "FID (genlab features)"),
+        (ax_adh, "adherence", "caption adherence"),
+        (ax_time, "seconds_per_image", "seconds per image"),
+    ):
+        ax.plot([r["steps"] for r in ddim], [r[key] for r in ddim], "o-", label="DDIM (eta 0)")
+        ax.plot([ddpm["steps"]], [ddpm[key]], "s", color="C3", label=f"DDPM ({ddpm_steps} steps)")
+        if key in real:
+            ax.axhline(real[key], color="C2", ls="--", lw=1, label="real images")
+        ax.set(xscale="log", xlabel="sampling steps", ylabel=label)
+        ax.grid(alpha=0.3)
+    ax_time.set_yscale("log")
+    ax_fid.legend()
+    fig.suptitle(f"Sampling steps vs quality vs time (guidance {guidance}, n={n})")
+    save_figure(fig, out_dir / f"{NAME}.png")
+
+    attrs = sorted(k for k in real if k.startswith("adherence_"))
+    headers = ["sampler", "steps", f"FID (genlab {net.config.data} features)", "adherence"]
+    headers += [a.replace("adherence_", "") for a in attrs] + ["s / image"]
+    body = [
+        [
+            r["sampler"].upper(),
+            r["steps"],
+            r["fid"],
+            r["adherence"],
+            *[r[a] for a in attrs],
+            r["seconds_per_image"],
+        ]
+        for r in rows
+    ]
+    body.append(
+        ["real images", "-", real["fid"], real["adherence"], *[real[a] for a in attrs], "-"]
+    )
+    table = markdown_table(headers, body)
+    best = min(ddim, key=lambda r: r["fid"])
+    findings = [
+        f"DDPM with {ddpm_steps} steps: FID {ddpm['fid']:.3g}, adherence "
+        f"{ddpm['adherence']:.3f}, {ddpm['seconds_per_image']:.3g} s per image.",
+        f"The best DDIM setting here is {best['steps']} steps: FID {best['fid']:.3g}, "
+        f"adherence {best['adherence']:.3f}, "
+        f"{ddpm['seconds_per_image'] / best['seconds_per_image']:.0f}x faster than DDPM.",
+        f"Real images (another draw of {n}) score FID {real['fid']:.3g} against the reference "
+        f"and adherence {real['adherence']:.3f}: the floor and ceiling at this sample size.",
+    ]
+    write_page(
+        out_dir / f"{NAME}.md",
+        f"Sampling steps: DDPM {ddpm_steps} vs DDIM {'/'.join(map(str, ddim_steps))}",
+        "Does deterministic DDIM on a short subsequence of steps match the ancestral DDPM "
+        "steps of the same model? Same run (EMA weights), same captions, same initial noise.",
+        table,
+        f"{NAME}.png",
+        [
+            f"run: `{run}` ({spec.data}, {spec.size}x{spec.size})",
+            f"n = {n} generated images per row, one per caption of {n} reference images "
+            f"(FID reference: those {len(reference)} real images); FID with so few images is "
+            "biased upwards: compare rows, not with other tables",
+            f"classifier-free guidance {guidance}; DDIM eta 0, trailing spacing, x0 not clipped; "
+            f"DDPM fixed-small variance, x0 clipped to [-1, 1]; network in {precision}",
+            f"samples: [{NAME}_samples.png]({NAME}_samples.png) (first 8 per row, rows in "
+            "table order)",
+        ],
+        findings,
+        command=command,
+    )
+    return rows

@@ -1,0 +1,80 @@
+"""What every experiment writes: a markdown page with its table, figure and command.
+
+Experiments are reproducible records, so the page states the exact command that made it, the
+settings that are not in the table (sample counts, sampler, machine) and the date; the figure is
+a PNG beside it drawn with matplotlib's object API (no global pyplot state, no display).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from genlab.core.io import atomic_write_bytes
+
+DOCS_DIR = Path("docs/experiments")
+
+
+def new_figure(width: float = 9.0, height: float = 4.0) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def cell(v: object) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """The hardware the timings come from, in words."""
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU {cpu}, {torch.get_num_threads()} torch thread(s), {os.cpu_count()} core(s) seen"
+
+
+def write_page(
+    path: str | os.PathLike,
+    title: str,
+    question: str,
+    table: str,
+    figure: str | None,
+    settings: Sequence[str],
+    findings: Sequence[str] = (),
+    command: str = "",
+) -> Path:
+    """The experiment's page: question, table, figure, settings and the command that made it
+    (``command``, as the user typed it; ``genlab experiment`` passes its own)."""
+    parts = [f"# {title}", "", question, "", table, ""]
+    if figure:
+        parts += [f"![{title}]({figure})", ""]
+    if findings:
+        parts += ["## What it shows", "", *[f"- {f}" for f in findings], ""]
+    parts += ["## Settings", "", *[f"- {s}" for s in settings]]
+    parts += [f"- machine: {machine()}", f"- written {time.strftime('%Y-%m-%d %H:%M')}", ""]
+    if command:
+        parts += ["## Command", "", "```", command, "```", ""]
+    atomic_write_bytes(path, "\n".join(parts).encode())
+    return Path(path)

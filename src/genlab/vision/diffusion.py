@@ -1,0 +1,343 @@
+"""A text-conditioned diffusion model: the glue between the UNet, the caption encoder, the noise
+schedule and the trainer.
+
+Training follows DDPM (Ho et al., 2020, algorithm 1): take a clean image x_0, a step t uniform in
+[0, T) and Gaussian noise, form x_t in closed form, and regress the network's output on the
+target of the chosen parametrisation (the noise, the image or the velocity) with a plain mean
+squared error, the "simple" loss the DDPM paper found to give the best samples. The caption is
+dropped (replaced by the null condition) with probability ``cond_drop`` so the same network also
+learns the unconditional model that classifier-free guidance needs (Ho & Salimans, 2022).
+Sampling runs the reverse process with any scheduler of ``genlab.vision.schedulers`` and
+combines the two predictions as ``uncond + s * (cond - uncond)``.
+
+The trainer knows no model, so everything random about a training example lives in the batch:
+:class:`DiffusionBatchSource` draws the timesteps, the noise and the dropout mask of step s from
+``(seed, s)`` alone, like every genlab batch source, so a resumed run or a run split over
+processes sees exactly the examples one uninterrupted process would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genlab.core.batches import TensorBatchSource
+from genlab.core.checkpoint import MODEL_FILE, load_state_into, read_model_config
+from genlab.core.device import autocast
+from genlab.core.ema import EMA_FILE
+from genlab.core.errors import GenlabError
+from genlab.core.io import load_tensors
+from genlab.data.images import from_uint8
+from genlab.vision.guidance import condition_dropout, guided_model_output
+from genlab.vision.schedulers import (
+    PREDICTIONS,
+    SCHEDULES,
+    DDIMScheduler,
+    DDPMScheduler,
+    NoiseSchedule,
+    sample_loop,
+)
+from genlab.vision.text_encoder import CaptionTokenizer, TextEncoder, TextEncoderConfig
+from genlab.vision.unet import UNet, UNetConfig
+
+SAMPLERS = ("ddpm", "ddim")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The denoiser, the caption encoder and the forward process they were trained for."""
+
+    unet: UNetConfig
+    text: TextEncoderConfig
+    image_size: int = 32
+    schedule: str = "linear"
+    num_train_timesteps: int = 1000
+    prediction: str = "eps"
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise GenlabError(f"unknown schedule '{self.schedule}'; choose {', '.join(SCHEDULES)}")
+        if self.prediction not in PREDICTIONS:
+            raise GenlabError(
+                f"unknown prediction '{self.prediction}'; choose {', '.join(PREDICTIONS)}"
+            )
+        if self.unet.context_dim != self.text.dim:
+            raise GenlabError(
+                f"the UNet cross-attends to {self.unet.context_dim}-d context but the text "
+                f"encoder makes {self.text.dim}-d embeddings"
+            )
+        factor = 2 ** (len(self.unet.channel_mults) - 1)
+        if self.image_size < factor or self.image_size % factor:
+            raise GenlabError(
+                f"image size {self.image_size} is not a multiple of {factor}, which a UNet of "
+                f"{len(self.unet.channel_mults)} levels needs"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "unet": self.unet.to_dict(),
+            "text": self.text.to_dict(),
+            "image_size": self.image_size,
+            "schedule": self.schedule,
+            "num_train_timesteps": self.num_train_timesteps,
+            "prediction": self.prediction,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DiffusionConfig:
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown or "unet" not in d or "text" not in d:
+            raise GenlabError("not a genlab diffusion config (expected unet, text, schedule, ...)")
+        return cls(
+            **{
+                **d,
+                "unet": UNetConfig.from_dict(d["unet"]),
+                "text": TextEncoderConfig.from_dict(d["text"]),
+            }
+        )
+
+
+class DiffusionModel(nn.Module):
+    """UNet + caption encoder: ``model(x_t, t, tokens, token_mask, drop_cond)`` predicts the
+    target of ``config.prediction``. ``text_encoder`` may be any module mapping ``(ids, mask)``
+    to ``(B, L, config.text.dim)``; by default it is genlab's :class:`TextEncoder`."""
+
+    def __init__(self, config: DiffusionConfig, text_encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.unet = UNet(config.unet)
+        self.text_encoder = text_encoder if text_encoder is not None else TextEncoder(config.text)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def noise_schedule(self) -> NoiseSchedule:
+        c = self.config
+        return NoiseSchedule(c.schedule, c.num_train_timesteps, prediction=c.prediction)
+
+    def scheduler(
+        self, sampler: str = "ddim", eta: float = 0.0, spacing: str | None = None
+    ) -> DDPMScheduler | DDIMScheduler:
+        """A sampler for the schedule this model was trained on (``set_timesteps`` still to do).
+
+        DDIM defaults to ``trailing`` spacing, whose first step starts from pure noise (Lin et
+        al., 2024); DDPM to ``leading``, the same as trailing when it visits all T steps.
+
+        DDPM clips its x_0 estimate to [-1, 1] (its step reads only x_0 and x_t). DDIM does not
+        clip, as in Stable Diffusion's configuration: its step also reuses the noise estimate,
+        which diffusers does not re-derive from the clipped x_0, and under strong guidance the
+        two then disagree so much that the step moves the sample *against* the guidance (a
+        "left" prompt drew its shape on the right at s = 5 in our runs)."""
+        c = self.config
+        common = dict(
+            schedule=c.schedule, num_train_timesteps=c.num_train_timesteps, prediction=c.prediction
+        )
+        if sampler == "ddpm":
+            return DDPMScheduler(**common, timestep_spacing=spacing or "leading")
+        if sampler == "ddim":
+            return DDIMScheduler(
+                **common, eta=eta, clip_sample=False, timestep_spacing=spacing or "trailing"
+            )
+        raise GenlabError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}")
+
+    def encode(self, tokens: Tensor, token_mask: Tensor) -> Tensor:
+        """The caption as a sequence of embeddings (B, L, D) for cross-attention."""
+        return self.text_encoder(tokens, token_mask)
+
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor | int,
+        tokens: Tensor,
+        token_mask: Tensor,
+        drop_cond: Tensor | None = None,
+    ) -> Tensor:
+        """Predict from noisy images ``x`` at steps ``t`` given captions as token ids; the rows
+        of ``drop_cond`` get the null caption (classifier-free guidance training)."""
+        context = self.encode(tokens, token_mask)
+        return self.unet(x, t, context=context, context_mask=token_mask, drop_cond=drop_cond)
+
+
+class DiffusionBatchSource:
+    """Training examples for a diffusion model: images with their caption tokens, plus the
+    timestep, noise and condition-dropout mask of every row, all a function of ``(seed, step)``.
+
+    ``pixels`` is uint8 (N, C, H, W) (a quarter of the memory of floats); a batch is a dict of
+    ``images`` (float in [-1, 1]), ``tokens``, ``token_mask``, ``t``, ``noise``, ``drop``.
+    """
+
+    def __init__(
+        self,
+        pixels: Tensor,
+        tokens: Tensor,
+        token_mask: Tensor,
+        num_train_timesteps: int,
+        cond_drop: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        if pixels.dtype != torch.uint8 or pixels.ndim != 4:
+            raise GenlabError(
+                f"pixels must be uint8 (N, C, H, W), got {pixels.dtype} {pixels.ndim}-d"
+            )
+        if not 0.0 <= cond_drop <= 1.0:
+            raise GenlabError(f"condition dropout must lie in [0, 1], got {cond_drop}")
+        self.rows = TensorBatchSource((pixels, tokens, token_mask), seed=seed)
+        self.num_train_timesteps = num_train_timesteps
+        self.cond_drop = cond_drop
+        self.seed = seed
+        self.image_shape = tuple(pixels.shape[1:])
+
+    def get_batch(self, step: int, start: int, stop: int, batch_size: int) -> dict[str, Tensor]:
+        pixels, tokens, mask = self.rows.get_batch(step, start, stop, batch_size)
+        # the whole global batch's draws, then this slice: independent of how rows are split
+        seed = int(np.random.SeedSequence([self.seed, step]).generate_state(1)[0])
+        g = torch.Generator().manual_seed(seed)
+        t = torch.randint(0, self.num_train_timesteps, (batch_size,), generator=g)
+        drop = condition_dropout(batch_size, self.cond_drop, generator=g)
+        noise = torch.randn((batch_size, *self.image_shape), generator=g)
+        return {
+            "images": from_uint8(pixels),
+            "tokens": tokens,
+            "token_mask": mask,
+            "t": t[start:stop],
+            "noise": noise[start:stop],
+            "drop": drop[start:stop],
+        }
+
+
+class DiffusionLoss:
+    """The trainer's step function: mean squared error between the network's output at
+    (x_t, t) and the schedule's training target (noise, image or velocity), each row weighted
+    by Min-SNR-gamma (Hang et al., 2023) when ``snr_gamma`` is set, with the weight of the
+    noisiest steps held at ``snr_floor`` (see ``NoiseSchedule.min_snr_weight``)."""
+
+    def __init__(
+        self, schedule: NoiseSchedule, snr_gamma: float | None = None, snr_floor: float = 0.0
+    ) -> None:
+        if snr_gamma is not None and snr_gamma <= 0:
+            raise GenlabError(f"snr_gamma must be positive, got {snr_gamma}")
+        if not 0.0 <= snr_floor <= (snr_gamma or 0.0):
+            raise GenlabError(
+                f"snr_floor must lie in [0, snr_gamma] and needs snr_gamma, got {snr_floor}"
+            )
+        self.schedule = schedule
+        self.snr_gamma = snr_gamma
+        self.snr_floor = snr_floor
+
+    def __call__(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict]:
+        x0, noise, t = batch["images"], batch["noise"], batch["t"]
+        x_t = self.schedule.add_noise(x0, noise, t)
+        target = self.schedule.training_target(x0, noise, t)
+        pred = model(x_t, t, batch["tokens"], batch["token_mask"], drop_cond=batch["drop"])
+        if self.snr_gamma is None:
+            loss = F.mse_loss(pred.float(), target)
+        else:
+            per_row = (pred.float() - target).pow(2).flatten(1).mean(dim=1)
+            weight = self.schedule.min_snr_weight(t.cpu(), self.snr_gamma, floor=self.snr_floor).to(
+                per_row.device
+            )
+            loss = (weight * per_row).mean()
+        return loss, {"samples": x0.shape[0]}
+
+
+@torch.no_grad()
+def generate(
+    model: DiffusionModel,
+    tokens: Tensor,
+    token_mask: Tensor,
+    scheduler: DDPMScheduler | DDIMScheduler,
+    guidance: float = 1.0,
+    generator: torch.Generator | None = None,
+    precision: str = "fp32",
+) -> Tensor:
+    """Images (B, C, H, W) in [-1, 1] for the captions ``tokens`` by the reverse process.
+
+    The caption is encoded once; each step runs the conditional and unconditional predictions
+    as one batch (``guidance`` s: 1 is the plain conditional model, 0 the unconditional one).
+    All randomness is drawn from ``generator`` (on the CPU if it is a CPU generator), so a seed
+    fixes the images on any device for a given batch.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        tokens, token_mask = tokens.to(device), token_mask.to(device)
+        c = model.config
+        shape = (tokens.shape[0], c.unet.image_channels, c.image_size, c.image_size)
+        gen_device = generator.device if generator is not None else device
+        noise = torch.randn(shape, generator=generator, device=gen_device).to(device)
+        with autocast(device, precision):
+            context = model.encode(tokens, token_mask)
+            cond = {"context": context, "context_mask": token_mask}
+
+            def model_fn(x: Tensor, t: Tensor) -> Tensor:
+                return guided_model_output(model.unet, x, t, cond, guidance).float()
+
+            images = sample_loop(model_fn, scheduler, noise, generator=generator)
+    finally:
+        model.train(was_training)
+    return images.clamp(-1, 1)
+
+
+def generate_captions(
+    model: DiffusionModel,
+    tokenizer: CaptionTokenizer,
+    captions: Sequence[str],
+    scheduler: DDPMScheduler | DDIMScheduler,
+    guidance: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 64,
+    precision: str = "fp32",
+) -> Tensor:
+    """One image per caption, in batches of ``batch_size`` drawn in turn from one generator
+    seeded with ``seed`` (the same seed and batch size give the same images)."""
+    if not captions:
+        raise GenlabError("no captions to generate images for")
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for start in range(0, len(captions), batch_size):
+        tokens, mask = tokenizer.encode(captions[start : start + batch_size])
+        out.append(generate(model, tokens, mask, scheduler, guidance, generator, precision).cpu())
+    return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Run folders: what the sampler, the metrics and the server open
+
+KIND = "diffusion"
+TOKENIZER_FILE = "caption_tokenizer.json"
+
+
+def load_diffusion(
+    folder: str | os.PathLike, use_ema: bool = True, device: str | torch.device = "cpu"
+) -> tuple[DiffusionModel, CaptionTokenizer]:
+    """Open a diffusion run folder in eval mode: its config, caption tokenizer and weights (the
+    EMA weights ``ema.safetensors`` by default, the raw ``model.safetensors`` otherwise)."""
+    folder = Path(folder)
+    meta = read_model_config(folder, KIND)
+    config = DiffusionConfig.from_dict(meta["config"])
+    if not (folder / TOKENIZER_FILE).is_file():
+        raise GenlabError(f"{folder} has no {TOKENIZER_FILE}; it is needed to read captions")
+    tokenizer = CaptionTokenizer.from_json((folder / TOKENIZER_FILE).read_text())
+    if tokenizer.vocab_size != config.text.vocab_size:
+        raise GenlabError(
+            f"{folder}: the caption tokenizer has {tokenizer.vocab_size} words but the model "
+            f"{config.text.vocab_size}"
+        )
+    model = DiffusionModel(config)
+    path = folder / (EMA_FILE if use_ema else MODEL_FILE)
+    if not path.is_file():
+        raise GenlabError(
+            f"{path} not found: the run has no {'weight average' if use_ema else 'weights'} yet "
+            "(train it past its first checkpoint)"
+        )
+    load_state_into(model, load_tensors(path, what="diffusion weights"), str(path))
+    return model.to(device).eval(), tokenizer
