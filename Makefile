@@ -16,8 +16,7 @@ $(VENV)/.installed-test: pyproject.toml scripts/bootstrap.sh
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed
-	$(BIN)/genlab pretrain --out runs/demo --resume
-	$(BIN)/genlab generate --checkpoint runs/demo --prompt "The capital of" --max-new-tokens 60
+	$(BIN)/genlab demo --out runs/demo --resume
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

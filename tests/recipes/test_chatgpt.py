@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -68,6 +69,8 @@ def test_a_finished_demo_resumes_without_retraining_and_refuses_to_overwrite(tmp
     assert again["evaluation"]["models"] == first["evaluation"]["models"]  # seeded evaluation
     with pytest.raises(GenlabError, match="--resume"):
         run_chatgpt(cfg)
+    with pytest.raises(GenlabError, match="same --preset and --seed"):
+        run_chatgpt(replace(cfg, seed=1), resume=True)
 
 
 def test_unknown_preset_is_a_one_line_error(tmp_path, capsys):

@@ -152,7 +152,7 @@ class SFTConfig:
     data: str = TINYWORLD
     families: str | tuple[str, ...] | None = None  # TinyWorld families (default: the demo's)
     world_seed: int | None = None  # default: the world the base model was trained on
-    n_train: int = 6000  # TinyWorld demonstrations
+    n_train: int = 12000  # TinyWorld demonstrations
     n_eval: int = 300  # TinyWorld validation demonstrations (validation loss)
     val_fraction: float = 0.05  # of a user's JSONL, held out for the validation loss
     packed: bool = True

@@ -71,6 +71,7 @@ from genlab.text.checkpoint import load_gpt
 STAGES = ("pretrain", "sft", "reward", "ppo", "dpo")
 MODELS = ("pretrained", "sft", "ppo", "dpo")  # evaluated, in the table's order
 STAGE_FILE = "stage.json"  # a finished stage's metrics and time, in its folder
+RUN_FILE = "demo.json"  # the preset, seed and families of the run in a folder
 GOALS = {
     "sft_accuracy": 0.80,
     "reward_accuracy": 0.90,
@@ -116,7 +117,6 @@ def _train(max_steps: int, lr: float, batch_size: int, warmup: int, **kw: Any) -
 def demo_config(out: str = "runs/demo", seed: int = 0, progress: bool = True) -> ChatGPTConfig:
     """The demo preset: a ~1M-parameter GPT through every stage in about 15 minutes on 2 cores."""
     common = {"seed": seed, "progress": progress, "tensorboard": False, "weight_decay": 0.0}
-    root = Path(out)
     return ChatGPTConfig(
         out=out,
         preset="demo",
@@ -124,53 +124,38 @@ def demo_config(out: str = "runs/demo", seed: int = 0, progress: bool = True) ->
         corpus_chars=1_500_000,
         task_examples=1500,
         pretrain=PretrainConfig(
-            out=str(root / "pretrain"),
             preset="mini",  # 4 layers, 4 heads, 128 wide
             block_size=256,
             vocab_size=1024,
-            train=_train(
-                700,
-                2e-3,
-                32,
-                50,
-                eval_every=100,
-                seed=seed,
-                progress=progress,
-                tensorboard=False,
-                weight_decay=0.1,
-            ),
+            train=_train(600, 2e-3, 32, 50, eval_every=100, **{**common, "weight_decay": 0.1}),
         ),
         sft=SFTConfig(
-            out=str(root / "sft"),
-            n_train=6000,
+            n_train=12000,
             n_eval=300,
-            train=_train(150, 1e-3, 32, 10, eval_every=50, **common),
+            train=_train(400, 1e-3, 32, 10, eval_every=100, **common),
         ),
         reward=RewardConfig(
-            out=str(root / "reward"),
-            n_pairs=4000,
+            n_pairs=6000,
             n_eval_pairs=300,
-            train=_train(200, 3e-4, 32, 10, eval_every=50, **common),
+            train=_train(300, 3e-4, 32, 20, eval_every=100, **common),
         ),
         ppo=RLHFConfig(
-            out=str(root / "ppo"),
             steps=60,
             batch_size=32,
             minibatch_size=16,
             ppo_epochs=2,
-            lr=5e-5,
-            kl_coef=0.05,
-            max_new_tokens=64,
+            lr=2e-5,
+            kl_coef=0.2,
+            max_new_tokens=48,
             seed=seed,
             progress=progress,
             tensorboard=False,
         ),
         dpo=DPOConfig(
-            out=str(root / "dpo"),
             n_pairs=4000,
             n_eval_pairs=200,
             beta=0.1,
-            train=_train(125, 3e-4, 32, 10, eval_every=50, **common),
+            train=_train(125, 5e-5, 32, 10, eval_every=50, **common),
         ),
         eval=EvalSettings(n_per_family=50, samples=2, seed=seed),
         progress=progress,
@@ -273,19 +258,16 @@ def _stage_configs(cfg: ChatGPTConfig) -> dict[str, Any]:
     }
 
 
-def _run_stage(name: str, stage_cfg: Any) -> dict[str, float]:
+def _run_stage(name: str, stage_cfg: Any, resume: bool) -> dict[str, float]:
     if name == "pretrain":
-        data = Path(stage_cfg.data)
-        if not data.is_file():
-            raise GenlabError(f"pretraining data missing: {data}")
-        return pretrain(stage_cfg)
+        return pretrain(stage_cfg, resume=resume)
     if name == "sft":
-        return sft(stage_cfg)
+        return sft(stage_cfg, resume=resume)
     if name == "reward":
-        return train_reward(stage_cfg)
+        return train_reward(stage_cfg, resume=resume)
     if name == "ppo":
-        return rlhf(stage_cfg)
-    return dpo(stage_cfg)
+        return rlhf(stage_cfg, resume=resume)
+    return dpo(stage_cfg, resume=resume)
 
 
 def _say(line: str) -> None:
@@ -293,9 +275,22 @@ def _say(line: str) -> None:
 
 
 def run_stages(cfg: ChatGPTConfig, resume: bool = False) -> dict[str, dict[str, Any]]:
-    """Train the five stages in order; with ``resume`` a stage whose folder holds a finished
-    record (``stage.json``) is kept. Returns each stage's metrics and seconds."""
+    """Train the five stages in order; return each stage's metrics and seconds.
+
+    With ``resume`` a stage whose folder holds a finished record (``stage.json``) is kept and an
+    interrupted one continues from its last checkpoint; without it, a folder that already holds
+    a run is an error, so nothing is overwritten by accident.
+    """
     root = Path(cfg.out)
+    record = {"preset": cfg.preset, "seed": cfg.seed, "families": list(cfg.families)}
+    if (root / RUN_FILE).is_file():
+        before = read_json(root / RUN_FILE, "demo record")
+        if resume and before != record:
+            raise GenlabError(
+                f"{root} holds a demo run with {before}, not {record}: resume it with the same "
+                "--preset and --seed, or choose another --out"
+            )
+    atomic_write_json(root / RUN_FILE, record)
     configs = _stage_configs(cfg)
     results: dict[str, dict[str, Any]] = {}
     for n, name in enumerate(STAGES, 1):
@@ -304,19 +299,19 @@ def run_stages(cfg: ChatGPTConfig, resume: bool = False) -> dict[str, dict[str, 
             results[name] = read_json(folder / STAGE_FILE, "stage record")
             _say(f"[{n}/{len(STAGES)}] {name}: kept from the previous run")
             continue
-        if folder.exists() and any(folder.iterdir()):
+        if not resume and folder.exists() and any(folder.iterdir()):
             raise GenlabError(
                 f"{folder} already holds a run: pass --resume to keep finished stages, or "
                 "choose another --out"
             )
         _say(f"[{n}/{len(STAGES)}] {name}")
         tic = time.perf_counter()
-        if name == "pretrain":
+        if name == "pretrain" and not Path(configs["pretrain"].data).is_file():
             write_jsonl(configs["pretrain"].data, ({"text": d} for d in pretraining_documents(cfg)))
-        metrics = _run_stage(name, configs[name])
-        record = {"seconds": time.perf_counter() - tic, "metrics": metrics}
-        atomic_write_json(folder / STAGE_FILE, record)
-        results[name] = record
+        metrics = _run_stage(name, configs[name], resume)
+        done = {"seconds": time.perf_counter() - tic, "metrics": metrics}
+        atomic_write_json(folder / STAGE_FILE, done)
+        results[name] = done
     return results
 
 
