@@ -317,3 +317,21 @@ def test_min_snr_weight_is_the_same_x0_weighting_in_every_parametrisation(gamma,
     if floor:  # only the steps noisier than the floor gain weight
         lifted = sched.min_snr_weight(t, gamma, "v", floor) > sched.min_snr_weight(t, gamma, "v")
         assert lifted.tolist() == (snr < floor).tolist()
+
+
+def test_ddim_can_rederive_the_noise_from_the_clipped_image():
+    sched = DDIMScheduler(prediction="eps", clip_sample=True, rederive_noise=True)
+    sched.set_timesteps(10)
+    t = int(sched.timesteps[0])
+    x, out = randn(1, 3, 4, 4), 5 * randn(1, 3, 4, 4, seed=1)  # x_0 estimate far outside [-1, 1]
+    res = sched.step(out, t, x)
+    x0 = res.pred_original_sample
+    assert x0.abs().max() <= 1
+    abar, abar_prev = sched.alphas_cumprod[t], sched.alphas_cumprod[t - 100]
+    eps = (x - abar.sqrt() * x0) / (1 - abar).sqrt()  # the noise that agrees with the clipped x_0
+    torch.testing.assert_close(
+        res.prev_sample, abar_prev.sqrt() * x0 + (1 - abar_prev).sqrt() * eps
+    )
+    plain = DDIMScheduler(prediction="eps", clip_sample=True)  # diffusers: the unclipped noise
+    plain.set_timesteps(10)
+    assert not torch.allclose(plain.step(out, t, x).prev_sample, res.prev_sample)

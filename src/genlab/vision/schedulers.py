@@ -333,6 +333,11 @@ class DDIMScheduler(NoiseSchedule):
     As in diffusers, the previous timestep is ``t - T // n``: with the default ``leading``
     spacing (and with ``trailing`` when n divides T) that is exactly the next visited step.
     Past the last step, abar is 1 (``set_alpha_to_one``, the clean image) or abar_0.
+
+    ``clip_sample`` clamps the x_0 estimate; like diffusers, the step then still uses the
+    unclipped noise estimate. ``rederive_noise`` recomputes the noise from the clipped x_0
+    instead, so the two agree (x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps still holds), which
+    keeps strongly guided samples moving towards the condition.
     """
 
     def __init__(
@@ -349,6 +354,7 @@ class DDIMScheduler(NoiseSchedule):
         set_alpha_to_one: bool = True,
         timestep_spacing: str = "leading",
         steps_offset: int = 0,
+        rederive_noise: bool = False,
     ) -> None:
         super().__init__(schedule, num_train_timesteps, beta_start, beta_end, betas, prediction)
         _check_choice(timestep_spacing, SPACINGS, "timestep spacing")
@@ -357,6 +363,7 @@ class DDIMScheduler(NoiseSchedule):
         self.eta = eta
         self.clip_sample = clip_sample
         self.clip_sample_range = clip_sample_range
+        self.rederive_noise = rederive_noise
         self.final_alpha_cumprod = torch.tensor(1.0) if set_alpha_to_one else self.alphas_cumprod[0]
         self.timestep_spacing = timestep_spacing
         self.steps_offset = steps_offset
@@ -393,6 +400,8 @@ class DDIMScheduler(NoiseSchedule):
         x0, eps = self._x0_and_eps(model_output, sample, alpha_prod_t)
         if self.clip_sample:
             x0 = x0.clamp(-self.clip_sample_range, self.clip_sample_range)
+            if self.rederive_noise:
+                eps = (sample - alpha_prod_t**0.5 * x0) / beta_prod_t**0.5
 
         # DDIM eq. (12) with sigma from eq. (16)
         variance = (beta_prod_t_prev / beta_prod_t) * (1 - alpha_prod_t / alpha_prod_t_prev)
