@@ -14,9 +14,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
-from genlab.core.io import atomic_write_json
 from genlab.metrics.features import default_features_dir, load_feature_net
 from genlab.recipes.diffusion import (
     evaluate_samples,
@@ -29,9 +26,9 @@ from genlab.recipes.experiments.report import (
     new_figure,
     save_figure,
     write_page,
+    write_results,
 )
 from genlab.vision.diffusion import load_diffusion
-from genlab.vision.grid import save_grid
 
 NAME = "diffusion_guidance"
 
@@ -72,9 +69,7 @@ def run_experiment(
         rows.append({"guidance": scale, **result})
         strips.append(images[:8])
         print(json.dumps(rows[-1]), flush=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / f"{NAME}.json", {"rows": rows, "real_images": real})
-    save_grid(torch.cat(strips), out_dir / f"{NAME}_samples.png", nrow=8, scale=3)
+    write_results(out_dir, NAME, {"rows": rows, "real_images": real}, strips)
 
     fig = new_figure(10, 4)
     ax_trade, ax_scale = fig.subplots(1, 2)

@@ -16,10 +16,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from genlab.core.errors import GenlabError
-from genlab.core.io import atomic_write_json, read_json
+from genlab.core.io import read_json
 from genlab.core.logging import METRICS_FILE, read_metrics
 from genlab.metrics.features import default_features_dir, load_feature_net
 from genlab.recipes.diffusion import (
@@ -33,9 +31,9 @@ from genlab.recipes.experiments.report import (
     new_figure,
     save_figure,
     write_page,
+    write_results,
 )
 from genlab.vision.diffusion import load_diffusion
-from genlab.vision.grid import save_grid
 
 NAME = "diffusion_prediction"
 
@@ -118,9 +116,7 @@ def run_experiment(
         )
         strips.append(images[:8])
         print(json.dumps(rows[-1]), flush=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / f"{NAME}.json", rows)
-    save_grid(torch.cat(strips), out_dir / f"{NAME}_samples.png", nrow=8, scale=3)
+    write_results(out_dir, NAME, rows, strips)
 
     fig = new_figure(10, 4)
     ax_loss, ax_bar = fig.subplots(1, 2)

@@ -18,7 +18,8 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from genlab.core.io import atomic_write_bytes
+from genlab.core.io import atomic_write_bytes, atomic_write_json
+from genlab.vision.grid import save_grid
 
 DOCS_DIR = Path("docs/experiments")
 
@@ -34,6 +35,16 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     fig.savefig(buffer, format="png")
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
+
+
+def write_results(
+    out_dir: Path, name: str, results: object, strips: Sequence[torch.Tensor]
+) -> None:
+    """The experiment's measurements as ``NAME.json`` and its sample strips (one row of images
+    per setting, in table order) as ``NAME_samples.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / f"{name}.json", results)
+    save_grid(torch.cat(list(strips)), out_dir / f"{name}_samples.png", nrow=8, scale=3)
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
