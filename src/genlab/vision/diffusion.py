@@ -249,9 +249,7 @@ class DiffusionLoss:
             loss = F.mse_loss(pred.float(), target)
         else:
             per_row = (pred.float() - target).pow(2).flatten(1).mean(dim=1)
-            weight = self.schedule.min_snr_weight(t.cpu(), self.snr_gamma, floor=self.snr_floor).to(
-                per_row.device
-            )
+            weight = self.schedule.min_snr_weight(t, self.snr_gamma, floor=self.snr_floor)
             loss = (weight * per_row).mean()
         return loss, {"samples": x0.shape[0]}
 

@@ -135,8 +135,9 @@ class NoiseSchedule:
         return a * x0 + s * noise
 
     def snr(self, t: Tensor | int) -> Tensor:
-        """Signal-to-noise ratio abar_t / (1 - abar_t) of step ``t``."""
-        abar = self.alphas_cumprod[torch.as_tensor(t, device=self.alphas_cumprod.device)]
+        """Signal-to-noise ratio abar_t / (1 - abar_t) of step ``t``, on ``t``'s device."""
+        t = torch.as_tensor(t)
+        abar = self.alphas_cumprod.to(t.device)[t]
         return abar / (1 - abar)
 
     def min_snr_weight(
