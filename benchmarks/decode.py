@@ -1,7 +1,7 @@
 """How fast does genlab decode, next to transformers, on the same weights?
 
 Greedy decoding of 200 new tokens at batch 1 and 8, for a tiny GPT (2 layers, 64 wide) and a
-small one (6 layers, 384 wide): genlab's user-facing ``genlab.text.sampling.generate`` against
+small one (6 layers, 384 wide): genlab's user-facing ``genlab.methods.autoregressive.decoding.generate`` against
 transformers' ``GPT2LMHeadModel.generate``, both with a KV cache, in one process on the CPU with
 2 threads. The GPT-2 is built by transformers (random, seeded) and read into genlab with
 ``gpt_from_hf``; the benchmark checks that both produce the same tokens before timing. Each
@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 import transformers
 
-from genlab.text.gpt import GPT
-from genlab.text.hf import gpt_from_hf
-from genlab.text.sampling import generate
+from genlab.nets.gpt import GPT
+from genlab.nets.hf_gpt2 import gpt_from_hf
+from genlab.methods.autoregressive.decoding import generate
 
 NEW_TOKENS = 200
 PROMPT_LEN = 32

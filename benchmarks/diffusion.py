@@ -32,10 +32,10 @@ from pathlib import Path
 import torch
 
 from genlab.core.io import atomic_write_bytes
-from genlab.vision.diffusion import DiffusionConfig, DiffusionLoss, DiffusionModel
-from genlab.vision.guidance import guided_model_output
-from genlab.vision.text_encoder import TextEncoderConfig
-from genlab.vision.unet import UNetConfig
+from genlab.methods.diffusion.model import DiffusionConfig, DiffusionLoss, DiffusionModel
+from genlab.methods.diffusion.guidance import guided_model_output
+from genlab.nets.text_encoder import TextEncoderConfig
+from genlab.nets.unet import UNetConfig
 
 RESULTS = Path(__file__).parent / "results" / "diffusion.json"
 DOCS = Path(__file__).parent.parent / "docs" / "benchmarks.md"

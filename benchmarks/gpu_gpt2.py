@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from genlab.text.gpt import GPT, GPTConfig
-from genlab.text.sampling import generate
+from genlab.nets.gpt import GPT, GPTConfig
+from genlab.methods.autoregressive.decoding import generate
 
 
 def sync() -> None:

@@ -40,9 +40,9 @@ import httpx
 import torch
 
 from genlab.serve.engine import Engine, Event, SequenceRequest
-from genlab.text.checkpoint import load_gpt, save_gpt
-from genlab.text.gpt import GPT, GPTConfig
-from genlab.text.tokenizer import Tokenizer
+from genlab.methods.autoregressive.checkpoint import load_gpt, save_gpt
+from genlab.nets.gpt import GPT, GPTConfig
+from genlab.data.tokenizer import Tokenizer
 
 RESULTS = Path(__file__).parent / "results" / "serve.json"
 WORDS = [

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 import transformers
 
-from genlab.text.gpt import GPT, GPTConfig
-from genlab.text.hf import gpt_to_hf
+from genlab.nets.gpt import GPT, GPTConfig
+from genlab.nets.hf_gpt2 import gpt_to_hf
 
 CONFIGS = {
     "4x256": dict(n_layer=4, n_head=4, n_embd=256),

@@ -22,7 +22,7 @@ from genlab.align.dpo import (
     sequence_logprobs,
 )
 from genlab.align.sft import IGNORE
-from genlab.text.checkpoint import load_gpt
+from genlab.methods.autoregressive.checkpoint import load_gpt
 
 PAIRS = [
     {"prompt": "what is two plus two?", "chosen": "it is four.", "rejected": "ugh, whatever."},

@@ -21,7 +21,7 @@ from genlab.align.reward import (
 )
 from genlab.core.errors import GenlabError
 from genlab.core.logging import read_metrics
-from genlab.text.checkpoint import load_gpt
+from genlab.methods.autoregressive.checkpoint import load_gpt
 
 
 def test_bradley_terry_loss_by_hand():

@@ -20,9 +20,9 @@ from genlab.align.sft import (
     sft_step,
 )
 from genlab.core.errors import GenlabError
-from genlab.text.checkpoint import load_gpt
-from genlab.text.gpt import segment_positions
-from genlab.text.sampling import generate
+from genlab.methods.autoregressive.checkpoint import load_gpt
+from genlab.nets.gpt import segment_positions
+from genlab.methods.autoregressive.decoding import generate
 
 CONVERSATION = [
     {"role": "system", "content": "be brief"},

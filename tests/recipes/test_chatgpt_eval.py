@@ -21,8 +21,8 @@ from genlab.recipes.evaluate import (
     summarize,
     win_rate,
 )
-from genlab.text.gpt import GPT, GPTConfig
-from genlab.text.tokenizer import Tokenizer
+from genlab.nets.gpt import GPT, GPTConfig
+from genlab.data.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")

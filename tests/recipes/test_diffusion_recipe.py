@@ -20,7 +20,7 @@ from genlab.core.trainer import TrainConfig
 from genlab.metrics.features import KIND as FEATURES_KIND
 from genlab.metrics.features import FeatureNet, FeatureNetConfig
 from genlab.recipes.diffusion import DataSpec, ImageTrainConfig, sample_run, train_diffusion
-from genlab.vision.diffusion import load_diffusion
+from genlab.methods.diffusion.model import load_diffusion
 
 
 @pytest.fixture(autouse=True)

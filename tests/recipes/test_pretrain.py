@@ -11,8 +11,8 @@ import torch
 from genlab.core.errors import GenlabError
 from genlab.core.trainer import TrainConfig
 from genlab.recipes.pretrain import PretrainConfig, pretrain
-from genlab.text.checkpoint import load_gpt
-from genlab.text.sampling import generate
+from genlab.methods.autoregressive.checkpoint import load_gpt
+from genlab.methods.autoregressive.decoding import generate
 
 
 def tiny(out, **kw) -> PretrainConfig:

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from genlab.cli import main
-from genlab.text.sampling import generate
+from genlab.methods.autoregressive.decoding import generate
 
 
 @pytest.fixture(scope="module")

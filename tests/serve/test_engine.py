@@ -9,8 +9,8 @@ import torch
 
 from genlab.core.errors import GenlabError
 from genlab.serve.engine import Engine, EngineFull, Event, SequenceRequest
-from genlab.text.gpt import GPT, GPTConfig
-from genlab.text.sampling import generate
+from genlab.nets.gpt import GPT, GPTConfig
+from genlab.methods.autoregressive.decoding import generate
 
 GREEDY = {"temperature": 0.0}
 SAMPLED = {"temperature": 0.9, "top_p": 0.95}

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from genlab.text.sampling import generate
+from genlab.methods.autoregressive.decoding import generate
 
 CHROMIUM_ARGS = [
     "--headless",

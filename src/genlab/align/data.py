@@ -29,7 +29,7 @@ from genlab.core.checkpoint import CONFIG_FILE
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_bytes, read_json
 from genlab.data.tinyworld import FAMILIES, TaskSuite, World
-from genlab.text.tokenizer import Tokenizer
+from genlab.data.tokenizer import Tokenizer
 
 TINYWORLD = "tinyworld"
 # The task families a 1-5M parameter model learns in minutes on a CPU (measured in

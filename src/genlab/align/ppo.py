@@ -6,7 +6,7 @@ Preferences") fine-tune the SFT model as a policy with PPO (Schulman et al., 201
 Policy Optimization Algorithms"). One iteration:
 
 1. **Rollout.** Sample answers to a batch of prompts from the current policy (batched
-   :func:`~genlab.text.sampling.generate`; the sampler's raw log-probabilities are kept), score
+   :func:`~genlab.methods.autoregressive.decoding.generate`; the sampler's raw log-probabilities are kept), score
    each (prompt, answer) with the reward model, and recompute with one full forward pass, dropout
    off, the policy's log-probabilities and values and the frozen reference's log-probabilities.
    Recomputing makes PPO's ratio start at 1 in the first update: the sampler's incremental,
@@ -84,10 +84,10 @@ from genlab.core.run import (
     optimizer_tensors,
     resolve_checkpoint,
 )
-from genlab.text.checkpoint import KIND, TOKENIZER_FILE, load_gpt
-from genlab.text.gpt import GPT
-from genlab.text.sampling import generate
-from genlab.text.tokenizer import Tokenizer
+from genlab.methods.autoregressive.checkpoint import KIND, TOKENIZER_FILE, load_gpt
+from genlab.nets.gpt import GPT
+from genlab.methods.autoregressive.decoding import generate
+from genlab.data.tokenizer import Tokenizer
 
 Prompt = str | Messages
 RewardFn = Callable[[list[Prompt], list[str]], Sequence[float]]

@@ -9,8 +9,8 @@ import typer
 
 from genlab.cli._app import app
 from genlab.core.device import pick_device
-from genlab.text.checkpoint import load_gpt
-from genlab.text.sampling import stream
+from genlab.methods.autoregressive.checkpoint import load_gpt
+from genlab.methods.autoregressive.decoding import stream
 
 
 @app.command()

@@ -31,8 +31,8 @@ from genlab.recipes.diffusion import (
     read_data_spec,
     reference_set,
 )
-from genlab.vision.diffusion import KIND as DIFFUSION_KIND
-from genlab.vision.diffusion import load_diffusion
+from genlab.methods.diffusion.model import KIND as DIFFUSION_KIND
+from genlab.methods.diffusion.model import load_diffusion
 
 metrics = typer.Typer(
     help="Measure generated images: FID with genlab features, caption adherence.",

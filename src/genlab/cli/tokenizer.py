@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from genlab.cli._app import app
-from genlab.text.tokenizer import Tokenizer
+from genlab.data.tokenizer import Tokenizer
 
 tokenizer_app = typer.Typer(
     help="Train byte-level BPE tokenizers and inspect how they split text.",

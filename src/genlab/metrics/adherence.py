@@ -25,7 +25,7 @@ from torch import Tensor
 
 from genlab.core.errors import GenlabError
 from genlab.metrics.features import FeatureNet
-from genlab.vision.text_encoder import words
+from genlab.nets.text_encoder import words
 
 
 def caption_attributes(caption: str, attributes: dict[str, list[str]]) -> dict[str, str] | None:

@@ -66,7 +66,7 @@ from genlab.recipes.evaluate import (
     transcript,
 )
 from genlab.recipes.pretrain import PretrainConfig, pretrain
-from genlab.text.checkpoint import load_gpt
+from genlab.methods.autoregressive.checkpoint import load_gpt
 
 STAGES = ("pretrain", "sft", "reward", "ppo", "dpo")
 MODELS = ("pretrained", "sft", "ppo", "dpo")  # evaluated, in the table's order

@@ -42,7 +42,7 @@ from genlab.data.images import (
 )
 from genlab.metrics.adherence import caption_adherence
 from genlab.metrics.features import REFERENCE_SEED, FeatureNet, feature_fid
-from genlab.vision.diffusion import (
+from genlab.methods.diffusion.model import (
     KIND,
     TOKENIZER_FILE,
     DiffusionBatchSource,
@@ -52,9 +52,9 @@ from genlab.vision.diffusion import (
     generate_captions,
     load_diffusion,
 )
-from genlab.vision.grid import save_grid
-from genlab.vision.text_encoder import CaptionTokenizer, TextEncoderConfig
-from genlab.vision.unet import UNetConfig
+from genlab.data.grid import save_grid
+from genlab.nets.text_encoder import CaptionTokenizer, TextEncoderConfig
+from genlab.nets.unet import UNetConfig
 
 RECIPE_FILE = "recipe.json"  # the recipe settings besides the trainer's (data, sizes, CFG)
 SAMPLES_DIR = "samples"

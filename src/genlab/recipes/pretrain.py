@@ -27,9 +27,9 @@ from genlab.core.rng import seed_everything
 from genlab.core.trainer import TrainConfig, Trainer
 from genlab.data.loaders import cached_token_file, iter_texts, source_fingerprint
 from genlab.data.tinyworld import World
-from genlab.text.checkpoint import TOKENIZER_FILE
-from genlab.text.gpt import GPT, GPTConfig
-from genlab.text.tokenizer import Tokenizer
+from genlab.methods.autoregressive.checkpoint import TOKENIZER_FILE
+from genlab.nets.gpt import GPT, GPTConfig
+from genlab.data.tokenizer import Tokenizer
 
 BUILTIN = "tinyworld"
 
@@ -119,7 +119,7 @@ def prepare_tokenizer(cfg: PretrainConfig, model_vocab: int) -> Tokenizer:
 def build_model(cfg: PretrainConfig, tokenizer: Tokenizer) -> GPT:
     """A new GPT of the preset's size (vocabulary from the tokenizer), or GPT-2 weights."""
     if cfg.init_from:
-        from genlab.text.hf import gpt_from_hf
+        from genlab.nets.hf_gpt2 import gpt_from_hf
 
         model = gpt_from_hf(_hf_folder(cfg.init_from))
         if tokenizer.vocab_size > model.config.vocab_size:

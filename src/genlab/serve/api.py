@@ -45,7 +45,7 @@ except ModuleNotFoundError as e:  # an optional extra
 
 from genlab.serve.engine import Engine, EngineFull, Event, SequenceRequest
 from genlab.serve.schemas import FIELD_NAMES, ChatCompletionRequest, CompletionRequest
-from genlab.text.checkpoint import load_gpt
+from genlab.methods.autoregressive.checkpoint import load_gpt
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ longest sequence fits.
 
 Every sequence has its own sampling settings, its own ``torch.Generator`` (from its seed), its own
 stop tokens and strings and its own token budget. Alone in the engine, a request gets exactly the
-tokens ``genlab.text.sampling.generate`` gives for the same settings and seed.
+tokens ``genlab.methods.autoregressive.decoding.generate`` gives for the same settings and seed.
 
 ``Engine.step()`` runs one round (admit newcomers, pick one token per row, feed them back); tests
 drive it directly. ``Engine.start()`` runs it on one background thread, the only one that touches
@@ -41,9 +41,9 @@ import torch
 from torch import Tensor
 
 from genlab.core.errors import GenlabError
-from genlab.text.gpt import GPT, KVCache
-from genlab.text.sampling import SamplingConfig, process_logits
-from genlab.text.tokenizer import StreamDecoder, Tokenizer
+from genlab.nets.gpt import GPT, KVCache
+from genlab.methods.autoregressive.decoding import SamplingConfig, process_logits
+from genlab.data.tokenizer import StreamDecoder, Tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from genlab.recipes.experiments.report import (
     write_page,
     write_results,
 )
-from genlab.vision.diffusion import load_diffusion
+from genlab.methods.diffusion.model import load_diffusion
 
 NAME = "diffusion_prediction"
 

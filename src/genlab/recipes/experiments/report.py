@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from genlab.core.io import atomic_write_bytes, atomic_write_json
-from genlab.vision.grid import save_grid
+from genlab.data.grid import save_grid
 
 DOCS_DIR = Path("docs/experiments")
 

@@ -7,7 +7,7 @@ import torch
 
 from genlab.core.errors import GenlabError
 from genlab.data.images import ShapesConfig, ShapesDataset
-from genlab.vision.diffusion import (
+from genlab.methods.diffusion.model import (
     DiffusionBatchSource,
     DiffusionConfig,
     DiffusionLoss,
@@ -15,10 +15,10 @@ from genlab.vision.diffusion import (
     generate,
     generate_captions,
 )
-from genlab.vision.guidance import cfg_combine
-from genlab.vision.schedulers import sample_loop
-from genlab.vision.text_encoder import CaptionTokenizer, TextEncoder, TextEncoderConfig
-from genlab.vision.unet import UNetConfig
+from genlab.methods.diffusion.guidance import cfg_combine
+from genlab.methods.diffusion.schedulers import sample_loop
+from genlab.nets.text_encoder import CaptionTokenizer, TextEncoder, TextEncoderConfig
+from genlab.nets.unet import UNetConfig
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from genlab.core.errors import GenlabError
-from genlab.vision.guidance import cfg_combine, condition_dropout, guided_model_output
-from genlab.vision.schedulers import DDIMScheduler, sample_loop
-from genlab.vision.unet import UNet, UNetConfig
+from genlab.methods.diffusion.guidance import cfg_combine, condition_dropout, guided_model_output
+from genlab.methods.diffusion.schedulers import DDIMScheduler, sample_loop
+from genlab.nets.unet import UNet, UNetConfig
 
 
 def make(**overrides) -> UNet:

@@ -9,7 +9,7 @@ for number, and hand a genlab model to any tool that reads the transformers form
 
 The legacy ``pytorch_model.bin`` is read with ``torch.load(weights_only=True)``, which refuses
 to run code hidden in a pickle. The folder's ``tokenizer.json``, if any, is for
-``genlab.text.tokenizer``; this module only moves the network.
+``genlab.data.tokenizer``; this module only moves the network.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import Tensor
 from genlab.core.checkpoint import load_state_into
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
-from genlab.text.gpt import GPT, GPTConfig
+from genlab.nets.gpt import GPT, GPTConfig
 
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"

@@ -8,8 +8,8 @@ from diffusers.models.embeddings import get_timestep_embedding
 from torch import nn
 
 from genlab.core.errors import GenlabError
-from genlab.vision.schedulers import NoiseSchedule
-from genlab.vision.unet import PRESETS, UNet, UNetConfig, timestep_embedding
+from genlab.methods.diffusion.schedulers import NoiseSchedule
+from genlab.nets.unet import PRESETS, UNet, UNetConfig, timestep_embedding
 
 CTX = 12
 
@@ -227,7 +227,7 @@ def test_pooled_context_carries_the_caption_without_cross_attention():
 
 
 def test_coordinate_channels_give_the_first_conv_each_pixels_place():
-    from genlab.vision.unet import _coordinates
+    from genlab.nets.unet import _coordinates
 
     grid = _coordinates(torch.zeros(2, 3, 4, 6))
     assert grid.shape == (2, 2, 4, 6)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from genlab.core.errors import GenlabError
-from genlab.text.gpt import GPT, GPTConfig
-from genlab.text.hf import gpt_from_hf, gpt_to_hf
+from genlab.nets.gpt import GPT, GPTConfig
+from genlab.nets.hf_gpt2 import gpt_from_hf, gpt_to_hf
 
 transformers = pytest.importorskip("transformers")
 

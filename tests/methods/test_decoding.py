@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from genlab.core.errors import GenlabError
-from genlab.text.gpt import GPT, GPTConfig
-from genlab.text.sampling import Decoder, SamplingConfig, generate, process_logits, stream
+from genlab.nets.gpt import GPT, GPTConfig
+from genlab.methods.autoregressive.decoding import (
+    Decoder,
+    SamplingConfig,
+    generate,
+    process_logits,
+    stream,
+)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from genlab.core.errors import GenlabError
-from genlab.vision.schedulers import (
+from genlab.methods.diffusion.schedulers import (
     DDIMScheduler,
     DDPMScheduler,
     NoiseSchedule,

@@ -30,7 +30,7 @@ layer absolute position; without them our 32x32 model drew shapes of the right k
 at a random place unless nearly all the loss weight sat on the noisiest steps.
 
 ``forward(..., drop_cond=mask)`` replaces the condition of the masked rows by the null one, which
-is how training drops the condition (see ``genlab.vision.guidance``) and how a guided sampler
+is how training drops the condition (see ``genlab.methods.diffusion.guidance``) and how a guided sampler
 runs the conditional and unconditional predictions in one batch. A missing condition
 (``class_labels=None``, ``context=None``) is the null condition.
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from genlab.cli import main
 from genlab.core.errors import GenlabError
-from genlab.text.tokenizer import SPECIAL_TOKENS, Tokenizer
+from genlab.data.tokenizer import SPECIAL_TOKENS, Tokenizer
 
 SENTENCE = "the cat sat on a mat and the dog ran far away . , ! ? def return ( ) : = 42 1234"
 EXTRA_WORDS = ["猫", "喜欢", "吃", "鱼", "naïve", "café", "Ünïcödé", "🎉", "👩\u200d💻", "\t"]

@@ -7,7 +7,7 @@ target of the chosen parametrisation (the noise, the image or the velocity) with
 squared error, the "simple" loss the DDPM paper found to give the best samples. The caption is
 dropped (replaced by the null condition) with probability ``cond_drop`` so the same network also
 learns the unconditional model that classifier-free guidance needs (Ho & Salimans, 2022).
-Sampling runs the reverse process with any scheduler of ``genlab.vision.schedulers`` and
+Sampling runs the reverse process with any scheduler of ``genlab.methods.diffusion.schedulers`` and
 combines the two predictions as ``uncond + s * (cond - uncond)``.
 
 The trainer knows no model, so everything random about a training example lives in the batch:
@@ -36,8 +36,8 @@ from genlab.core.ema import EMA_FILE
 from genlab.core.errors import GenlabError
 from genlab.core.io import load_tensors
 from genlab.data.images import from_uint8
-from genlab.vision.guidance import condition_dropout, guided_model_output
-from genlab.vision.schedulers import (
+from genlab.methods.diffusion.guidance import condition_dropout, guided_model_output
+from genlab.methods.diffusion.schedulers import (
     PREDICTIONS,
     SCHEDULES,
     DDIMScheduler,
@@ -45,8 +45,8 @@ from genlab.vision.schedulers import (
     NoiseSchedule,
     sample_loop,
 )
-from genlab.vision.text_encoder import CaptionTokenizer, TextEncoder, TextEncoderConfig
-from genlab.vision.unet import UNet, UNetConfig
+from genlab.nets.text_encoder import CaptionTokenizer, TextEncoder, TextEncoderConfig
+from genlab.nets.unet import UNet, UNetConfig
 
 SAMPLERS = ("ddpm", "ddim")
 

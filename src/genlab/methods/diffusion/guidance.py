@@ -8,7 +8,7 @@ unconditional one, and s > 1 trades diversity for adherence to the condition, wi
 separate classifier that classifier guidance (Dhariwal & Nichol, 2021) needs.
 
 The helpers work with any denoiser called as ``model(x, t, **cond, drop_cond=mask)``, where
-``drop_cond`` (B,) marks the rows that get the null condition (``genlab.vision.unet.UNet``).
+``drop_cond`` (B,) marks the rows that get the null condition (``genlab.nets.unet.UNet``).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genlab.core.errors import GenlabError
-from genlab.text.gpt import GPT
+from genlab.nets.gpt import GPT
 
 
 class Detokenizer(Protocol):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from genlab.core.errors import GenlabError
-from genlab.text.gpt import GPT, PRESETS, GPTConfig
+from genlab.nets.gpt import GPT, PRESETS, GPTConfig
 
 
 def small(pos: str = "learned", **kw) -> GPT:
@@ -154,7 +154,7 @@ def test_resize_vocab_keeps_old_tokens_and_ties():
 
 
 def test_packed_segments_do_not_attend_to_each_other():
-    from genlab.text.gpt import segment_positions
+    from genlab.nets.gpt import segment_positions
 
     model = small()
     a, b = torch.randint(0, 97, (1, 7)), torch.randint(0, 97, (1, 5))

@@ -1,0 +1,1 @@
+"""Autoregressive models: decoding one token at a time, and scoring given tokens."""

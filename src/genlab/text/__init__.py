@@ -1,1 +1,0 @@
-"""Language models and their generation procedures."""

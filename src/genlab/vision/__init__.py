@@ -1,1 +1,0 @@
-"""Image models and their generation procedures, one file per family, plus sample grids."""
