@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 import transformers
 
+from genlab.methods.autoregressive.decoding import generate
 from genlab.nets.gpt import GPT
 from genlab.nets.hf_gpt2 import gpt_from_hf
-from genlab.methods.autoregressive.decoding import generate
 
 NEW_TOKENS = 200
 PROMPT_LEN = 32

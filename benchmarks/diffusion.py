@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 
 from genlab.core.io import atomic_write_bytes
-from genlab.methods.diffusion.model import DiffusionConfig, DiffusionLoss, DiffusionModel
 from genlab.methods.diffusion.guidance import guided_model_output
+from genlab.methods.diffusion.model import DiffusionConfig, DiffusionLoss, DiffusionModel
 from genlab.nets.text_encoder import TextEncoderConfig
 from genlab.nets.unet import UNetConfig
 

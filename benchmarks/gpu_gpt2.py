@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from genlab.nets.gpt import GPT, GPTConfig
 from genlab.methods.autoregressive.decoding import generate
+from genlab.nets.gpt import GPT, GPTConfig
 
 
 def sync() -> None:

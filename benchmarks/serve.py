@@ -39,10 +39,10 @@ from pathlib import Path
 import httpx
 import torch
 
-from genlab.serve.engine import Engine, Event, SequenceRequest
+from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import load_gpt, save_gpt
 from genlab.nets.gpt import GPT, GPTConfig
-from genlab.data.tokenizer import Tokenizer
+from genlab.serve.engine import Engine, Event, SequenceRequest
 
 RESULTS = Path(__file__).parent / "results" / "serve.json"
 WORDS = [

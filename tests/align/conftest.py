@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from genlab.core.trainer import TrainConfig
+from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import save_gpt
 from genlab.nets.gpt import GPT, GPTConfig
-from genlab.data.tokenizer import Tokenizer
 
 TEXT = [
     "the answer is yes. the answer is no. hello there, how are you?\n",

@@ -30,9 +30,9 @@ from genlab.align.reward import RewardModel, save_reward_model
 from genlab.cli import main
 from genlab.core.errors import GenlabError
 from genlab.core.io import load_tensors
+from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import load_gpt, save_gpt
 from genlab.nets.gpt import GPT, GPTConfig
-from genlab.data.tokenizer import Tokenizer
 
 
 @pytest.fixture(autouse=True)

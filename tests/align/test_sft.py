@@ -21,8 +21,8 @@ from genlab.align.sft import (
 )
 from genlab.core.errors import GenlabError
 from genlab.methods.autoregressive.checkpoint import load_gpt
-from genlab.nets.gpt import segment_positions
 from genlab.methods.autoregressive.decoding import generate
+from genlab.nets.gpt import segment_positions
 
 CONVERSATION = [
     {"role": "system", "content": "be brief"},

@@ -7,6 +7,7 @@ import torch
 
 from genlab.core.errors import GenlabError
 from genlab.data.images import ShapesConfig, ShapesDataset
+from genlab.methods.diffusion.guidance import cfg_combine
 from genlab.methods.diffusion.model import (
     DiffusionBatchSource,
     DiffusionConfig,
@@ -15,7 +16,6 @@ from genlab.methods.diffusion.model import (
     generate,
     generate_captions,
 )
-from genlab.methods.diffusion.guidance import cfg_combine
 from genlab.methods.diffusion.schedulers import sample_loop
 from genlab.nets.text_encoder import CaptionTokenizer, TextEncoder, TextEncoderConfig
 from genlab.nets.unet import UNetConfig

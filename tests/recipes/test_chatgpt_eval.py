@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from genlab.data.tinyworld import World, make_examples
+from genlab.data.tokenizer import Tokenizer
+from genlab.nets.gpt import GPT, GPTConfig
 from genlab.recipes.evaluate import (
     EvalSettings,
     StageAnswers,
@@ -21,8 +23,6 @@ from genlab.recipes.evaluate import (
     summarize,
     win_rate,
 )
-from genlab.nets.gpt import GPT, GPTConfig
-from genlab.data.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ from genlab.core.ema import EMA_FILE
 from genlab.core.errors import GenlabError
 from genlab.core.io import load_tensors
 from genlab.core.trainer import TrainConfig
+from genlab.methods.diffusion.model import load_diffusion
 from genlab.metrics.features import KIND as FEATURES_KIND
 from genlab.metrics.features import FeatureNet, FeatureNetConfig
 from genlab.recipes.diffusion import DataSpec, ImageTrainConfig, sample_run, train_diffusion
-from genlab.methods.diffusion.model import load_diffusion
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,9 @@ import torch
 
 from genlab.core.errors import GenlabError
 from genlab.core.trainer import TrainConfig
-from genlab.recipes.pretrain import PretrainConfig, pretrain
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.methods.autoregressive.decoding import generate
+from genlab.recipes.pretrain import PretrainConfig, pretrain
 
 
 def tiny(out, **kw) -> PretrainConfig:

@@ -12,9 +12,9 @@ import httpx
 import pytest
 import torch
 
+from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import save_gpt
 from genlab.nets.gpt import GPT, GPTConfig
-from genlab.data.tokenizer import Tokenizer
 
 TEXT = [
     "the cat sat on the mat and the dog ran to the park.\n",

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from genlab.core.errors import GenlabError
-from genlab.serve.engine import Engine, EngineFull, Event, SequenceRequest
-from genlab.nets.gpt import GPT, GPTConfig
 from genlab.methods.autoregressive.decoding import generate
+from genlab.nets.gpt import GPT, GPTConfig
+from genlab.serve.engine import Engine, EngineFull, Event, SequenceRequest
 
 GREEDY = {"temperature": 0.0}
 SAMPLED = {"temperature": 0.9, "top_p": 0.95}

@@ -46,9 +46,9 @@ from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
 from genlab.core.trainer import TrainConfig, Trainer
 from genlab.data.tinyworld import preference_pairs
+from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import TOKENIZER_FILE, load_gpt
 from genlab.nets.gpt import GPT
-from genlab.data.tokenizer import Tokenizer
 
 
 def sequence_logprobs(model: nn.Module, inputs: Tensor, targets: Tensor) -> Tensor:

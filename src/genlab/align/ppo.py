@@ -84,10 +84,10 @@ from genlab.core.run import (
     optimizer_tensors,
     resolve_checkpoint,
 )
-from genlab.methods.autoregressive.checkpoint import KIND, TOKENIZER_FILE, load_gpt
-from genlab.nets.gpt import GPT
-from genlab.methods.autoregressive.decoding import generate
 from genlab.data.tokenizer import Tokenizer
+from genlab.methods.autoregressive.checkpoint import KIND, TOKENIZER_FILE, load_gpt
+from genlab.methods.autoregressive.decoding import generate
+from genlab.nets.gpt import GPT
 
 Prompt = str | Messages
 RewardFn = Callable[[list[Prompt], list[str]], Sequence[float]]

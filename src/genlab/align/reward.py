@@ -53,9 +53,9 @@ from genlab.core.errors import GenlabError
 from genlab.core.rng import seed_everything
 from genlab.core.trainer import TrainConfig, Trainer
 from genlab.data.tinyworld import preference_pairs
+from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import TOKENIZER_FILE, load_gpt
 from genlab.nets.gpt import GPT, GPTConfig
-from genlab.data.tokenizer import Tokenizer
 
 KIND = "reward"
 

@@ -43,9 +43,9 @@ from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
 from genlab.core.trainer import TrainConfig, Trainer
 from genlab.data.tinyworld import demonstrations
+from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import TOKENIZER_FILE, load_gpt
 from genlab.nets.gpt import segment_positions
-from genlab.data.tokenizer import Tokenizer
 
 IGNORE = -100
 PAD_SEGMENT = -1

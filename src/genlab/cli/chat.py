@@ -16,10 +16,10 @@ import typer
 from genlab.cli._app import app
 from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
-from genlab.methods.autoregressive.checkpoint import load_gpt
-from genlab.nets.gpt import GPT
-from genlab.methods.autoregressive.decoding import stream
 from genlab.data.tokenizer import Tokenizer
+from genlab.methods.autoregressive.checkpoint import load_gpt
+from genlab.methods.autoregressive.decoding import stream
+from genlab.nets.gpt import GPT
 
 HELP = "Type a message; /reset starts over, /quit (or Ctrl-D) leaves."
 

@@ -10,9 +10,9 @@ import typer
 
 from genlab.cli._app import app
 from genlab.core.errors import GenlabError
+from genlab.data.grid import save_grid
 from genlab.data.images import DigitsDataset, ShapesDataset, export_images
 from genlab.data.tinyworld import DEFAULT_HELD_OUT, TinyWorldConfig, write_tinyworld
-from genlab.data.grid import save_grid
 
 data = typer.Typer(
     help="Write built-in data (TinyWorld text, built-in images) to a folder, with a dataset card.",

@@ -17,6 +17,8 @@ from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_json
 from genlab.core.trainer import TrainConfig
 from genlab.data.images import ImageFolderDataset
+from genlab.methods.diffusion.model import KIND as DIFFUSION_KIND
+from genlab.methods.diffusion.model import load_diffusion
 from genlab.metrics.adherence import caption_adherence
 from genlab.metrics.features import (
     DATASETS,
@@ -31,8 +33,6 @@ from genlab.recipes.diffusion import (
     read_data_spec,
     reference_set,
 )
-from genlab.methods.diffusion.model import KIND as DIFFUSION_KIND
-from genlab.methods.diffusion.model import load_diffusion
 
 metrics = typer.Typer(
     help="Measure generated images: FID with genlab features, caption adherence.",

@@ -56,6 +56,7 @@ from genlab.core.io import atomic_write_bytes, atomic_write_json, read_json
 from genlab.core.logging import read_metrics
 from genlab.core.trainer import TrainConfig
 from genlab.data.tinyworld import World, make_examples
+from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.recipes.evaluate import (
     EvalSettings,
     StageAnswers,
@@ -66,7 +67,6 @@ from genlab.recipes.evaluate import (
     transcript,
 )
 from genlab.recipes.pretrain import PretrainConfig, pretrain
-from genlab.methods.autoregressive.checkpoint import load_gpt
 
 STAGES = ("pretrain", "sft", "reward", "ppo", "dpo")
 MODELS = ("pretrained", "sft", "ppo", "dpo")  # evaluated, in the table's order

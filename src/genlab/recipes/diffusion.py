@@ -32,6 +32,7 @@ from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_bytes, read_json
 from genlab.core.rng import seed_everything
 from genlab.core.trainer import TrainConfig
+from genlab.data.grid import save_grid
 from genlab.data.images import (
     DigitsDataset,
     ImageFolderDataset,
@@ -40,8 +41,6 @@ from genlab.data.images import (
     from_uint8,
     to_uint8,
 )
-from genlab.metrics.adherence import caption_adherence
-from genlab.metrics.features import REFERENCE_SEED, FeatureNet, feature_fid
 from genlab.methods.diffusion.model import (
     KIND,
     TOKENIZER_FILE,
@@ -52,7 +51,8 @@ from genlab.methods.diffusion.model import (
     generate_captions,
     load_diffusion,
 )
-from genlab.data.grid import save_grid
+from genlab.metrics.adherence import caption_adherence
+from genlab.metrics.features import REFERENCE_SEED, FeatureNet, feature_fid
 from genlab.nets.text_encoder import CaptionTokenizer, TextEncoderConfig
 from genlab.nets.unet import UNetConfig
 

@@ -39,9 +39,9 @@ from genlab.align.reward import RewardModel
 from genlab.align.sft import IGNORE
 from genlab.data.tinyworld import Example, make_examples, verdict
 from genlab.data.tinyworld.world import World
-from genlab.nets.gpt import GPT
-from genlab.methods.autoregressive.decoding import Generation, generate
 from genlab.data.tokenizer import Tokenizer
+from genlab.methods.autoregressive.decoding import Generation, generate
+from genlab.nets.gpt import GPT
 
 
 @dataclass

@@ -27,9 +27,9 @@ from genlab.core.rng import seed_everything
 from genlab.core.trainer import TrainConfig, Trainer
 from genlab.data.loaders import cached_token_file, iter_texts, source_fingerprint
 from genlab.data.tinyworld import World
+from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import TOKENIZER_FILE
 from genlab.nets.gpt import GPT, GPTConfig
-from genlab.data.tokenizer import Tokenizer
 
 BUILTIN = "tinyworld"
 

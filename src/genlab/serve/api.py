@@ -43,9 +43,9 @@ except ModuleNotFoundError as e:  # an optional extra
         f"serving needs FastAPI and uvicorn ({e.name} is missing): pip install 'genlab[serve]'"
     ) from e
 
+from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.serve.engine import Engine, EngineFull, Event, SequenceRequest
 from genlab.serve.schemas import FIELD_NAMES, ChatCompletionRequest, CompletionRequest
-from genlab.methods.autoregressive.checkpoint import load_gpt
 
 log = logging.getLogger(__name__)
 

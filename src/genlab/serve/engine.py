@@ -41,9 +41,9 @@ import torch
 from torch import Tensor
 
 from genlab.core.errors import GenlabError
-from genlab.nets.gpt import GPT, KVCache
-from genlab.methods.autoregressive.decoding import SamplingConfig, process_logits
 from genlab.data.tokenizer import StreamDecoder, Tokenizer
+from genlab.methods.autoregressive.decoding import SamplingConfig, process_logits
+from genlab.nets.gpt import GPT, KVCache
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import torch
 
 from genlab.core.checkpoint import load_model_weights, read_model_config, save_model_folder
 from genlab.core.errors import GenlabError
-from genlab.nets.gpt import GPT, GPTConfig
 from genlab.data.tokenizer import Tokenizer
+from genlab.nets.gpt import GPT, GPTConfig
 
 KIND = "gpt"
 TOKENIZER_FILE = "tokenizer.json"

@@ -19,6 +19,7 @@ from pathlib import Path
 from genlab.core.errors import GenlabError
 from genlab.core.io import read_json
 from genlab.core.logging import METRICS_FILE, read_metrics
+from genlab.methods.diffusion.model import load_diffusion
 from genlab.metrics.features import default_features_dir, load_feature_net
 from genlab.recipes.diffusion import (
     config_from_run,
@@ -33,7 +34,6 @@ from genlab.recipes.experiments.report import (
     write_page,
     write_results,
 )
-from genlab.methods.diffusion.model import load_diffusion
 
 NAME = "diffusion_prediction"
 

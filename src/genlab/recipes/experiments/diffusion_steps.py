@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from genlab.methods.diffusion.model import load_diffusion
 from genlab.metrics.features import default_features_dir, load_feature_net
 from genlab.recipes.diffusion import (
     evaluate_samples,
@@ -29,7 +30,6 @@ from genlab.recipes.experiments.report import (
     write_page,
     write_results,
 )
-from genlab.methods.diffusion.model import load_diffusion
 
 NAME = "diffusion_steps"
 
