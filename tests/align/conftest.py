@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genlab.core.trainer import TrainConfig
+from genlab.core.train_config import TrainConfig
 from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import save_gpt
 from genlab.nets.gpt import GPT, GPTConfig

@@ -7,10 +7,11 @@ import torch
 from torch import nn
 
 from genlab.core.batches import TensorBatchSource
-from genlab.core.ema import EMA, EMA_FILE, EMATrainer, ema_metadata
+from genlab.core.ema import EMA, EMA_FILE, EMACallback, ema_metadata
 from genlab.core.errors import GenlabError
 from genlab.core.io import load_tensors
-from genlab.core.trainer import TrainConfig
+from genlab.core.train_config import TrainConfig
+from genlab.core.trainer import Trainer
 
 
 class WithCounter(nn.Module):
@@ -106,35 +107,40 @@ def _trainer(toy, run_dir, resume=False, **cfg):
         plots=False,
     )
     settings.update(cfg)
-    return EMATrainer(
+    return Trainer(
         toy.ToyNet(),
         toy.step_fn,
         TensorBatchSource((x, y), seed=1),
         TrainConfig(**settings),
         run_dir,
         model_kind="toy",
+        callbacks=[EMACallback(decay=0.9)],
         resume=resume,
-        ema_decay=0.9,
     )
+
+
+def _ema(trainer: Trainer) -> EMA:
+    (callback,) = trainer.callbacks
+    return callback.ema
 
 
 def test_trainer_updates_after_every_step_and_resumes_exactly(toy, tmp_path):
     whole = _trainer(toy, tmp_path / "whole")
     whole.fit()
-    assert whole.ema.num_updates == 8
-    assert not torch.equal(whole.ema.shadow["out.weight"], whole.model.out.weight)
+    assert _ema(whole).num_updates == 8
+    assert not torch.equal(_ema(whole).shadow["out.weight"], whole.model.out.weight)
 
     first = _trainer(toy, tmp_path / "split")
     first.fit(until=3)
     first.close()
     resumed = _trainer(toy, tmp_path / "split", resume=True)
-    assert resumed.step == 3 and resumed.ema.num_updates == 3
+    assert resumed.step == 3 and _ema(resumed).num_updates == 3
     resumed.fit()
-    for name, value in whole.ema.shadow.items():
-        assert torch.equal(resumed.ema.shadow[name], value), name
+    for name, value in _ema(whole).shadow.items():
+        assert torch.equal(_ema(resumed).shadow[name], value), name
     # the top-level copy is the final average; only the kept checkpoint's average remains
     saved = load_tensors(tmp_path / "split" / EMA_FILE)
-    assert torch.equal(saved["out.weight"], whole.ema.shadow["out.weight"])
+    assert torch.equal(saved["out.weight"], _ema(whole).shadow["out.weight"])
     assert sorted(p.name for p in (tmp_path / "split" / "ema").iterdir()) == [
         "step_000008.safetensors"
     ]

@@ -6,9 +6,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from genlab.core.callbacks import EvalHook
 from genlab.core.errors import GenlabError
 from genlab.core.logging import read_metrics
 from genlab.core.optim import warmup_cosine
+from genlab.core.phases import Phase
 from genlab.core.run import latest_checkpoint
 
 
@@ -23,8 +25,7 @@ def test_trains_logs_and_evaluates(toy, tmp_path):
         seen.append((type(model).__name__, step))
         return {"probe": 1.5}
 
-    trainer = toy.make_trainer(tmp_path / "run", max_steps=20)
-    trainer.on_eval = on_eval
+    trainer = toy.make_trainer(tmp_path / "run", max_steps=20, callbacks=[EvalHook(on_eval)])
     final = trainer.fit()
     records = read_metrics(tmp_path / "run")
     train = [r for r in records if "loss" in r]
@@ -84,7 +85,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(toy, tmp_path)
         return (loss * float("nan") if len(calls) > 7 else loss), metrics
 
     trainer = toy.make_trainer(tmp_path / "run", max_steps=20)
-    trainer.step_fn = exploding
+    trainer.phases = [Phase(exploding)]
     with pytest.raises(GenlabError) as info:
         trainer.fit()
     message = str(info.value)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -21,7 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.core.batches import TensorBatchSource
-from genlab.core.trainer import TrainConfig, Trainer
+from genlab.core.callbacks import Callback
+from genlab.core.train_config import TrainConfig
+from genlab.core.trainer import Trainer
 
 
 class Block(nn.Module):
@@ -68,7 +71,13 @@ def step_fn(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]
 
 
 def make_trainer(
-    run_dir, resume: bool = False, dropout: float = 0.0, sleep: float = 0.0, width: int = 16, **cfg
+    run_dir,
+    resume: bool = False,
+    dropout: float = 0.0,
+    sleep: float = 0.0,
+    width: int = 16,
+    callbacks: Sequence[Callback] = (),
+    **cfg,
 ) -> Trainer:
     """A Trainer over the toy task; ``cfg`` overrides the small TrainConfig below."""
     torch.manual_seed(0)
@@ -103,6 +112,7 @@ def make_trainer(
         eval_data=TensorBatchSource((x[448:], y[448:]), seed=2),
         model_kind="toy",
         model_config={"width": width},
+        callbacks=callbacks,
         resume=resume,
     )
 

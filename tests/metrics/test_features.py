@@ -8,7 +8,7 @@ import torch
 from genlab.cli import main
 from genlab.core.checkpoint import save_model_folder
 from genlab.core.errors import GenlabError
-from genlab.core.trainer import TrainConfig
+from genlab.core.train_config import TrainConfig
 from genlab.data.images import ShapesConfig, ShapesDataset, export_images, from_uint8
 from genlab.metrics.adherence import caption_adherence, caption_attributes
 from genlab.metrics.features import (

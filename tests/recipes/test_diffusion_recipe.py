@@ -16,7 +16,7 @@ from genlab.core.checkpoint import save_model_folder
 from genlab.core.ema import EMA_FILE
 from genlab.core.errors import GenlabError
 from genlab.core.io import load_tensors
-from genlab.core.trainer import TrainConfig
+from genlab.core.train_config import TrainConfig
 from genlab.methods.diffusion.model import load_diffusion
 from genlab.metrics.features import KIND as FEATURES_KIND
 from genlab.metrics.features import FeatureNet, FeatureNetConfig

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from genlab.core.errors import GenlabError
-from genlab.core.trainer import TrainConfig
+from genlab.core.train_config import TrainConfig
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.methods.autoregressive.decoding import generate
 from genlab.recipes.pretrain import PretrainConfig, pretrain

@@ -44,7 +44,8 @@ from genlab.align.sft import IGNORE
 from genlab.core.batches import TensorBatchSource
 from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
-from genlab.core.trainer import TrainConfig, Trainer
+from genlab.core.train_config import TrainConfig
+from genlab.core.trainer import Trainer
 from genlab.data.tinyworld import preference_pairs
 from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import TOKENIZER_FILE, load_gpt

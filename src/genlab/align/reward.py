@@ -51,7 +51,8 @@ from genlab.core.checkpoint import load_model_weights, read_model_config, save_m
 from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
 from genlab.core.rng import seed_everything
-from genlab.core.trainer import TrainConfig, Trainer
+from genlab.core.train_config import TrainConfig
+from genlab.core.trainer import Trainer
 from genlab.data.tinyworld import preference_pairs
 from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import TOKENIZER_FILE, load_gpt

@@ -16,7 +16,7 @@ from genlab.align.dpo import DPOConfig, dpo
 from genlab.align.reward import RewardConfig, train_reward
 from genlab.align.sft import SFTConfig, sft
 from genlab.cli._app import app
-from genlab.core.trainer import TrainConfig
+from genlab.core.train_config import TrainConfig
 
 DATA_HELP = "tinyworld (built in) or a JSONL file of your own"
 FAMILIES_HELP = "TinyWorld task families: a,b,c or all (default: a set a small model learns)."

@@ -10,7 +10,7 @@ import typer
 from genlab.cli._app import app
 from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
-from genlab.core.trainer import TrainConfig
+from genlab.core.train_config import TrainConfig
 from genlab.recipes.diffusion import DataSpec, ImageTrainConfig, sample_run, train_diffusion
 
 image = typer.Typer(

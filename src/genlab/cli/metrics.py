@@ -15,7 +15,7 @@ from genlab.core.checkpoint import CONFIG_FILE
 from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_json
-from genlab.core.trainer import TrainConfig
+from genlab.core.train_config import TrainConfig
 from genlab.data.images import ImageFolderDataset
 from genlab.methods.diffusion.model import KIND as DIFFUSION_KIND
 from genlab.methods.diffusion.model import load_diffusion

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from genlab.cli._app import app
-from genlab.core.trainer import TrainConfig
+from genlab.core.train_config import TrainConfig
 from genlab.recipes.pretrain import BUILTIN, PretrainConfig, pretrain
 
 

@@ -1,4 +1,4 @@
-"""An exponential moving average of a model's weights, and a trainer that keeps one exactly.
+"""An exponential moving average of a model's weights, and the trainer callback that keeps one.
 
 Averaging the iterates of stochastic gradient descent (Polyak & Juditsky, 1992, "Acceleration of
 Stochastic Approximation by Averaging") smooths out the noise of the last steps. Diffusion models
@@ -10,10 +10,10 @@ forget the random initialisation, so the decay warms up as in TensorFlow's
 
 :class:`EMA` knows no model: it averages every floating-point entry of a module's state dict
 (and copies the others), so its shadow loads into the same module as its weights would.
-:class:`EMATrainer` is the shared :class:`~genlab.core.trainer.Trainer` with an EMA updated after
-every optimizer step and checkpointed with the run: ``RUN/ema/step_NNNNNN.safetensors`` is
-written *before* checkpoint N, so every complete checkpoint has its average and a resumed run
-continues the very same average; ``RUN/ema.safetensors`` mirrors the newest for samplers.
+:class:`EMACallback` keeps one during training (a trainer callback, so it combines with any
+other): ``RUN/ema/step_NNNNNN.safetensors`` is written *before* checkpoint N, so every complete
+checkpoint has its average and a resumed run continues the very same average;
+``RUN/ema.safetensors`` mirrors the newest for samplers.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
@@ -33,7 +33,10 @@ from genlab.core.distributed import dist_info
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_save_tensors, load_tensors
 from genlab.core.run import CHECKPOINTS_DIR, step_dir_name
-from genlab.core.trainer import Trainer
+
+if TYPE_CHECKING:
+    from genlab.core.trainer import Trainer
+from genlab.core.callbacks import Callback
 
 EMA_FILE = "ema.safetensors"
 EMA_DIR = "ema"
@@ -123,50 +126,58 @@ def ema_metadata(path: str | os.PathLike) -> dict[str, str]:
     return meta
 
 
-class EMATrainer(Trainer):
-    """The shared trainer plus an EMA of the model's weights, updated after every optimizer step.
+class EMACallback(Callback):
+    """Keep an EMA of the model's weights during training, checkpointed with the run.
 
-    Takes :class:`~genlab.core.trainer.Trainer`'s arguments and ``ema_decay``/``ema_warmup``.
-    The average lives in ``self.ema`` (sample with ``with trainer.ema.applied(model): ...``).
+    The average lives in ``self.ema`` (sample with ``with callback.ema.applied(model): ...``).
+    ``RUN/ema/step_NNNNNN.safetensors`` is written before checkpoint N is published, so every
+    complete checkpoint has its average and a resumed run continues the very same average.
     """
 
-    def __init__(
-        self, *args: Any, ema_decay: float = 0.999, ema_warmup: bool = True, **kwargs: Any
-    ):
-        super().__init__(*args, **kwargs)
-        if self.config.fsdp:
+    name = "ema"
+
+    def __init__(self, decay: float = 0.999, warmup: bool = True) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise GenlabError(f"EMA decay must lie in [0, 1), got {decay}")
+        self.decay = decay
+        self.warmup = warmup
+        self.ema: EMA | None = None
+
+    def on_start(self, trainer: Trainer) -> None:
+        if trainer.config.fsdp:
             raise GenlabError(
                 "an EMA of FSDP-sharded weights is not supported: train without --fsdp"
             )
-        self.ema = EMA(self.model, ema_decay, ema_warmup)
-        if self.step > 0:
-            path = self.ema_path(self.step)
+        self.ema = EMA(trainer.model, self.decay, self.warmup)
+        if trainer.step > 0:
+            path = ema_path(trainer.run_dir, trainer.step)
             if not path.is_file():
                 raise GenlabError(
-                    f"{self.run_dir} has a checkpoint at step {self.step} but no weight average "
-                    f"for it ({path}); it was not written by an EMA run"
+                    f"{trainer.run_dir} has a checkpoint at step {trainer.step} but no weight "
+                    f"average for it ({path}); it was not written by an EMA run"
                 )
-            self.ema.load(path, self.step)
+            self.ema.load(path, trainer.step)
 
-    def ema_path(self, step: int) -> Path:
-        return self.run_dir / EMA_DIR / f"{step_dir_name(step)}.safetensors"
+    def on_step_end(self, trainer: Trainer) -> None:
+        assert self.ema is not None
+        self.ema.update(trainer.model)
 
-    def train_step(self, step: int) -> tuple[float, float, dict[str, float]]:
-        result = super().train_step(step)
-        self.ema.update(self.model)
-        return result
+    def on_checkpoint(self, trainer: Trainer) -> None:
+        if dist_info().is_main and self.ema is not None:
+            self.ema.save(ema_path(trainer.run_dir, trainer.step), trainer.step)
 
-    def save_checkpoint(self) -> Path:
-        """Write the average of this step, then the checkpoint; mirror the average at the top
-        and drop the averages of checkpoints that no longer exist."""
-        main = dist_info().is_main
-        if main:
-            self.ema.save(self.ema_path(self.step), self.step)
-        path = super().save_checkpoint()
-        if main:
-            self.ema.save(self.run_dir / EMA_FILE, self.step)
-            kept = {p.name for p in (self.run_dir / CHECKPOINTS_DIR).glob("step_*")}
-            for file in (self.run_dir / EMA_DIR).glob("step_*.safetensors"):
-                if file.name.removesuffix(".safetensors") not in kept:
-                    file.unlink(missing_ok=True)
-        return path
+    def on_checkpoint_end(self, trainer: Trainer, path: Path) -> None:
+        """Mirror the newest average at the top; drop those of checkpoints no longer kept."""
+        if not dist_info().is_main or self.ema is None:
+            return
+        run_dir = trainer.run_dir
+        self.ema.save(run_dir / EMA_FILE, trainer.step)
+        kept = {p.name for p in (run_dir / CHECKPOINTS_DIR).glob("step_*")}
+        for file in (run_dir / EMA_DIR).glob("step_*.safetensors"):
+            if file.name.removesuffix(".safetensors") not in kept:
+                file.unlink(missing_ok=True)
+
+
+def ema_path(run_dir: Path, step: int) -> Path:
+    """Where the average of checkpoint ``step`` lives."""
+    return run_dir / EMA_DIR / f"{step_dir_name(step)}.safetensors"

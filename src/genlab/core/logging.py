@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,10 @@ from tqdm.auto import tqdm
 
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_bytes
+
+# Metrics that are counts: summed over micro-batches and processes (not averaged), and turned
+# into throughput.
+COUNTS = ("tokens", "samples")
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -145,3 +150,39 @@ class ProgressBar:
 
     def close(self) -> None:
         self._bar.close()
+
+
+class MetricsWindow:
+    """The trainer's sums over the steps since the last log line: mean loss/metrics and throughput."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.loss = 0.0
+        self.seconds = 0.0
+        self.samples = 0
+        self.metrics: dict[str, float] = {}
+
+    def add(self, loss: float, metrics: Mapping[str, float], samples: int, seconds: float) -> None:
+        self.steps += 1
+        self.loss += loss
+        self.seconds += seconds
+        self.samples += samples
+        for key, value in metrics.items():
+            self.metrics[key] = self.metrics.get(key, 0.0) + value
+
+    def rates(self) -> dict[str, float]:
+        seconds = max(self.seconds, 1e-9)
+        out = {"samples_per_s": self.samples / seconds}
+        if "tokens" in self.metrics:
+            out["tokens_per_s"] = self.metrics["tokens"] / seconds
+        return out
+
+    def rate_postfix(self) -> dict[str, str]:
+        rates = self.rates()
+        if "tokens_per_s" in rates:
+            return {"tok/s": f"{rates['tokens_per_s']:.0f}"}
+        return {"samples/s": f"{rates['samples_per_s']:.1f}"}
+
+    def summary(self) -> dict[str, float]:
+        means = {k: v / self.steps for k, v in self.metrics.items() if k not in COUNTS}
+        return {"loss": self.loss / self.steps, **means, **self.rates()}

@@ -6,8 +6,9 @@ AdamW with decay on matrices only and a warmup + cosine schedule (:mod:`genlab.c
 gradient accumulation and clipping, fp32/bf16/fp16 precision (:mod:`genlab.core.device`),
 ``torch.compile``, periodic evaluation, ``metrics.jsonl`` + TensorBoard + a progress bar
 (:mod:`genlab.core.logging`), checkpoints and exact resume (:mod:`genlab.core.run`), and DDP or
-FSDP under torchrun (:mod:`genlab.core.distributed`). Each of those modules is usable alone: a
-GAN or PPO loop that does not fit ``fit()`` builds its own loop from them.
+FSDP under torchrun (:mod:`genlab.core.distributed`). Several losses and optimizers (a GAN's two,
+PPO's policy and value head) are :class:`~genlab.core.phases.Phase`s of one step; what a run does
+besides its steps (EMA, sample grids, evaluation hooks) are :mod:`~genlab.core.callbacks`.
 
 The batch size is global: ``batch_size`` rows per optimizer step, whatever the number of
 processes. Each of the ``W`` processes runs ``A = batch_size / (W * micro_batch_size)``
@@ -27,115 +28,35 @@ summed and turned into throughput (``tokens_per_s``).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from genlab.core.batches import Batch, BatchSource
-from genlab.core.device import autocast, check_precision, grad_scaler
+from genlab.core.batches import BatchSource
+from genlab.core.callbacks import Callback
+from genlab.core.device import autocast, check_precision, grad_scaler, to_device
 from genlab.core.distributed import (
     all_reduce_sum,
     gradient_sync,
     init_distributed,
     shutdown,
-    unwrap,
     wrap_model,
 )
 from genlab.core.errors import GenlabError
-from genlab.core.logging import MetricsLogger, ProgressBar
+from genlab.core.logging import COUNTS, MetricsLogger, MetricsWindow, ProgressBar
 from genlab.core.optim import build_adamw, set_lr, warmup_cosine
+from genlab.core.phases import OptimizerGroup, Phase, StepFn
 from genlab.core.rng import seed_everything
 from genlab.core.run import RunFolder, load_checkpoint
+from genlab.core.train_config import TrainConfig
 
-StepFn = Callable[[nn.Module, Batch], tuple[torch.Tensor, Mapping[str, Any]]]
-EvalHook = Callable[[nn.Module, int], Mapping[str, float] | None]
-COUNTS = ("tokens", "samples")
 # Fields that decide which rows each step reads: a resumed run must keep them.
 DATA_FIELDS = ("batch_size", "seed")
-
-
-@dataclass
-class TrainConfig:
-    """Trainer settings; the defaults run. Intervals of 0 turn a periodic action off (the last
-    step still evaluates and checkpoints)."""
-
-    max_steps: int = 1000
-    batch_size: int = 32  # global rows per optimizer step, over all processes
-    micro_batch_size: int | None = None  # rows per forward per process; None: batch / processes
-    lr: float = 3e-4
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16: CUDA only)
-    compile: bool = False
-    fsdp: bool = False  # shard the model over processes instead of replicating it (DDP)
-    eval_every: int = 100
-    eval_batches: int = 10
-    checkpoint_every: int = 100
-    keep_last: int = 2
-    log_every: int = 10
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
-    tensorboard: bool = True
-    plots: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["betas"] = list(self.betas)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise GenlabError(f"unknown training setting '{unknown[0]}'")
-        values = dict(data)
-        if "betas" in values:
-            values["betas"] = tuple(values["betas"])
-        return cls(**values)
-
-    def validate(self) -> None:
-        checks = {
-            "max_steps": self.max_steps >= 1,
-            "batch_size": self.batch_size >= 1,
-            "micro_batch_size": self.micro_batch_size is None or self.micro_batch_size >= 1,
-            "lr": self.lr > 0,
-            "min_lr_ratio": 0 <= self.min_lr_ratio <= 1,
-            "warmup_steps": self.warmup_steps >= 0,
-            "grad_clip": self.grad_clip >= 0,
-            "eval_every": self.eval_every >= 0,
-            "eval_batches": self.eval_batches >= 1,
-            "checkpoint_every": self.checkpoint_every >= 0,
-            "keep_last": self.keep_last >= 1,
-            "log_every": self.log_every >= 1,
-            "seed": self.seed >= 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise GenlabError(f"invalid training setting {name}={getattr(self, name)!r}")
-
-
-def to_device(batch: Batch, device: torch.device) -> Batch:
-    """Move every tensor in a (nested tuple/list/dict) batch to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=device.type == "cuda")
-    if isinstance(batch, Mapping):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
 
 
 def _every(step: int, interval: int) -> bool:
@@ -146,16 +67,16 @@ class Trainer:
     """Train ``model`` by ``step_fn`` on ``train_data``, writing the run folder ``run_dir``.
 
     Construction does the set-up (process group under torchrun, device, seeding, compile and
-    DDP/FSDP wrap, optimizer, and with ``resume=True`` loading the newest complete checkpoint);
+    DDP/FSDP wrap, optimizers, and with ``resume=True`` loading the newest complete checkpoint);
     :meth:`fit` trains to ``config.max_steps`` (or to a given step: call it again to go on).
-    ``on_eval(model, step)`` runs at each evaluation
-    on every rank (e.g. to sample text) and may return metrics to log.
+    ``step_fn`` is one step function, or a sequence of :class:`Phase` (several losses and
+    optimizers, named in ``optimizers``); ``callbacks`` add EMA, sample grids, evaluation hooks.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        step_fn: StepFn,
+        step_fn: StepFn | Sequence[Phase],
         train_data: BatchSource,
         config: TrainConfig,
         run_dir: str | Path,
@@ -163,15 +84,16 @@ class Trainer:
         model_kind: str = "model",
         model_config: dict[str, Any] | None = None,
         extra_files: Mapping[str, bytes] | None = None,
-        on_eval: EvalHook | None = None,
+        callbacks: Sequence[Callback] = (),
+        optimizers: Mapping[str, OptimizerGroup] | None = None,
         resume: bool = False,
     ):
         config.validate()
         self.config = config
-        self.step_fn = step_fn
+        self.phases = list(step_fn) if isinstance(step_fn, Sequence) else [Phase(step_fn)]
         self.train_data = train_data
         self.eval_data = eval_data
-        self.on_eval = on_eval
+        self.callbacks = list(callbacks)
         self.run_dir = Path(run_dir)
         self.info, self.device, self._owns_group = init_distributed(config.device)
         check_precision(config.precision, self.device)
@@ -203,25 +125,26 @@ class Trainer:
         if config.compile:
             net = torch.compile(net)
         self.net = net if config.fsdp else wrap_model(net, self.device)
-        self.optimizer = build_adamw(
-            self.model,
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-            betas=config.betas,
-            eps=config.eps,
-            device_type=self.device.type,
-            fused=False if config.fsdp else None,
-        )
+        self.groups = dict(optimizers or {"optimizer": OptimizerGroup()})
+        self.optimizers = {name: self._build(group) for name, group in self.groups.items()}
+        for phase in self.phases:
+            unknown = [n for n in phase.optimizers if n not in self.optimizers]
+            if unknown:
+                raise GenlabError(f"a training phase steps an unknown optimizer '{unknown[0]}'")
         self.scaler = grad_scaler(self.device, config.precision)
 
         self.step = 0
         self.tokens_seen = 0
         if resume_from:
-            state = load_checkpoint(self.run_dir, self.net, {"optimizer": self.optimizer})
+            state = load_checkpoint(self.run_dir, self.net, self.optimizers)
             self.step = state["step"]
             self.tokens_seen = int(state.get("tokens_seen", 0))
             if self.scaler is not None and state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
+            saved = state.get("callbacks", {})
+            for callback in self.callbacks:
+                if callback.name in saved:
+                    callback.load_state_dict(saved[callback.name])
         self._checkpoint_step = self.step
         self.folder.write_config()
         self.logger = MetricsLogger(
@@ -229,6 +152,20 @@ class Trainer:
             enabled=self.info.is_main,
             tensorboard=config.tensorboard,
             resume_step=self.step,
+        )
+        for callback in self.callbacks:
+            callback.on_start(self)
+
+    def _build(self, group: OptimizerGroup) -> torch.optim.Optimizer:
+        cfg = self.config
+        return build_adamw(
+            self.model.get_submodule(group.module),
+            lr=cfg.lr if group.lr is None else group.lr,
+            weight_decay=cfg.weight_decay if group.weight_decay is None else group.weight_decay,
+            betas=cfg.betas,
+            eps=cfg.eps,
+            device_type=self.device.type,
+            fused=False if cfg.fsdp else None,
         )
 
     def _check_folder(self, resume: bool) -> bool:
@@ -292,11 +229,27 @@ class Trainer:
             sums[key] = sums[key] + value if key in sums else value
 
     def train_step(self, step: int) -> tuple[float, float, dict[str, float]]:
-        """Run optimizer step ``step`` (0-based): forward/backward over this rank's micro-batches,
-        clip, step. Returns ``(mean loss, gradient norm, metrics)``; a non-finite loss or
-        gradient raises before the weights change."""
-        cfg = self.config
+        """Run optimizer step ``step`` (0-based): each phase's forward/backward over this rank's
+        micro-batches, clip, step. Returns ``(loss, gradient norm, metrics)`` (several phases:
+        the summed loss, the last norm, and each phase's loss/norm/metrics under its name); a
+        non-finite loss or gradient raises before the weights change."""
         self.net.train()
+        if len(self.phases) == 1:
+            return self._run_phase(self.phases[0], step)
+        total, record = 0.0, {}
+        for phase in self.phases:
+            loss, norm, metrics = self._run_phase(phase, step)
+            total += loss
+            record[f"{phase.name}_loss"] = loss
+            record[f"{phase.name}_grad_norm"] = norm
+            record.update(
+                {k if k in COUNTS else f"{phase.name}_{k}": v for k, v in metrics.items()}
+            )
+        return total, norm, record
+
+    def _run_phase(self, phase: Phase, step: int) -> tuple[float, float, dict[str, float]]:
+        cfg = self.config
+        optimizers = [self.optimizers[name] for name in phase.optimizers]
         loss_sum = torch.zeros((), device=self.device)
         sums: dict[str, Any] = {}
         for micro in range(self.accumulation):
@@ -306,50 +259,59 @@ class Trainer:
             )
             with gradient_sync(self.net, micro == self.accumulation - 1):
                 with autocast(self.device, cfg.precision):
-                    loss, metrics = self.step_fn(self.net, batch)
+                    loss, metrics = phase.step_fn(self.net, batch)
                 scaled = loss / self.accumulation
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             loss_sum += loss.detach().float()
             self._accumulate(sums, metrics)
         if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
+            for optimizer in optimizers:
+                self.scaler.unscale_(optimizer)
+        params = [p for name in phase.optimizers for p in self._module(name).parameters()]
         norm = torch.nn.utils.clip_grad_norm_(
-            self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+            params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf
         )
         if hasattr(norm, "full_tensor"):  # a DTensor under FSDP
             norm = norm.full_tensor()
         n = self.accumulation * self.info.world_size
         loss_value, metrics, (grad_norm,) = self._reduce(loss_sum, sums, [norm], n)
         if not math.isfinite(loss_value) or (self.scaler is None and not math.isfinite(grad_norm)):
-            self.optimizer.zero_grad(set_to_none=True)
-            what = (
-                f"loss {loss_value}"
-                if not math.isfinite(loss_value)
-                else f"gradient norm {grad_norm}"
-            )
-            kept = (
-                f"the last good checkpoint (step {self._checkpoint_step}) is kept in {self.run_dir}"
-                if self._checkpoint_step
-                else f"no checkpoint was written to {self.run_dir} yet"
-            )
-            raise GenlabError(
-                f"non-finite {what} at step {step + 1}: training stopped; {kept}. Lower the "
-                "learning rate, clip gradients, or train in fp32/bf16"
-            )
+            for optimizer in self.optimizers.values():
+                optimizer.zero_grad(set_to_none=True)
+            self._raise_non_finite(step, loss_value, grad_norm)
+        for optimizer in optimizers:
+            if self.scaler is not None:
+                self.scaler.step(optimizer)
+            else:
+                optimizer.step()
         if self.scaler is not None:
-            self.scaler.step(self.optimizer)
             self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         return loss_value, grad_norm, metrics
+
+    def _module(self, optimizer: str) -> nn.Module:
+        return self.model.get_submodule(self.groups[optimizer].module)
+
+    def _raise_non_finite(self, step: int, loss: float, grad_norm: float) -> None:
+        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+        kept = (
+            f"the last good checkpoint (step {self._checkpoint_step}) is kept in {self.run_dir}"
+            if self._checkpoint_step
+            else f"no checkpoint was written to {self.run_dir} yet"
+        )
+        raise GenlabError(
+            f"non-finite {what} at step {step + 1}: training stopped; {kept}. Lower the "
+            "learning rate, clip gradients, or train in fp32/bf16"
+        )
 
     # Evaluation and checkpoints ----------------------------------------------------------------
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Mean loss and metrics over ``eval_batches`` fixed global batches of ``eval_data``
-        (the same rows every time, so evaluations are comparable), prefixed ``eval_``."""
+        (the same rows every time, so evaluations are comparable), prefixed ``eval_``. With
+        several phases, the first phase's loss is the evaluation loss."""
         if self.eval_data is None:
             return {}
         cfg = self.config
@@ -361,7 +323,7 @@ class Trainer:
                 start, stop = self._rows(micro)
                 batch = self.eval_data.get_batch(index, start, stop, cfg.batch_size)
                 with autocast(self.device, cfg.precision):
-                    loss, metrics = self.step_fn(self.net, to_device(batch, self.device))
+                    loss, metrics = self.phases[0].step_fn(self.net, to_device(batch, self.device))
                 loss_sum += loss.detach().float()
                 self._accumulate(sums, metrics)
         self.net.train()
@@ -371,18 +333,37 @@ class Trainer:
         return {"eval_loss": loss, **{f"eval_{k}": v for k, v in metrics.items()}}
 
     def save_checkpoint(self) -> Path:
-        """Checkpoint the current step (every rank calls; rank 0 writes)."""
+        """Checkpoint the current step with every callback's state (every rank calls; rank 0
+        writes)."""
+        for callback in self.callbacks:
+            callback.on_checkpoint(self)
         state: dict[str, Any] = {
             "samples_seen": self.step * self.config.batch_size,
             "tokens_seen": self.tokens_seen,
         }
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
-        path = self.folder.save(self.step, self.net, {"optimizer": self.optimizer}, state)
+        saved = {cb.name: cb.state_dict() for cb in self.callbacks}
+        saved = {name: value for name, value in saved.items() if value is not None}
+        if saved:
+            state["callbacks"] = saved
+        path = self.folder.save(self.step, self.net, self.optimizers, state)
         self._checkpoint_step = self.step
+        for callback in self.callbacks:
+            callback.on_checkpoint_end(self, path)
         return path
 
     # The loop ----------------------------------------------------------------------------------
+
+    def set_lr(self) -> float:
+        """Set every optimizer's rate for the current step (its base rate times warmup-cosine);
+        returns the run's rate."""
+        cfg = self.config
+        factor = warmup_cosine(self.step, cfg.max_steps, cfg.warmup_steps, cfg.min_lr_ratio)
+        for name, optimizer in self.optimizers.items():
+            base = self.groups[name].lr
+            set_lr(optimizer, (cfg.lr if base is None else base) * factor)
+        return cfg.lr * factor
 
     def fit(self, until: int | None = None) -> dict[str, float]:
         """Train from the current step to ``max_steps`` (or stop after step ``until``, with a
@@ -391,18 +372,17 @@ class Trainer:
         end = cfg.max_steps if until is None else min(until, cfg.max_steps)
         bar = ProgressBar(cfg.max_steps, self.step, enabled=self.info.is_main and cfg.progress)
         last: dict[str, float] = {}
-        window = _Window()
+        window = MetricsWindow()
         start_time = time.perf_counter()
         try:
             while self.step < end:
                 tic = time.perf_counter()
-                lr = cfg.lr * warmup_cosine(
-                    self.step, cfg.max_steps, cfg.warmup_steps, cfg.min_lr_ratio
-                )
-                set_lr(self.optimizer, lr)
+                lr = self.set_lr()
                 loss, grad_norm, metrics = self.train_step(self.step)
                 self.step += 1
                 self.tokens_seen += int(metrics.get("tokens", 0))
+                for callback in self.callbacks:
+                    callback.on_step_end(self)
                 window.add(loss, metrics, cfg.batch_size, time.perf_counter() - tic)
                 done = self.step == cfg.max_steps
                 bar.update(1, loss=loss, **window.rate_postfix())
@@ -415,7 +395,7 @@ class Trainer:
                     }
                     self.logger.log(self.step, record)
                     last.update(record)
-                    window = _Window()
+                    window = MetricsWindow()
                 if _every(self.step, cfg.eval_every) or done:
                     record = self._evaluate_and_hook()
                     if record:
@@ -451,43 +431,7 @@ class Trainer:
 
     def _evaluate_and_hook(self) -> dict[str, float]:
         record = self.evaluate()
-        if self.on_eval is not None:
-            extra = self.on_eval(unwrap(self.net), self.step)
+        for callback in self.callbacks:
+            extra = callback.on_evaluate(self)
             record.update({k: float(v) for k, v in (extra or {}).items()})
         return record
-
-
-class _Window:
-    """Sums over the steps since the last log line: mean loss/metrics and throughput."""
-
-    def __init__(self) -> None:
-        self.steps = 0
-        self.loss = 0.0
-        self.seconds = 0.0
-        self.samples = 0
-        self.metrics: dict[str, float] = {}
-
-    def add(self, loss: float, metrics: Mapping[str, float], samples: int, seconds: float) -> None:
-        self.steps += 1
-        self.loss += loss
-        self.seconds += seconds
-        self.samples += samples
-        for key, value in metrics.items():
-            self.metrics[key] = self.metrics.get(key, 0.0) + value
-
-    def rates(self) -> dict[str, float]:
-        seconds = max(self.seconds, 1e-9)
-        out = {"samples_per_s": self.samples / seconds}
-        if "tokens" in self.metrics:
-            out["tokens_per_s"] = self.metrics["tokens"] / seconds
-        return out
-
-    def rate_postfix(self) -> dict[str, str]:
-        rates = self.rates()
-        if "tokens_per_s" in rates:
-            return {"tok/s": f"{rates['tokens_per_s']:.0f}"}
-        return {"samples/s": f"{rates['samples_per_s']:.1f}"}
-
-    def summary(self) -> dict[str, float]:
-        means = {k: v / self.steps for k, v in self.metrics.items() if k not in COUNTS}
-        return {"loss": self.loss / self.steps, **means, **self.rates()}

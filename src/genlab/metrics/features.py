@@ -31,7 +31,8 @@ from genlab.core.checkpoint import load_model_weights, read_model_config
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_json
 from genlab.core.rng import seed_everything
-from genlab.core.trainer import TrainConfig, Trainer
+from genlab.core.train_config import TrainConfig
+from genlab.core.trainer import Trainer
 from genlab.data.images import (
     COLORS,
     KINDS,

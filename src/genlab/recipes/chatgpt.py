@@ -54,7 +54,7 @@ from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_bytes, atomic_write_json, read_json
 from genlab.core.logging import read_metrics
-from genlab.core.trainer import TrainConfig
+from genlab.core.train_config import TrainConfig
 from genlab.data.tinyworld import World, make_examples
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.recipes.evaluate import (

@@ -25,20 +25,23 @@ from typing import Any
 
 import torch
 
+from genlab.core.callbacks import Callback
 from genlab.core.checkpoint import read_model_config
 from genlab.core.distributed import dist_info
-from genlab.core.ema import EMATrainer
+from genlab.core.ema import EMACallback
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_bytes, read_json
 from genlab.core.rng import seed_everything
-from genlab.core.trainer import TrainConfig
-from genlab.data.grid import save_grid
+from genlab.core.train_config import TrainConfig
+from genlab.core.trainer import Trainer
+from genlab.data.captions import CaptionTokenizer
 from genlab.data.images import (
     DigitsDataset,
     ImageFolderDataset,
     ShapesConfig,
     ShapesDataset,
     from_uint8,
+    save_grid,
     to_uint8,
 )
 from genlab.methods.diffusion.model import (
@@ -53,7 +56,7 @@ from genlab.methods.diffusion.model import (
 )
 from genlab.metrics.adherence import caption_adherence
 from genlab.metrics.features import REFERENCE_SEED, FeatureNet, feature_fid
-from genlab.nets.text_encoder import CaptionTokenizer, TextEncoderConfig
+from genlab.nets.text_encoder import TextEncoderConfig
 from genlab.nets.unet import UNetConfig
 
 RECIPE_FILE = "recipe.json"  # the recipe settings besides the trainer's (data, sizes, CFG)
@@ -201,6 +204,43 @@ def write_grid(
     return images
 
 
+class SampleGrid(Callback):
+    """At each evaluation, draw the grid of ``prompts`` from the weight average into
+    ``folder/step_NNNNNN.png`` (rank 0): the run's progress, seen."""
+
+    def __init__(
+        self,
+        ema: EMACallback,
+        tokenizer: CaptionTokenizer,
+        prompts: list[str],
+        folder: Path,
+        cfg: ImageTrainConfig,
+    ) -> None:
+        self.ema, self.tokenizer, self.prompts, self.folder, self.cfg = (
+            ema,
+            tokenizer,
+            prompts,
+            folder,
+            cfg,
+        )
+
+    def on_evaluate(self, trainer: Trainer) -> dict[str, float]:
+        if dist_info().is_main and self.ema.ema is not None:
+            net = trainer.model
+            with self.ema.ema.applied(net):
+                write_grid(
+                    net,  # type: ignore[arg-type]
+                    self.tokenizer,
+                    self.prompts,
+                    self.folder / f"step_{trainer.step:06d}.png",
+                    self.cfg.grid_sampler_steps,
+                    self.cfg.grid_guidance,
+                )
+            text = "\n".join(self.prompts).encode() + b"\n"
+            atomic_write_bytes(self.folder / "prompts.txt", text)
+        return {}
+
+
 def train_diffusion(
     cfg: ImageTrainConfig, resume: bool = False, until: int | None = None
 ) -> dict[str, float]:
@@ -232,23 +272,9 @@ def train_diffusion(
             eval_pixels, eval_tokens, eval_mask, T, cfg.cond_drop, cfg.train.seed + 1
         )
     prompts = grid_prompts(cfg.data, tokenizer)
-    samples = out / SAMPLES_DIR
-
-    def on_eval(net: torch.nn.Module, step: int) -> dict[str, float]:
-        if dist_info().is_main:
-            with trainer.ema.applied(net):
-                write_grid(
-                    net,  # type: ignore[arg-type]
-                    tokenizer,
-                    prompts,
-                    samples / f"step_{step:06d}.png",
-                    cfg.grid_sampler_steps,
-                    cfg.grid_guidance,
-                )
-            atomic_write_bytes(samples / "prompts.txt", "\n".join(prompts).encode() + b"\n")
-        return {}
-
-    trainer = EMATrainer(
+    ema = EMACallback(decay=cfg.ema_decay)
+    grid = SampleGrid(ema, tokenizer, prompts, out / SAMPLES_DIR, cfg)
+    trainer = Trainer(
         model,
         DiffusionLoss(model.noise_schedule(), cfg.snr_gamma, cfg.snr_floor),
         train_data,
@@ -261,9 +287,8 @@ def train_diffusion(
             TOKENIZER_FILE: tokenizer.to_json().encode(),
             RECIPE_FILE: json.dumps(recipe_record(cfg), indent=2).encode(),
         },
-        on_eval=on_eval,
+        callbacks=[ema, grid],
         resume=resume,
-        ema_decay=cfg.ema_decay,
     )
     metrics = trainer.fit(until=until)
     metrics["params"] = float(model.num_params())

@@ -24,7 +24,8 @@ from torch import nn
 from genlab.core.batches import TokenWindowSource
 from genlab.core.errors import GenlabError
 from genlab.core.rng import seed_everything
-from genlab.core.trainer import TrainConfig, Trainer
+from genlab.core.train_config import TrainConfig
+from genlab.core.trainer import Trainer
 from genlab.data.loaders import cached_token_file, iter_texts, source_fingerprint
 from genlab.data.tinyworld import World
 from genlab.data.tokenizer import Tokenizer
