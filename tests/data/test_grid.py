@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from genlab.core.errors import GenlabError
-from genlab.data.grid import make_grid, save_grid
 from genlab.data.images import to_uint8
+from genlab.data.images.grid import make_grid, save_grid
 
 
 def test_make_grid_places_images_row_by_row() -> None:

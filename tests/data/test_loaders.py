@@ -2,12 +2,21 @@
 
 import json
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
 
+from genlab.core.distributed import DistInfo
 from genlab.core.errors import GenlabError
-from genlab.data.loaders import cached_token_file, iter_texts, source_fingerprint
+from genlab.data import loaders
+from genlab.data.loaders import (
+    cached_token_file,
+    iter_texts,
+    source_fingerprint,
+    write_token_file,
+)
 
 
 def encode_batch(texts):
@@ -72,3 +81,52 @@ def test_token_cache_is_reused_and_invalidated(tmp_path):
     )
     assert len(calls) == 3
     assert not list((tmp_path / "cache").glob(".*.tmp"))
+
+
+def test_two_writers_of_one_cache_file_never_share_a_temporary_file(tmp_path):
+    path = tmp_path / "tokens.bin"
+
+    def texts():
+        yield "aaaa"
+        # another process writes the same cache file meanwhile
+        write_token_file(["bb"], encode_batch, path, 300, batch_docs=1)
+        yield "aaaa"
+
+    assert write_token_file(texts(), encode_batch, path, 300, batch_docs=1) == 8
+    assert np.fromfile(path, dtype=np.uint16).tolist() == [ord("a")] * 8  # whole, not mixed
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_other_ranks_wait_for_rank_0_to_build_the_cache(tmp_path, monkeypatch):
+    """Two threads stand for two torchrun ranks: rank 1 must neither read the text nor write."""
+    ranks: dict[int, int] = {}
+    monkeypatch.setattr(
+        loaders,
+        "dist_info",
+        lambda: DistInfo(rank=ranks.get(threading.get_ident(), 0), world_size=2),
+    )
+    monkeypatch.setattr(loaders, "_POLL_S", 0.01)
+    readers = []
+
+    def texts():
+        readers.append(threading.get_ident())
+        return ["hello world"]
+
+    def tokens():
+        return cached_token_file(texts, "fp", "tok", encode_batch, 300, tmp_path / "cache")
+
+    seen = {}
+
+    def rank1():
+        ranks[threading.get_ident()] = 1
+        seen["rank1"] = tokens()
+
+    waiter = threading.Thread(target=rank1, daemon=True)
+    waiter.start()
+    time.sleep(0.2)
+    assert waiter.is_alive() and not readers  # waiting, the text untouched
+    built = tokens()  # rank 0
+    waiter.join(timeout=10)
+    assert not waiter.is_alive()
+    assert readers == [threading.get_ident()]
+    assert seen["rank1"].tolist() == built.tolist() == encode_batch(["hello world"])[0]

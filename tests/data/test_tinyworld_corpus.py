@@ -11,7 +11,7 @@ import pytest
 
 from genlab.core.errors import GenlabError
 from genlab.data.tinyworld import RELATIONS, World, builtin_corpus
-from genlab.data.tinyworld.family import template_regex
+from genlab.data.tinyworld.families.base import template_regex
 from genlab.data.tinyworld.worked import false_equations
 
 

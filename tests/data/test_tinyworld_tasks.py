@@ -21,7 +21,7 @@ from genlab.data.tinyworld import (
     split_of,
     task_families,
 )
-from genlab.data.tinyworld.families import Addition
+from genlab.data.tinyworld.families.arithmetic import Addition
 from genlab.data.tinyworld.worked import false_equations
 
 REQUIRED = {

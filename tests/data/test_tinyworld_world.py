@@ -9,7 +9,8 @@ import pytest
 
 from genlab.core.errors import GenlabError
 from genlab.data.tinyworld import FREQ_CLASSES, RELATIONS, World
-from genlab.data.tinyworld.world import ENGLISH_WORDS, _template_words
+from genlab.data.tinyworld.names import template_words
+from genlab.data.tinyworld.vocabulary import ENGLISH_WORDS
 
 SYLLABLES = re.compile(r"(?:[bdfgklmnprstvz][aeiou][lmnrs]?)+")
 
@@ -54,7 +55,7 @@ def test_names_are_distinct_pronounceable_and_not_english(world):
         world.language,
     ]
     assert len(set(n.lower() for n in names)) == len(names)
-    reserved = _template_words()
+    reserved = template_words()
     for name in names:
         assert name.lower() not in reserved
     for name in [*world.persons, *world.creatures, *world.lexicon.values()]:

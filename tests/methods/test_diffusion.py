@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from genlab.core.errors import GenlabError
+from genlab.data.captions import CaptionTokenizer
 from genlab.data.images import ShapesConfig, ShapesDataset
 from genlab.methods.diffusion.guidance import cfg_combine
 from genlab.methods.diffusion.model import (
@@ -17,7 +18,7 @@ from genlab.methods.diffusion.model import (
     generate_captions,
 )
 from genlab.methods.diffusion.schedulers import sample_loop
-from genlab.nets.text_encoder import CaptionTokenizer, TextEncoder, TextEncoderConfig
+from genlab.nets.text_encoder import TextEncoder, TextEncoderConfig
 from genlab.nets.unet import UNetConfig
 
 

@@ -4,7 +4,8 @@ Language-model pretraining reads the corpus as one long stream of tokens and sam
 from it (as GPT-2 and nanoGPT do), so the text is tokenized once into a flat ``uint16``/``uint32``
 file that ``numpy.memmap`` opens without loading it. The file is cached under a key made from the
 source (paths, sizes, modification times) and the tokenizer, so a second run on the same data
-starts at once, and a changed file or tokenizer is re-tokenized.
+starts at once, and a changed file or tokenizer is re-tokenized. Under torchrun rank 0 alone
+tokenizes a cold cache; the other ranks wait for the finished file, then all open it.
 
 Sources: a text file, a folder of ``.txt``/``.md``/``.jsonl`` files, a JSONL file with a text
 field, or ``hf:NAME[:SPLIT]`` through the ``datasets`` library when it is installed (its own
@@ -16,16 +17,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
+import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from genlab.core.distributed import dist_info
 from genlab.core.errors import GenlabError
-from genlab.core.io import atomic_write_json, read_json
+from genlab.core.io import _fsync_dir, atomic_write_json, read_json
 
 TEXT_SUFFIXES = (".txt", ".md", ".text")
 JSONL_SUFFIXES = (".jsonl", ".json")
+_POLL_S = 0.2  # how often a waiting rank looks for rank 0's finished cache
 
 
 def source_files(source: str | os.PathLike) -> list[Path]:
@@ -120,35 +126,66 @@ def write_token_file(
 ) -> int:
     """Tokenize ``texts`` into a flat binary file of ids (each document after ``doc_prefix``).
 
-    Written to a temporary name and renamed, so an interrupted run leaves no half file.
+    Written to a temporary name of this process's own and renamed, so an interrupted run leaves
+    no half file and two processes writing the same cache never write into one file.
     Returns the number of tokens.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(vocab_size)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     prefix = list(doc_prefix or [])
     total = 0
-    with tmp.open("wb") as f:
-        batch: list[str] = []
+    try:
+        with tmp.open("xb") as f:
+            batch: list[str] = []
 
-        def flush() -> int:
-            ids = [prefix + doc for doc in encode_batch(batch)]
-            flat = np.fromiter((t for doc in ids for t in doc), dtype=dtype)
-            f.write(flat.tobytes())
-            batch.clear()
-            return flat.size
+            def flush() -> int:
+                ids = [prefix + doc for doc in encode_batch(batch)]
+                flat = np.fromiter((t for doc in ids for t in doc), dtype=dtype)
+                f.write(flat.tobytes())
+                batch.clear()
+                return flat.size
 
-        for text in texts:
-            batch.append(text)
-            if len(batch) >= batch_docs:
+            for text in texts:
+                batch.append(text)
+                if len(batch) >= batch_docs:
+                    total += flush()
+            if batch:
                 total += flush()
-        if batch:
-            total += flush()
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
     return total
+
+
+def _cache_complete(bin_path: Path, meta_path: Path, dtype: np.dtype) -> bool:
+    """Whether the metadata (written last) is there and counts the tokens the file holds."""
+    if not (bin_path.is_file() and meta_path.is_file()):
+        return False
+    try:
+        meta = read_json(meta_path, what="token cache metadata")
+    except GenlabError:  # a truncated metadata file: the cache is rebuilt
+        return False
+    return (
+        isinstance(meta, dict) and meta.get("tokens") == bin_path.stat().st_size // dtype.itemsize
+    )
+
+
+def _wait_for_rank0(bin_path: Path, meta_path: Path, dtype: np.dtype, rank: int) -> None:
+    """Wait until rank 0 has written the cache.
+
+    A file wait, not a process-group barrier: the recipes tokenize before the trainer opens the
+    group, and a barrier's timeout (NCCL's watchdog: minutes) would end the waiting ranks while
+    rank 0 tokenizes a large corpus. If rank 0 fails, torchrun stops the waiting ranks.
+    """
+    print(f"rank {rank}: waiting for rank 0 to tokenize the data into {bin_path}", file=sys.stderr)
+    while not _cache_complete(bin_path, meta_path, dtype):
+        time.sleep(_POLL_S)
 
 
 def cached_token_file(
@@ -163,7 +200,9 @@ def cached_token_file(
     """Tokens of ``texts()``, tokenized once and memory-mapped from ``cache_dir``.
 
     The cache key hashes the data fingerprint, the tokenizer and the document prefix; a
-    matching file is reused without reading the text again.
+    matching file is reused without reading the text again. Under torchrun (the ``RANK`` and
+    ``WORLD_SIZE`` it sets; no process group is needed) rank 0 builds a missing cache while the
+    other ranks wait for it, so the ranks never tokenize the same data into one file.
     """
     key = hashlib.sha256(
         "\0".join([fingerprint, tokenizer_json, repr(doc_prefix)]).encode()
@@ -172,12 +211,13 @@ def cached_token_file(
     bin_path = cache_dir / f"tokens-{key}.bin"
     meta_path = cache_dir / f"tokens-{key}.json"
     dtype = token_dtype(vocab_size)
-    if bin_path.is_file() and meta_path.is_file():
-        meta = read_json(meta_path, what="token cache metadata")
-        if meta.get("tokens") == bin_path.stat().st_size // dtype.itemsize:
-            return np.memmap(bin_path, dtype=dtype, mode="r")
-    n = write_token_file(texts(), encode_batch, bin_path, vocab_size, doc_prefix)
-    if n == 0:
-        raise GenlabError("the data holds no text to train on")
-    atomic_write_json(meta_path, {"tokens": n, "dtype": dtype.name, "key": key})
+    if not _cache_complete(bin_path, meta_path, dtype):
+        info = dist_info()
+        if info.is_main:
+            n = write_token_file(texts(), encode_batch, bin_path, vocab_size, doc_prefix)
+            if n == 0:
+                raise GenlabError("the data holds no text to train on")
+            atomic_write_json(meta_path, {"tokens": n, "dtype": dtype.name, "key": key})
+        else:
+            _wait_for_rank0(bin_path, meta_path, dtype, info.rank)
     return np.memmap(bin_path, dtype=dtype, mode="r")

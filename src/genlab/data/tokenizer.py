@@ -15,31 +15,12 @@ Special tokens
     such as a user typing ``<|eot|>``, as ordinary bytes, so no input can forge a turn boundary.
 
 Chat template
-    ``render_chat`` lays out a conversation as below and returns its ids with a loss mask that is
-    1 exactly on what the assistant writes, including the token that ends its message (a model
-    never trained on its end-of-turn token does not learn to stop). Mask value on the right::
+    ``render_chat`` and ``render_prompt`` lay out a conversation as ids with a loss mask on what
+    the assistant writes; the layout lives in :mod:`genlab.data.chat_template`.
 
-        <|bos|>                                                       0
-        <|system|>Be brief.<|eot|>                                    0
-        <|user|>What is 2+3?<|eot|>                                   0
-        <|assistant|>                                                 0
-                     Let me add.<|tool_call|>add(2, 3)<|/tool_call|>  1
-        <|tool_result|>5<|/tool_result|>                              0
-        <|assistant|>                                                 0
-                     It is 5.<|eot|>                                  1
-
-    from the messages::
-
-        [{"role": "system", "content": "Be brief."},
-         {"role": "user", "content": "What is 2+3?"},
-         {"role": "assistant", "content": "Let me add.", "tool_call": "add(2, 3)"},
-         {"role": "tool", "content": "5"},
-         {"role": "assistant", "content": "It is 5."}]
-
-    An assistant message with a ``tool_call`` ends with ``<|/tool_call|>`` instead of ``<|eot|>``:
-    at generation time the model stops there, the caller runs the tool and appends the ``tool``
-    message, and ``render_prompt`` (the same layout, ending with ``<|assistant|>``) gives the ids
-    to resume from. Training and generation thus see the same token sequence.
+Stop set
+    ``stop_ids`` (eot, eos, bos) are the ids that end an assistant's answer or a generation: the
+    one stop set that generation, PPO, evaluation and serving use.
 
 Loading other tokenizers
     ``Tokenizer.load`` also reads a Hugging Face ``tokenizer.json`` of a byte-level BPE (GPT-2
@@ -55,24 +36,23 @@ from __future__ import annotations
 import codecs
 import functools
 import json
-import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tokenizers import AddedToken, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken
 from tokenizers import Tokenizer as HFTokenizer
 
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_bytes, read_json
+from genlab.data import chat_template
+from genlab.data.tokenizer_training import train_byte_level_bpe
 
 __all__ = [
-    "ROLES",
     "SPECIAL_TOKENS",
     "StreamDecoder",
     "Tokenizer",
     "bytes_to_unicode",
-    "text_files",
 ]
 
 SPECIAL_TOKENS: dict[str, str] = {
@@ -88,7 +68,6 @@ SPECIAL_TOKENS: dict[str, str] = {
     "tool_result": "<|tool_result|>",
     "tool_result_end": "<|/tool_result|>",
 }
-ROLES = ("system", "user", "assistant", "tool")
 GPT2_END_OF_TEXT = "<|endoftext|>"
 FORMAT = "genlab.tokenizer"
 FORMAT_VERSION = 1
@@ -108,60 +87,6 @@ def bytes_to_unicode() -> dict[int, str]:
     for n, b in enumerate(shifted):
         table[b] = chr(256 + n)
     return table
-
-
-def text_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand files and folders (their ``.txt`` files, recursively, sorted) into a file list."""
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*.txt") if p.is_file())
-            if not found:
-                raise GenlabError(f"no .txt files in folder {path}: add some or name the files")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise GenlabError(f"data file not found: {path}")
-    if not files:
-        raise GenlabError("no data files given: name text files or folders of .txt files")
-    return files
-
-
-def _training_files(data: Any) -> list[Path] | None:
-    """The files to train on when ``data`` names files or folders; None when it holds texts.
-
-    A single string or path, or a sequence with any ``Path`` in it, names files. A sequence of
-    strings names files only when every string is an existing path; otherwise it holds texts.
-    """
-    if isinstance(data, str) and ("\n" in data or not os.path.exists(data)):
-        raise GenlabError(
-            f"data file not found: {data[:80]!r} (a single string is read as a path; "
-            "pass a list of strings to train on texts)"
-        )
-    if isinstance(data, (str, os.PathLike)):
-        return text_files([data])
-    if not isinstance(data, Sequence) or not data:
-        return None
-    if any(isinstance(x, os.PathLike) for x in data):
-        return text_files(data)
-    if all(isinstance(x, str) and os.path.exists(x) for x in data):
-        return text_files(data)
-    return None
-
-
-def _batches(texts: Iterable[Any], size: int = 1024) -> Iterator[list[str]]:
-    """Group texts so the Rust trainer takes them a batch at a time (much faster than one by one)."""
-    batch: list[str] = []
-    for text in texts:
-        if not isinstance(text, str):
-            raise GenlabError(f"training texts must be strings, got {type(text).__name__}")
-        batch.append(text)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _has_type(obj: Any, name: str) -> bool:
@@ -267,6 +192,15 @@ class Tokenizer:
         """Number of ids a model must embed: bytes, merges and special tokens."""
         return self._vocab_size
 
+    @property
+    def stop_ids(self) -> tuple[int, int, int]:
+        """THE stop set: (eot, eos, bos), the ids that end an assistant's answer or a generation.
+
+        Generation, PPO rollouts, evaluation and serving all stop on these and nothing else:
+        ``<|eot|>`` ends a turn, ``<|eos|>`` a document, and ``<|bos|>`` would start a new one.
+        """
+        return (self.eot_id, self.eos_id, self.bos_id)
+
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size})"
 
@@ -285,35 +219,7 @@ class Tokenizer:
         the special tokens: a smaller request (down to 256) gives exactly those, with no merges.
         Fewer ids than asked come out when the data has no more pairs seen ``min_frequency`` times.
         """
-        floor = 256 + len(SPECIAL_TOKENS)
-        if vocab_size < 256:
-            raise GenlabError(
-                f"vocab_size must be at least 256 (the byte alphabet), got {vocab_size}"
-            )
-        if min_frequency < 0:
-            raise GenlabError(f"min_frequency must be >= 0, got {min_frequency}")
-        hf = HFTokenizer(models.BPE())
-        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-        hf.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(
-            vocab_size=max(vocab_size, floor),
-            min_frequency=min_frequency,
-            special_tokens=[
-                AddedToken(s, special=True, normalized=False) for s in SPECIAL_TOKENS.values()
-            ],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        )
-        files = _training_files(texts)
-        if files is None:
-            hf.train_from_iterator(_batches(texts), trainer)
-        else:
-            try:
-                hf.train([str(f) for f in files], trainer)
-            except Exception as e:  # the Rust reader raises a bare Exception
-                raise GenlabError(
-                    f"cannot read training files ({e}); they must be UTF-8 text"
-                ) from e
+        hf = train_byte_level_bpe(texts, vocab_size, min_frequency, list(SPECIAL_TOKENS.values()))
         return cls(hf, {name: hf.token_to_id(s) for name, s in SPECIAL_TOKENS.items()})
 
     def save(self, path: str | Path) -> None:
@@ -441,59 +347,11 @@ class Tokenizer:
     ) -> tuple[list[int], list[int]]:
         """Ids of a conversation and its loss mask (1 on assistant-written tokens only).
 
-        The layout is in the module docstring. ``add_generation_prompt`` appends
+        The layout is in :mod:`genlab.data.chat_template`. ``add_generation_prompt`` appends
         ``<|assistant|>`` (mask 0) so that a model continues as the assistant.
         """
-        checked = _check_messages(messages)
-        texts = [content for _, content, _ in checked]
-        texts += [call for _, _, call in checked if call is not None]
-        encoded = iter(self.encode_batch(texts))
-        contents = [next(encoded) for _ in checked]
-        ids: list[int] = []
-        mask: list[int] = []
-
-        def put(tokens: list[int], learn: int) -> None:
-            ids.extend(tokens)
-            mask.extend([learn] * len(tokens))
-
-        put([self.bos_id], 0)
-        for (role, _, call), content in zip(checked, contents, strict=True):
-            if role == "tool":
-                put([self.tool_result_id, *content, self.tool_result_end_id], 0)
-            elif role == "assistant":
-                put([self.assistant_id], 0)
-                put(content, 1)
-                if call is None:
-                    put([self.eot_id], 1)
-                else:
-                    put([self.tool_call_id, *next(encoded), self.tool_call_end_id], 1)
-            else:
-                put([self.special[role], *content, self.eot_id], 0)
-        if add_generation_prompt:
-            put([self.assistant_id], 0)
-        return ids, mask
+        return chat_template.render_chat(self, messages, add_generation_prompt)
 
     def render_prompt(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
         """Ids of a conversation that end with ``<|assistant|>``, ready for the model to answer."""
         return self.render_chat(messages, add_generation_prompt=True)[0]
-
-
-def _check_messages(messages: Any) -> list[tuple[str, str, str | None]]:
-    """(role, content, tool_call) per message, or a one-line GenlabError saying what is wrong."""
-    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
-        raise GenlabError("messages must be a list of {'role': ..., 'content': ...} dicts")
-    checked = []
-    for n, message in enumerate(messages):
-        if not isinstance(message, Mapping):
-            raise GenlabError(f"message {n} is a {type(message).__name__}, not a dict")
-        role = message.get("role")
-        if role not in ROLES:
-            raise GenlabError(f"message {n} has role {role!r}; use one of {', '.join(ROLES)}")
-        content = message.get("content")
-        if not isinstance(content, str):
-            raise GenlabError(f"message {n} ({role}) needs a 'content' string")
-        call = message.get("tool_call")
-        if call is not None and (role != "assistant" or not isinstance(call, str)):
-            raise GenlabError(f"message {n}: 'tool_call' must be a string on an assistant message")
-        checked.append((role, content, call))
-    return checked

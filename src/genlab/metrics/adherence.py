@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from genlab.core.errors import GenlabError
+from genlab.data.captions import words
 from genlab.metrics.features import FeatureNet
-from genlab.nets.text_encoder import words
 
 
 def caption_attributes(caption: str, attributes: dict[str, list[str]]) -> dict[str, str] | None:

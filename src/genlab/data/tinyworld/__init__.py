@@ -28,10 +28,11 @@ Python API::
     tool_text(world, n_docs, seed=0)                 # prose where tools would help
     write_tinyworld(out_dir, TinyWorldConfig(...))   # all of it as files + a dataset card
 
-One module per idea: ``world`` (entities, facts, Zipf frequencies), ``corpus`` (pretraining
-text), ``worked`` (step-by-step arithmetic and dates), ``answers`` (final-answer extraction),
-``family`` and ``families`` (the task families), ``tasks`` (splits and held-out families),
-``judge``, ``preferences`` (pairs and demonstrations), ``tool_text`` and ``export``.
+One module per idea: ``world`` (entities, facts, Zipf frequencies) with its ``vocabulary``,
+``relations`` and invented ``names``, ``corpus`` (pretraining text), ``worked`` (step-by-step
+arithmetic and dates), ``answers`` (final-answer extraction), ``families/`` (the task families,
+their interface in ``families/base``), ``tasks`` (splits and held-out families), ``judge``,
+``preferences`` (pairs and demonstrations), ``tool_text`` and ``export``.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ from genlab.data.tinyworld.answers import extract_answer, matches
 from genlab.data.tinyworld.corpus import DOC_KINDS
 from genlab.data.tinyworld.export import TinyWorldConfig, write_tinyworld
 from genlab.data.tinyworld.families import FAMILIES, task_families
-from genlab.data.tinyworld.family import Example, Family, Solution
+from genlab.data.tinyworld.families.base import Example, Family, Solution
 from genlab.data.tinyworld.judge import Verdict, describe_rules, judge, verdict
 from genlab.data.tinyworld.preferences import STYLES, demonstrations, preference_pairs, respond
+from genlab.data.tinyworld.relations import RELATIONS
 from genlab.data.tinyworld.tasks import (
     DEFAULT_HELD_OUT,
     SPLITS,
@@ -52,7 +54,7 @@ from genlab.data.tinyworld.tasks import (
     split_of,
 )
 from genlab.data.tinyworld.tool_text import tool_text
-from genlab.data.tinyworld.world import DEFAULT_SIZE, FREQ_CLASSES, RELATIONS, Fact, World
+from genlab.data.tinyworld.world import DEFAULT_SIZE, FREQ_CLASSES, Fact, World
 
 __all__ = [
     "DEFAULT_HELD_OUT",

@@ -24,8 +24,10 @@ from collections.abc import Callable, Iterator
 from itertools import accumulate
 
 from genlab.core.errors import GenlabError
+from genlab.data.tinyworld.relations import RELATIONS
+from genlab.data.tinyworld.vocabulary import ITEMS
 from genlab.data.tinyworld.worked import add_steps, mul_steps, sub_steps
-from genlab.data.tinyworld.world import ITEMS, RELATIONS, World
+from genlab.data.tinyworld.world import World
 
 Maker = Callable[[World, random.Random, list[int]], str]
 

@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass
 
 from genlab.core.errors import GenlabError
-from genlab.data.tinyworld.family import Example
+from genlab.data.tinyworld.families.base import Example
 from genlab.data.tinyworld.tasks import parse_prompt
 from genlab.data.tinyworld.world import World
 

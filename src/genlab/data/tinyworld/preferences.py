@@ -16,7 +16,7 @@ import math
 import random
 
 from genlab.core.errors import GenlabError
-from genlab.data.tinyworld.family import Example
+from genlab.data.tinyworld.families.base import Example
 from genlab.data.tinyworld.judge import FUNCTION_WORDS, verdict
 from genlab.data.tinyworld.tasks import TaskSuite
 from genlab.data.tinyworld.world import World

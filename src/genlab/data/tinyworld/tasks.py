@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from genlab.core.errors import GenlabError
 from genlab.data.tinyworld.families import FAMILIES
-from genlab.data.tinyworld.family import Example, Family
+from genlab.data.tinyworld.families.base import Example, Family
 from genlab.data.tinyworld.world import World
 
 SPLITS = ("train", "validation", "test")

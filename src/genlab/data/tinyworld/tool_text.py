@@ -13,8 +13,9 @@ import datetime as dt
 import random
 
 from genlab.core.errors import GenlabError
+from genlab.data.tinyworld.vocabulary import ITEMS, article, english_phrase
 from genlab.data.tinyworld.worked import format_date, weekday
-from genlab.data.tinyworld.world import ITEMS, World, article, english_phrase
+from genlab.data.tinyworld.world import World
 
 TOOLS = ("calculator", "calendar", "lookup", "translator")
 _FIRST_DAY = dt.date(2000, 1, 1).toordinal()

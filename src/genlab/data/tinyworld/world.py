@@ -12,397 +12,48 @@ for encyclopedia text in proportion to ``1/r``, and each fact records its freque
 long tail that lets an experiment show that language is learned before world knowledge, and
 frequent facts before rare ones (Kandpal et al., 2023, "Large Language Models Struggle to Learn
 Long-Tail Knowledge").
+
+The world's words, kinds of fact and names come from ``vocabulary``, ``relations`` and ``names``.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import accumulate
 
 from genlab.core.errors import GenlabError
+from genlab.data.tinyworld.names import (
+    cipher_word,
+    country_name,
+    creature_name,
+    fresh_name,
+    language_name,
+    object_name,
+    person_name,
+    town_name,
+)
+from genlab.data.tinyworld.relations import RELATIONS
+from genlab.data.tinyworld.vocabulary import (
+    AGES,
+    COLOURS,
+    ENGLISH_WORDS,
+    FOODS,
+    JOBS,
+    LEGS,
+    MATERIALS,
+    VALUE_VOCABULARY,
+    article,
+)
 
 DEFAULT_SIZE = 64
-COLOURS = ("red", "blue", "green", "yellow", "white", "black", "brown", "grey")
-JOBS = ("baker", "farmer", "teacher", "fisher", "painter", "singer", "builder", "doctor")
-FOODS = ("bread", "fish", "grass", "berries", "seeds", "leaves", "honey", "nuts", "cheese")
-MATERIALS = ("wood", "stone", "glass", "iron", "clay", "cloth", "paper", "gold")
-LEGS = ("2", "4", "6", "8")
-AGES = tuple(str(a) for a in range(8, 81))
-ITEMS = ("apples", "eggs", "shells", "coins", "cakes", "stones", "books", "cups", "plums", "pens")
-# The English side of the cipher language: a tiny grammar (determiner, adjective, noun, verb).
-DETERMINERS = ("the", "my")
-ADJECTIVES = ("red", "blue", "big", "small", "old", "new", "happy", "green")
-NOUNS = ("bird", "fish", "cat", "dog", "tree", "house", "sun", "moon", "boy", "girl", "boat")
-VERBS = ("sees", "eats", "likes", "finds", "has", "makes")
-ENGLISH_WORDS = tuple(dict.fromkeys(DETERMINERS + ADJECTIVES + NOUNS + VERBS))
 
 FREQ_CLASSES = ("frequent", "medium", "rare")
 _CLASS_EDGES = (0.1, 0.4)  # rank fractions where "frequent" ends and "medium" ends
 
-
-@dataclass(frozen=True)
-class Relation:
-    """A kind of fact: who it is about, what its value is, and how to say and ask it.
-
-    Templates use ``{s}`` (subject), ``{o}`` (object), ``{a_s}``/``{a_o}`` (with "a"/"an") and
-    ``{lang}`` (the cipher language's name). Each relation has at least three paraphrases of its
-    statement (for the corpus) and three phrasings of its question (for the fact tasks).
-    """
-
-    name: str
-    subject_kind: str
-    object_kind: str
-    statements: tuple[str, ...]
-    questions: tuple[str, ...]
-
-
-RELATIONS: dict[str, Relation] = {
-    r.name: r
-    for r in (
-        Relation(
-            "born_in",
-            "person",
-            "town",
-            (
-                "{s} was born in {o}.",
-                "{o} is the town where {s} was born.",
-                "The birthplace of {s} is {o}.",
-            ),
-            (
-                "Where was {s} born?",
-                "In which town was {s} born?",
-                "What is the birthplace of {s}?",
-            ),
-        ),
-        Relation(
-            "lives_in",
-            "person",
-            "town",
-            ("{s} lives in {o}.", "The home of {s} is in {o}.", "{s} has a house in {o}."),
-            (
-                "Where does {s} live?",
-                "In which town does {s} live?",
-                "Which town is the home of {s}?",
-            ),
-        ),
-        Relation(
-            "best_friend",
-            "person",
-            "person",
-            (
-                "The best friend of {s} is {o}.",
-                "{s} has a best friend called {o}.",
-                "{o} is the best friend of {s}.",
-            ),
-            (
-                "Who is the best friend of {s}?",
-                "Who is {s}'s best friend?",
-                "Name the best friend of {s}.",
-            ),
-        ),
-        Relation(
-            "favourite_colour",
-            "person",
-            "colour",
-            (
-                "The favourite colour of {s} is {o}.",
-                "{s} likes the colour {o} best.",
-                "{s} loves the colour {o} more than any other colour.",
-            ),
-            (
-                "What is the favourite colour of {s}?",
-                "Which colour does {s} like best?",
-                "What is {s}'s favourite colour?",
-            ),
-        ),
-        Relation(
-            "pet",
-            "person",
-            "creature",
-            ("{s} has a pet {o}.", "{s} keeps {a_o} as a pet.", "The pet of {s} is {a_o}."),
-            (
-                "What kind of pet does {s} have?",
-                "What animal does {s} keep as a pet?",
-                "What is the pet of {s}?",
-            ),
-        ),
-        Relation(
-            "job",
-            "person",
-            "job",
-            ("{s} works as {a_o}.", "{s} is {a_o} by trade.", "{s} earns a living as {a_o}."),
-            ("What is the job of {s}?", "What does {s} do for work?", "What work does {s} do?"),
-        ),
-        Relation(
-            "age",
-            "person",
-            "age",
-            ("{s} is {o} years old.", "The age of {s} is {o}.", "{s} has lived for {o} years."),
-            ("How old is {s}?", "What is the age of {s}?", "How many years old is {s}?"),
-        ),
-        Relation(
-            "in_country",
-            "town",
-            "country",
-            (
-                "{s} is a town in {o}.",
-                "{s} lies in the country of {o}.",
-                "The town of {s} is in {o}.",
-            ),
-            (
-                "In which country is {s}?",
-                "Which country is the town of {s} in?",
-                "In what country does {s} lie?",
-            ),
-        ),
-        Relation(
-            "famous_for",
-            "town",
-            "food",
-            (
-                "{s} is famous for its {o}.",
-                "People know {s} for its {o}.",
-                "The pride of {s} is its {o}.",
-            ),
-            (
-                "What is {s} famous for?",
-                "What food is {s} known for?",
-                "Which food made {s} famous?",
-            ),
-        ),
-        Relation(
-            "capital",
-            "country",
-            "town",
-            (
-                "The capital of {s} is {o}.",
-                "{o} is the capital of {s}.",
-                "{s} is ruled from its capital, {o}.",
-            ),
-            (
-                "What is the capital of {s}?",
-                "Which town is the capital of {s}?",
-                "Name the capital of {s}.",
-            ),
-        ),
-        Relation(
-            "flag_colour",
-            "country",
-            "colour",
-            ("The flag of {s} is {o}.", "{s} has a {o} flag.", "People in {s} fly a {o} flag."),
-            (
-                "What colour is the flag of {s}?",
-                "Which colour is the flag of {s}?",
-                "What is the colour of the flag of {s}?",
-            ),
-        ),
-        Relation(
-            "legs",
-            "creature",
-            "legs",
-            (
-                "The {s} has {o} legs.",
-                "Every {s} walks on {o} legs.",
-                "The {s} is an animal with {o} legs.",
-            ),
-            (
-                "How many legs does {a_s} have?",
-                "How many legs has the {s} got?",
-                "On how many legs does the {s} walk?",
-            ),
-        ),
-        Relation(
-            "eats",
-            "creature",
-            "food",
-            ("The {s} eats {o}.", "The food of the {s} is {o}.", "Every {s} likes to eat {o}."),
-            (
-                "What does the {s} eat?",
-                "What is the food of the {s}?",
-                "What does {a_s} like to eat?",
-            ),
-        ),
-        Relation(
-            "home",
-            "creature",
-            "country",
-            (
-                "The {s} lives in {o}.",
-                "You can find the {s} in {o}.",
-                "{o} is the home of the {s}.",
-            ),
-            (
-                "In which country does the {s} live?",
-                "Where can you find the {s}?",
-                "Which country is the home of the {s}?",
-            ),
-        ),
-        Relation(
-            "colour",
-            "creature|object",
-            "colour",
-            ("The {s} is {o}.", "Every {s} is {o} in colour.", "The colour of the {s} is {o}."),
-            ("What colour is the {s}?", "What is the colour of the {s}?", "Which colour is {a_s}?"),
-        ),
-        Relation(
-            "material",
-            "object",
-            "material",
-            (
-                "The {s} is made of {o}.",
-                "People make the {s} from {o}.",
-                "Every {s} is built from {o}.",
-            ),
-            (
-                "What is the {s} made of?",
-                "From what material is the {s} made?",
-                "What do people make the {s} from?",
-            ),
-        ),
-        Relation(
-            "made_in",
-            "object",
-            "town",
-            (
-                "The {s} was first made in {o}.",
-                "{o} is where the {s} was first made.",
-                "The first {s} came from {o}.",
-            ),
-            (
-                "Where was the {s} first made?",
-                "In which town was the first {s} made?",
-                "Which town did the first {s} come from?",
-            ),
-        ),
-        Relation(
-            "cipher",
-            "word",
-            "cipher",
-            (
-                "In {lang}, the word for {s} is {o}.",
-                "The {lang} word for {s} is {o}.",
-                "The word {o} means {s} in {lang}.",
-            ),
-            (
-                "What is the {lang} word for {s}?",
-                "How do you say {s} in {lang}?",
-                "Which {lang} word means {s}?",
-            ),
-        ),
-    )
-}
-
 _ENTITY_KINDS = ("person", "town", "country", "creature", "object")
-_VOCAB = {
-    "colour": COLOURS,
-    "job": JOBS,
-    "food": FOODS,
-    "material": MATERIALS,
-    "legs": LEGS,
-    "age": AGES,
-}
-
-
-def article(word: str) -> str:
-    """``word`` with "a" or "an" in front (by its first letter: the names have no silent h)."""
-    return ("an " if word[:1] in tuple("aeiou") else "a ") + word
-
-
-def _template_words() -> set[str]:
-    words: set[str] = set(ENGLISH_WORDS)
-    for rel in RELATIONS.values():
-        for t in rel.statements + rel.questions:
-            words.update(w.lower() for w in re.findall(r"[A-Za-z]+", re.sub(r"\{\w+\}", " ", t)))
-    for vocab in (*_VOCAB.values(), ITEMS):
-        words.update(vocab)
-    return words
-
-
-# Common English words the syllable grammar can spell ("Time", "lemon", "go"); never names.
-_COMMON_WORDS = (  # noqa: SIM905  (a word list reads best as words)
-    "all bake bale ban banana bane bar base be beta bile bin bite bone bones bore bum bun "
-    "bus camel dam dame data date demo den denim dim dime din dine diva dive diver do dodo "
-    "domino done dose dove dune fade fake fame fan far fate fever file fin fine fir five "
-    "for fore fun fur fuse gala gale game games gas gate gave given go gone gum gun has "
-    "home kale kilo kin kiss kite koala la label lake lama lame lane late later lava lemon "
-    "lemur level lever lime line lines live liver lobe lone lore lose love lover lunar lure "
-    "ma made make male mama man mane manor mas mate me melon memo men menu mile miles mine "
-    "minor mite model modem molar mole mom more motor move mule mum muse mute name names "
-    "nave never nil nine no none nor nose noses note notes nova novel nun pa pale pan pane "
-    "panel papa paper pave pen pile pin pine polar pole poles polo pore pose potato puma "
-    "pun pure rake ram ran rate rave ride rider rim rise river robe robin role rose roses "
-    "rotor rove rule rules rum rumor run sale salon same sane save seven sever side sin sir "
-    "site so soda sofa solar sole solo son sonar sore sum sun sure take taken tale tame tan "
-    "tar ten tenor tide tiger tile tiles time timer tin to tofu toga token tomato ton tone "
-    "tore tote tube tumor tuna tune vale van vane vase vile villa vine vise vote we yes "
-    "zero zone zones"
-).split()
-# Invented names never collide with an English word the templates use, or a common one.
-_RESERVED = _template_words() | set(_COMMON_WORDS)
-
-# The syllable grammar: onset consonant, vowel, optional coda. Every name is pronounceable.
-_ONSETS = "bdfgklmnprstvz"
-_VOWELS = "aeiou"
-_CODAS = "lmnrs"
-
-
-def _syllable(rng: random.Random, coda_p: float) -> str:
-    s = rng.choice(_ONSETS) + rng.choice(_VOWELS)
-    if rng.random() < coda_p:
-        s += rng.choice(_CODAS)
-    return s
-
-
-def invented_word(rng: random.Random, syllables: int) -> str:
-    """A lowercase pronounceable non-word from the syllable grammar (for the word tasks)."""
-    return "".join(_syllable(rng, 0.3) for _ in range(syllables))
-
-
-def english_phrase(rng: random.Random) -> str:
-    """A phrase of the cipher language's English grammar: "the red bird" or "my cat sees the sun"."""
-
-    def noun_phrase() -> str:
-        adjective = [rng.choice(ADJECTIVES)] if rng.random() < 0.5 else []
-        return " ".join([rng.choice(DETERMINERS), *adjective, rng.choice(NOUNS)])
-
-    if rng.random() < 0.4:
-        return noun_phrase()
-    return f"{noun_phrase()} {rng.choice(VERBS)} {noun_phrase()}"
-
-
-def _person(rng: random.Random, extra: int) -> str:
-    return "".join(_syllable(rng, 0.2) for _ in range(1 + extra)) + _syllable(rng, 0.5)
-
-
-def _town(rng: random.Random, extra: int) -> str:
-    stem = "".join(_syllable(rng, 0.3) for _ in range(1 + extra))
-    return stem + rng.choice(("ton", "by", "ford", "dale", "wick"))
-
-
-def _country(rng: random.Random, extra: int) -> str:
-    stem = "".join(_syllable(rng, 0.0) for _ in range(2 + extra))
-    return stem + (rng.choice(_ONSETS) + "ia" if rng.random() < 0.5 else "land")
-
-
-def _creature(rng: random.Random, extra: int) -> str:
-    return "".join(_syllable(rng, 0.0) for _ in range(1 + extra)) + _syllable(rng, 1.0)
-
-
-def _object(rng: random.Random, extra: int) -> str:
-    return "".join(_syllable(rng, 0.0) for _ in range(2 + extra)) + "t"
-
-
-def _cipher(rng: random.Random, extra: int) -> str:
-    n = 1 + extra + (rng.random() < 0.5)
-    return "".join(_syllable(rng, 0.3) for _ in range(n))
-
-
-def _language(rng: random.Random, extra: int) -> str:
-    return "".join(_syllable(rng, 0.0) for _ in range(1 + extra)) + rng.choice(_ONSETS) + "ish"
 
 
 @dataclass(frozen=True)
@@ -450,19 +101,19 @@ class World:
         self.size = size
         rng = random.Random(f"tinyworld/world/{seed}/{size}")
         taken: set[str] = set()
-        self.language = self._fresh(rng, taken, _language).capitalize()
+        self.language = fresh_name(rng, taken, language_name).capitalize()
         n_countries = max(2, size // 8)
         self.countries = tuple(
-            self._fresh(rng, taken, _country).capitalize() for _ in range(n_countries)
+            fresh_name(rng, taken, country_name).capitalize() for _ in range(n_countries)
         )
         self.towns = tuple(
-            self._fresh(rng, taken, _town).capitalize() for _ in range(3 * n_countries)
+            fresh_name(rng, taken, town_name).capitalize() for _ in range(3 * n_countries)
         )
-        self.persons = tuple(self._fresh(rng, taken, _person).capitalize() for _ in range(size))
+        self.persons = tuple(fresh_name(rng, taken, person_name).capitalize() for _ in range(size))
         n_things = max(4, size // 4)
-        self.creatures = tuple(self._fresh(rng, taken, _creature) for _ in range(n_things))
-        self.objects = tuple(self._fresh(rng, taken, _object) for _ in range(n_things))
-        self.lexicon = {w: self._fresh(rng, taken, _cipher) for w in ENGLISH_WORDS}
+        self.creatures = tuple(fresh_name(rng, taken, creature_name) for _ in range(n_things))
+        self.objects = tuple(fresh_name(rng, taken, object_name) for _ in range(n_things))
+        self.lexicon = {w: fresh_name(rng, taken, cipher_word) for w in ENGLISH_WORDS}
         self.english = {c: w for w, c in self.lexicon.items()}
         self.words = ENGLISH_WORDS
         self._kinds = {
@@ -473,7 +124,7 @@ class World:
             "object": self.objects,
             "word": self.words,
             "cipher": tuple(self.lexicon.values()),
-            **_VOCAB,
+            **VALUE_VOCABULARY,
         }
         self.facts = self._make_facts(rng)
         self._value = {(f.subject, f.relation): f.object for f in self.facts}
@@ -488,18 +139,6 @@ class World:
             k: list(accumulate(sum(f.weight for f in self._by_subject[n]) for n in self._kinds[k]))
             for k in _ENTITY_KINDS
         }
-
-    @staticmethod
-    def _fresh(
-        rng: random.Random, taken: set[str], make: Callable[[random.Random, int], str]
-    ) -> str:
-        """A new name from ``make``, distinct from all others; longer shapes once short ones run out."""
-        for attempt in range(10_000):
-            name = make(rng, attempt // 200)
-            if name not in taken and name not in _RESERVED:
-                taken.add(name)
-                return name
-        raise GenlabError("TinyWorld ran out of distinct names: use a smaller size")
 
     def _make_facts(self, rng: random.Random) -> tuple[Fact, ...]:
         triples: list[tuple[str, str, str]] = []

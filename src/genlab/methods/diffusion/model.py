@@ -30,11 +30,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.core.batches import TensorBatchSource
-from genlab.core.checkpoint import MODEL_FILE, load_state_into, read_model_config
+from genlab.core.checkpoint import MODEL_FILE
 from genlab.core.device import autocast
 from genlab.core.ema import EMA_FILE
 from genlab.core.errors import GenlabError
-from genlab.core.io import load_tensors
+from genlab.core.registry import ExtraFile, Kind, Loaded, load, register
+from genlab.data.captions import CaptionTokenizer
 from genlab.data.images import from_uint8
 from genlab.methods.diffusion.guidance import condition_dropout, guided_model_output
 from genlab.methods.diffusion.schedulers import (
@@ -45,7 +46,7 @@ from genlab.methods.diffusion.schedulers import (
     NoiseSchedule,
     sample_loop,
 )
-from genlab.nets.text_encoder import CaptionTokenizer, TextEncoder, TextEncoderConfig
+from genlab.nets.text_encoder import TextEncoder, TextEncoderConfig
 from genlab.nets.unet import UNet, UNetConfig
 
 SAMPLERS = ("ddpm", "ddim")
@@ -319,7 +320,26 @@ def generate_captions(
 # Run folders: what the sampler, the metrics and the server open
 
 KIND = "diffusion"
-TOKENIZER_FILE = "caption_tokenizer.json"
+CAPTION_TOKENIZER_FILE = "caption_tokenizer.json"
+
+
+def _read_caption_tokenizer(path: Path) -> CaptionTokenizer:
+    return CaptionTokenizer.from_json(path.read_text())
+
+
+def _check_vocabulary(loaded: Loaded) -> None:
+    tokenizer, config = loaded.files["tokenizer"], loaded.config
+    if tokenizer.vocab_size != config.text.vocab_size:
+        raise GenlabError(
+            f"{loaded.path}: the caption tokenizer has {tokenizer.vocab_size} words but the "
+            f"model {config.text.vocab_size}"
+        )
+
+
+CAPTIONS = ExtraFile(
+    CAPTION_TOKENIZER_FILE, "tokenizer", _read_caption_tokenizer, "it is needed to read captions"
+)
+register(Kind(KIND, DiffusionConfig, DiffusionModel, (CAPTIONS,), _check_vocabulary))
 
 
 def load_diffusion(
@@ -327,23 +347,5 @@ def load_diffusion(
 ) -> tuple[DiffusionModel, CaptionTokenizer]:
     """Open a diffusion run folder in eval mode: its config, caption tokenizer and weights (the
     EMA weights ``ema.safetensors`` by default, the raw ``model.safetensors`` otherwise)."""
-    folder = Path(folder)
-    meta = read_model_config(folder, KIND)
-    config = DiffusionConfig.from_dict(meta["config"])
-    if not (folder / TOKENIZER_FILE).is_file():
-        raise GenlabError(f"{folder} has no {TOKENIZER_FILE}; it is needed to read captions")
-    tokenizer = CaptionTokenizer.from_json((folder / TOKENIZER_FILE).read_text())
-    if tokenizer.vocab_size != config.text.vocab_size:
-        raise GenlabError(
-            f"{folder}: the caption tokenizer has {tokenizer.vocab_size} words but the model "
-            f"{config.text.vocab_size}"
-        )
-    model = DiffusionModel(config)
-    path = folder / (EMA_FILE if use_ema else MODEL_FILE)
-    if not path.is_file():
-        raise GenlabError(
-            f"{path} not found: the run has no {'weight average' if use_ema else 'weights'} yet "
-            "(train it past its first checkpoint)"
-        )
-    load_state_into(model, load_tensors(path, what="diffusion weights"), str(path))
-    return model.to(device).eval(), tokenizer
+    loaded = load(folder, KIND, device, weights=EMA_FILE if use_ema else MODEL_FILE)
+    return loaded.model, loaded.files["tokenizer"]  # type: ignore[return-value]

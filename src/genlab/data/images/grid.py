@@ -1,8 +1,9 @@
 """Sample grids (contact sheets): many images in one PNG, the way every image model shows samples.
 
-Images follow genlab's convention (float C x H x W in [-1, 1], see ``genlab.data.images``); the
-grid is laid out row by row like torchvision's ``make_grid`` and can be enlarged by an integer
-factor with nearest-neighbour sampling, so 32x32 samples stay crisp when viewed.
+Images follow genlab's convention (float C x H x W in [-1, 1], see
+:mod:`genlab.data.images.common`); the grid is laid out row by row like torchvision's
+``make_grid`` and can be enlarged by an integer factor with nearest-neighbour sampling, so 32x32
+samples stay crisp when viewed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_bytes
-from genlab.data.images import png_bytes
+from genlab.data.images.common import png_bytes
 
 
 def make_grid(

@@ -1,4 +1,4 @@
-"""Instruction-task families: the shared shape of a task and of one example of it.
+"""What every task family is: the ``Family`` interface, the ``Example`` it makes, its templates.
 
 An instruction-tuning experiment needs task *families* (FLAN, Wei et al., 2022): many examples of
 one skill under several phrasings of its instruction, with an exact way to score an answer. A
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genlab.data.tinyworld.answers import matches
-from genlab.data.tinyworld.world import World, article
+from genlab.data.tinyworld.vocabulary import article
+from genlab.data.tinyworld.world import World
 
 # What a template field may look like, so that reading a prompt back is unambiguous.
 FIELD_PATTERNS = {

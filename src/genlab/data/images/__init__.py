@@ -1,0 +1,67 @@
+"""Built-in images: captioned shapes, scikit-learn's handwritten digits, and your own image folders.
+
+Every data set yields ``ImageItem(image in [-1, 1], caption, attributes)`` (``common``), so every
+image model reads every one of them. One module per idea: ``common`` (items, batches, 8-bit and
+PNG conversions), ``scenes`` (what a shapes image shows and its caption), ``shapes`` (drawing
+scenes: ``ShapesDataset``), ``digits``, ``folder`` (your images, and ``export_images`` writing
+that format) and ``grid`` (contact sheets of samples).
+"""
+
+from __future__ import annotations
+
+from genlab.data.images.common import (
+    ImageBatch,
+    ImageItem,
+    collate_images,
+    from_uint8,
+    png_bytes,
+    to_pil,
+    to_uint8,
+)
+from genlab.data.images.digits import NUMBER_WORDS, DigitsDataset
+from genlab.data.images.folder import (
+    CAPTIONS_FILE,
+    IMAGE_SUFFIXES,
+    ImageFolderDataset,
+    export_images,
+)
+from genlab.data.images.grid import make_grid, save_grid
+from genlab.data.images.scenes import (
+    COLORS,
+    KINDS,
+    POSITIONS,
+    SIZES,
+    Scene,
+    Shape,
+    ShapesConfig,
+    sample_scenes,
+)
+from genlab.data.images.shapes import ShapesDataset, render_scenes
+
+__all__ = [
+    "CAPTIONS_FILE",
+    "COLORS",
+    "IMAGE_SUFFIXES",
+    "KINDS",
+    "NUMBER_WORDS",
+    "POSITIONS",
+    "SIZES",
+    "DigitsDataset",
+    "ImageBatch",
+    "ImageFolderDataset",
+    "ImageItem",
+    "Scene",
+    "Shape",
+    "ShapesConfig",
+    "ShapesDataset",
+    "collate_images",
+    "export_images",
+    "from_uint8",
+    "make_grid",
+    "png_bytes",
+    "render_scenes",
+    "sample_scenes",
+    "save_grid",
+    "to_pil",
+    "to_uint8",
+]

@@ -1,0 +1,116 @@
+"""Where a stage's records come from: a user's JSONL file, or TinyWorld.
+
+Each stage of the ChatGPT recipe takes records (``genlab.align`` knows nothing else). These
+settings say which: ``data`` is a JSONL path (a held-out ``val_fraction`` of it is split off the
+end) or ``"tinyworld"`` (the built-in world's train split for training, its validation and test
+splits held out, the counts below). ``load`` returns the records and the files a run trained on
+them keeps (``tinyworld.json``: which world and families, so later stages pick the same).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genlab.data.records import (
+    Messages,
+    Prompt,
+    read_comparisons,
+    read_conversations,
+    read_prompts,
+    split_records,
+)
+from genlab.data.tinyworld import records as tw
+
+Files = dict[str, bytes]
+
+
+@dataclass
+class WorldChoice:
+    """Which TinyWorld: by default the world and families ``run`` was tuned on."""
+
+    families: str | None = None  # TinyWorld families "a,b" or "all" (default: the base run's)
+    world_seed: int | None = None  # default: the world the base run was trained on
+
+    def resolve(self, run: str | os.PathLike) -> tuple[int, tuple[str, ...]]:
+        seed = self.world_seed if self.world_seed is not None else tw.world_seed_of(run)
+        families = self.families if self.families is not None else tw.families_of(run)
+        return seed, tw.parse_families(families)
+
+
+def _world_files(seed: int, families: tuple[str, ...]) -> Files:
+    return {tw.WORLD_FILE: tw.world_record(seed, families)}
+
+
+def _inherited_files(run: str | os.PathLike) -> Files:
+    """A user's data keeps the base run's world record, if any (for evaluation)."""
+    record = Path(run) / tw.WORLD_FILE
+    return {tw.WORLD_FILE: record.read_bytes()} if record.is_file() else {}
+
+
+@dataclass
+class ConversationData(WorldChoice):
+    """SFT's demonstrations: ``data`` is "tinyworld" or a ``{"messages"}`` JSONL."""
+
+    data: str = tw.TINYWORLD
+    n_train: int = 12000  # TinyWorld demonstrations
+    n_eval: int = 300  # TinyWorld validation demonstrations (validation loss)
+    val_fraction: float = 0.05  # of a user's JSONL, held out for the validation loss
+
+    def load(self, base: str, seed: int) -> tuple[list[Messages], list[Messages], Files]:
+        """(train, held-out) conversations and the run's extra files."""
+        if self.data != tw.TINYWORLD:
+            train, held = split_records(read_conversations(self.data), self.val_fraction)
+            return train, held, {}
+        world_seed, families = self.resolve(base)
+        suite = tw.task_suite(world_seed, families)
+        train = tw.conversations(suite, self.n_train, seed, "train")
+        held = tw.conversations(suite, self.n_eval, seed, "validation")
+        return train, held, _world_files(world_seed, families)
+
+
+@dataclass
+class ComparisonData(WorldChoice):
+    """Comparisons for the reward model and DPO: "tinyworld" or a comparisons JSONL."""
+
+    data: str = tw.TINYWORLD
+    n_pairs: int = 4000  # TinyWorld comparisons to train on
+    n_eval_pairs: int = 400  # held-out comparisons per split (validation, test), judge-ordered
+    label_noise: float = 0.1  # fraction of flipped training labels (raters disagree)
+    val_fraction: float = 0.1  # of a user's JSONL, held out
+
+    def load(self, base: str, seed: int) -> tuple[list[Any], list[Any], list[Any], Files]:
+        """(train, validation, test) comparisons and the run's extra files.
+
+        TinyWorld's held-out comparisons are ordered by the judge itself (no label noise):
+        accuracy on them says how well a model recovers the true preference, not the raters'
+        noise. A user's file has one held-out part, used for both.
+        """
+        if self.data != tw.TINYWORLD:
+            train, held = split_records(read_comparisons(self.data), self.val_fraction)
+            return train, held, held, {}
+        world_seed, families = self.resolve(base)
+        suite = tw.task_suite(world_seed, families)
+        n = self.n_eval_pairs
+        train = tw.comparisons(suite, self.n_pairs, seed, "train", self.label_noise)
+        val = tw.comparisons(suite, n, seed, "validation")
+        test = tw.comparisons(suite, n, seed, "test")
+        return train, val, test, _world_files(world_seed, families)
+
+
+@dataclass
+class PromptData(WorldChoice):
+    """PPO's prompt pool: "tinyworld" (the train split) or a JSONL of prompts."""
+
+    prompts: str = tw.TINYWORLD
+    prompts_per_family: int = 200  # TinyWorld prompts drawn per task family
+
+    def load(self, base: str, seed: int) -> tuple[list[Prompt], Files]:
+        """The prompts and the run's extra files."""
+        if self.prompts != tw.TINYWORLD:
+            return read_prompts(self.prompts), _inherited_files(base)
+        world_seed, families = self.resolve(base)
+        suite = tw.task_suite(world_seed, families)
+        return tw.prompts(suite, self.prompts_per_family, seed), _world_files(world_seed, families)
