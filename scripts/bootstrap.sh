@@ -32,6 +32,17 @@ fi
 
 SPEC="."
 if [ -n "$EXTRAS" ]; then SPEC=".[$EXTRAS]"; fi
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$SPEC" 2>&1 \
-  | grep -v "^WARNING: Location" || true
+# pip's output goes to a file and is shown whole when pip fails (its exit status is the
+# script's); on success only its warnings are shown, less the noisy "WARNING: Location" lines.
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+status=0
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$SPEC" >"$LOG" 2>&1 \
+  || status=$?
+if [ "$status" -ne 0 ]; then
+  cat "$LOG" >&2
+  echo "bootstrap: pip install -e '$SPEC' failed (exit $status)" >&2
+  exit "$status"
+fi
+grep -v "^WARNING: Location" "$LOG" || true # grep finds nothing on a quiet install: not an error
 "$VENV/bin/python" -c "import genlab, torch" # fails loudly if the install did not take

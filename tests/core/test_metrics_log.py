@@ -4,6 +4,7 @@ import pytest
 
 from genlab.core.errors import GenlabError
 from genlab.core.logging import MetricsLogger, ProgressBar, read_metrics
+from references import require
 
 
 def test_writes_records_and_drops_those_past_a_resumed_step(tmp_path):
@@ -42,7 +43,7 @@ def test_corrupt_or_missing_metrics_say_so(tmp_path):
 
 
 def test_tensorboard_receives_the_same_scalars(tmp_path):
-    pytest.importorskip("tensorboard")
+    require("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logger = MetricsLogger(tmp_path)

@@ -11,13 +11,8 @@ from torch import nn
 from genlab.core.checkpoint import load_model_weights, read_model_config
 from genlab.core.errors import GenlabError
 from genlab.core.optim import build_adamw
-from genlab.core.run import (
-    RunFolder,
-    latest_checkpoint,
-    load_checkpoint,
-    optimizer_tensors,
-    verify_checkpoint,
-)
+from genlab.core.optimizer_state import optimizer_tensors
+from genlab.core.run import RunFolder, latest_checkpoint, load_checkpoint, verify_checkpoint
 
 
 def _gan(width: int = 4) -> nn.ModuleDict:

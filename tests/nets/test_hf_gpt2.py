@@ -11,8 +11,9 @@ import torch
 from genlab.core.errors import GenlabError
 from genlab.nets.gpt import GPT, GPTConfig
 from genlab.nets.hf_gpt2 import gpt_from_hf, gpt_to_hf
+from references import require
 
-transformers = pytest.importorskip("transformers")
+transformers = require("transformers")
 
 VOCAB = 100
 
