@@ -286,8 +286,8 @@ class Trainer:
                 optimizer.step()
         if self.scaler is not None:
             self.scaler.update()
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
+        # every gradient, not only this phase's: the next phase's loss starts from zero
+        self.model.zero_grad(set_to_none=True)
         return loss_value, grad_norm, metrics
 
     def _module(self, optimizer: str) -> nn.Module:
