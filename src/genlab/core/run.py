@@ -238,6 +238,33 @@ class RunFolder:
         """Whether any checkpoint folder exists (complete or not)."""
         return bool(_step_dirs(self.path)) or (self.path / STATE_FILE).is_file()
 
+    def check_resume(self, resume: bool, kept: Mapping[str, Any]) -> bool:
+        """Refuse to overwrite a run by accident; on resume, check that the training settings
+        in ``kept`` (those that decide the data order) are the run's. Returns whether there is
+        a checkpoint to resume from."""
+        saved = self.saved_config()
+        if not resume:
+            if self.has_checkpoints():
+                raise GenlabError(
+                    f"{self.path} already holds a run with checkpoints: resume it (--resume) "
+                    "or choose another output folder"
+                )
+            return False
+        if saved is None:
+            if self.path.is_dir() and any(self.path.iterdir()):
+                raise GenlabError(
+                    f"{self.path} is not a genlab run folder (no config.json): cannot resume"
+                )
+            return False
+        for name, now in kept.items():
+            before = saved.get("train", {}).get(name)
+            if before is not None and before != now:
+                raise GenlabError(
+                    f"cannot resume {self.path} with {name}={now}: the run used {before}, "
+                    "and the data order depends on it"
+                )
+        return self.has_checkpoints()
+
     def write_config(self) -> None:
         """Write ``config.json`` and the extra files at the top level (rank 0; all ranks call)."""
         if dist_info().is_main:

@@ -117,7 +117,8 @@ class Trainer:
             extra_files=extra_files,
             keep_last=config.keep_last,
         )
-        resume_from = self._check_folder(resume)
+        kept = {name: getattr(config, name) for name in DATA_FIELDS}
+        resume_from = self.folder.check_resume(resume, kept)
 
         seed_everything(config.seed + self.info.rank)
         self.model = model.to(self.device)  # the user's module; checkpoints hold its state dict
@@ -167,33 +168,6 @@ class Trainer:
             device_type=self.device.type,
             fused=False if cfg.fsdp else None,
         )
-
-    def _check_folder(self, resume: bool) -> bool:
-        """Refuse to overwrite a run by accident; on resume, check the run can continue exactly.
-        Returns whether there is a checkpoint to resume from."""
-        saved = self.folder.saved_config()
-        if not resume:
-            if self.folder.has_checkpoints():
-                raise GenlabError(
-                    f"{self.run_dir} already holds a run with checkpoints: resume it (--resume) "
-                    "or choose another output folder"
-                )
-            return False
-        if saved is None:
-            if self.run_dir.is_dir() and any(self.run_dir.iterdir()):
-                raise GenlabError(
-                    f"{self.run_dir} is not a genlab run folder (no config.json): cannot resume"
-                )
-            return False
-        for name in DATA_FIELDS:
-            before = saved.get("train", {}).get(name)
-            now = getattr(self.config, name)
-            if before is not None and before != now:
-                raise GenlabError(
-                    f"cannot resume {self.run_dir} with {name}={now}: the run used {before}, "
-                    "and the data order depends on it"
-                )
-        return self.folder.has_checkpoints()
 
     # One optimizer step ----------------------------------------------------------------------
 
