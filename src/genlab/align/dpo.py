@@ -28,36 +28,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.align.data import (
-    TINYWORLD,
-    WORLD_FILE,
-    pad_right,
-    parse_families,
-    read_pairs,
-    render_answer,
-    split_records,
-    task_suite,
-    world_record,
-    world_seed_of,
-)
-from genlab.align.sft import IGNORE
-from genlab.core.batches import TensorBatchSource
+from genlab.align.stage import fine_tuning, stage_trainer
 from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
 from genlab.core.train_config import TrainConfig
-from genlab.core.trainer import Trainer
-from genlab.data.tinyworld import preference_pairs
+from genlab.data.records import render_answer
 from genlab.data.tokenizer import Tokenizer
-from genlab.methods.autoregressive.checkpoint import TOKENIZER_FILE, load_gpt
-from genlab.nets.gpt import GPT
-
-
-def sequence_logprobs(model: nn.Module, inputs: Tensor, targets: Tensor) -> Tensor:
-    """Sum of ``log p(target)`` over the positions whose target is not -100: (B,)."""
-    logits, _ = model(inputs)
-    logp = F.log_softmax(logits.float(), dim=-1)
-    picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * (targets != IGNORE)).sum(-1)
+from genlab.methods.autoregressive.checkpoint import KIND, load_gpt
+from genlab.methods.autoregressive.padding import pad_right
+from genlab.methods.autoregressive.scoring import sequence_logprobs
+from genlab.nets.gpt import GPT, IGNORE_INDEX
 
 
 def dpo_loss(
@@ -80,11 +60,11 @@ def answer_example(
 ) -> tuple[list[int], list[int]]:
     """Inputs and targets of an answer to a prompt; targets are -100 except on the answer."""
     ids, start = render_answer(tokenizer, prompt, answer)
-    targets = [t if i + 1 >= start else IGNORE for i, t in enumerate(ids[1:])]
+    targets = [t if i + 1 >= start else IGNORE_INDEX for i, t in enumerate(ids[1:])]
     return ids[:-1], targets
 
 
-def encode_pairs(
+def encode_preference_pairs(
     tokenizer: Tokenizer, pairs: Sequence[Mapping[str, Any]], block_size: int
 ) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor], int]:
     """Padded (chosen inputs, chosen targets, rejected inputs, rejected targets) of comparisons,
@@ -101,9 +81,9 @@ def encode_pairs(
     pad = tokenizer.pad_id
     tensors = (
         pad_right([c[0] for c, _ in rows], pad, length),
-        pad_right([c[1] for c, _ in rows], IGNORE, length),
+        pad_right([c[1] for c, _ in rows], IGNORE_INDEX, length),
         pad_right([r[0] for _, r in rows], pad, length),
-        pad_right([r[1] for _, r in rows], IGNORE, length),
+        pad_right([r[1] for _, r in rows], IGNORE_INDEX, length),
     )
     return tensors, len(pairs) - len(rows)
 
@@ -114,7 +94,7 @@ def reference_logprobs(
 ) -> tuple[Tensor, Tensor]:
     """log pi_ref of every chosen and rejected answer, computed once before training."""
     reference.eval()
-    device = reference.lm_head.weight.device
+    device = reference.wte.weight.device
     chosen_x, chosen_y, rejected_x, rejected_y = tensors
     out_c, out_r = [], []
     for i in range(0, len(chosen_x), batch_size):
@@ -133,7 +113,7 @@ def make_dpo_step(beta: float):
         chosen_x, chosen_y, rejected_x, rejected_y, ref_chosen, ref_rejected = batch
         inputs, targets = torch.cat([chosen_x, rejected_x]), torch.cat([chosen_y, rejected_y])
         # rows are padded to the data set's longest answer: cut to this batch's
-        end = int((targets != IGNORE).any(0).nonzero().max()) + 1
+        end = int((targets != IGNORE_INDEX).any(0).nonzero().max()) + 1
         logps = sequence_logprobs(model, inputs[:, :end], targets[:, :end])
         policy_chosen, policy_rejected = logps.chunk(2)
         loss, r_chosen, r_rejected = dpo_loss(
@@ -152,71 +132,42 @@ def make_dpo_step(beta: float):
 
 @dataclass
 class DPOConfig:
-    """The policy to tune (an SFT run, also the frozen reference) and the comparisons."""
+    """The policy to tune (an SFT run, also the frozen reference), and how."""
 
     policy: str = "runs/sft"
     out: str = "runs/dpo"
-    data: str = TINYWORLD
-    families: str | tuple[str, ...] | None = None  # TinyWorld families (default: the demo's)
-    world_seed: int | None = None  # default: the world the policy was trained on
-    n_pairs: int = 4000
-    n_eval_pairs: int = 200  # TinyWorld validation comparisons (judge-ordered)
-    label_noise: float = 0.1
-    val_fraction: float = 0.1  # of a user's JSONL
-    beta: float = 0.1
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            max_steps=200,
-            batch_size=32,
-            lr=3e-4,
-            warmup_steps=10,
-            weight_decay=0.0,
-            eval_every=100,
-            eval_batches=4,
-            checkpoint_every=0,
-            keep_last=1,
-        )
-    )
+    beta: float = 0.1  # strength of the implicit KL leash to the reference
+    train: TrainConfig = field(default_factory=lambda: fine_tuning(200, 3e-4, 10))
 
 
-def _pairs(cfg: DPOConfig) -> tuple[list[dict], list[dict], int | None, tuple[str, ...]]:
-    if cfg.data != TINYWORLD:
-        train, held = split_records(read_pairs(cfg.data), cfg.val_fraction)
-        return train, held, None, ()
-    families = parse_families(cfg.families)
-    seed = cfg.world_seed if cfg.world_seed is not None else world_seed_of(cfg.policy)
-    suite = task_suite(seed, families)
-    s = cfg.train.seed
-    train = preference_pairs(suite, cfg.n_pairs, seed=s, noise=cfg.label_noise, split="train")
-    held = preference_pairs(suite, cfg.n_eval_pairs, seed=s, noise=0.0, split="validation")
-    return train, held, seed, families
-
-
-def dpo(cfg: DPOConfig, resume: bool = False) -> dict[str, float]:
-    """Tune ``cfg.policy`` by DPO into ``cfg.out`` (a GPT checkpoint folder)."""
+def dpo(
+    cfg: DPOConfig,
+    train: Sequence[Mapping[str, Any]],
+    held_out: Sequence[Mapping[str, Any]],
+    extra_files: Mapping[str, bytes] | None = None,
+    resume: bool = False,
+) -> dict[str, float]:
+    """Tune ``cfg.policy`` by DPO on ``train`` comparisons (held-out loss on ``held_out``) into
+    ``cfg.out`` (a GPT folder)."""
     if cfg.beta <= 0:
         raise GenlabError(f"beta must be > 0, got {cfg.beta}")
     policy, tokenizer = load_gpt(cfg.policy, device=pick_device(cfg.train.device))
-    train_pairs, held_pairs, world_seed, families = _pairs(cfg)
     block = policy.config.block_size
     data = []
-    for pairs in (train_pairs, held_pairs):
-        tensors, _ = encode_pairs(tokenizer, pairs, block)
+    for pairs in (train, held_out):
+        tensors, _ = encode_preference_pairs(tokenizer, pairs, block)
         data.append((*tensors, *reference_logprobs(policy, tensors)))
-    extra = {TOKENIZER_FILE: tokenizer.to_json().encode()}
-    if world_seed is not None:
-        extra[WORLD_FILE] = world_record(world_seed, families)
-    trainer = Trainer(
+    trainer = stage_trainer(
         policy.train(),
         make_dpo_step(cfg.beta),
-        TensorBatchSource(data[0], seed=cfg.train.seed),
+        data[0],
+        data[1],
         cfg.train,
         cfg.out,
-        eval_data=TensorBatchSource(data[1], seed=cfg.train.seed + 1),
-        model_kind="gpt",
-        model_config=policy.config.to_dict(),
-        extra_files=extra,
-        resume=resume,
+        KIND,
+        tokenizer,
+        extra_files,
+        resume,
     )
     metrics = trainer.fit()
     metrics["train_pairs"] = float(len(data[0][0]))

@@ -34,28 +34,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.align.data import (
-    TINYWORLD,
-    WORLD_FILE,
-    pad_right,
-    parse_families,
-    read_pairs,
-    render_answer,
-    split_records,
-    task_suite,
-    world_record,
-    world_seed_of,
-)
-from genlab.core.batches import TensorBatchSource
-from genlab.core.checkpoint import load_model_weights, read_model_config, save_model_folder
+from genlab.align.stage import fine_tuning, stage_trainer
 from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
+from genlab.core.registry import Kind, load, register, save
 from genlab.core.rng import seed_everything
 from genlab.core.train_config import TrainConfig
-from genlab.core.trainer import Trainer
-from genlab.data.tinyworld import preference_pairs
+from genlab.data.records import Prompt, render_answer
 from genlab.data.tokenizer import Tokenizer
-from genlab.methods.autoregressive.checkpoint import TOKENIZER_FILE, load_gpt
+from genlab.methods.autoregressive.checkpoint import TOKENIZER, TOKENIZER_FILE, load_gpt
+from genlab.methods.autoregressive.padding import pad_right
 from genlab.nets.gpt import GPT, GPTConfig
 
 KIND = "reward"
@@ -67,10 +55,8 @@ class RewardModel(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.backbone = GPT(config)
-        # The final hidden states come out where the logits would (InstructGPT removes the
-        # unembedding layer); with tied weights the embedding itself stays.
-        self.backbone.lm_head = nn.Identity()
+        # InstructGPT removes the unembedding layer: the head reads the final hidden states.
+        self.backbone = GPT(config, lm_head=False)
         self.head = nn.Linear(config.n_embd, 1)
         nn.init.normal_(self.head.weight, std=1.0 / math.sqrt(config.n_embd + 1))
         nn.init.zeros_(self.head.bias)
@@ -90,7 +76,7 @@ class RewardModel(nn.Module):
         Attention is causal, so the padding after a row's last token never reaches it and no
         attention mask is needed.
         """
-        hidden, _ = self.backbone(idx)
+        hidden = self.backbone.hidden_states(idx)
         last = hidden[torch.arange(idx.shape[0], device=idx.device), lengths - 1]
         return self.head(last).squeeze(-1).float()
 
@@ -120,7 +106,7 @@ class RewardModel(nn.Module):
 
     def score(
         self,
-        prompts: Sequence[str | Sequence[Mapping[str, Any]]],
+        prompts: Sequence[Prompt],
         responses: Sequence[str],
         batch_size: int = 64,
     ) -> list[float]:
@@ -138,23 +124,20 @@ class RewardModel(nn.Module):
         return self.score_ids(seqs, batch_size)
 
 
+register(Kind(KIND, GPTConfig, RewardModel, (TOKENIZER,)))
+
+
 def save_reward_model(folder: str | os.PathLike, model: RewardModel, tokenizer: Tokenizer) -> Path:
     """Write a reward-model folder (``kind: reward``) that :func:`load_reward_model` reads."""
-    path = save_model_folder(folder, model, KIND, model.config.to_dict())
-    tokenizer.save(path / TOKENIZER_FILE)
-    return path
+    return save(folder, model, KIND, model.config, {TOKENIZER_FILE: tokenizer.to_json().encode()})
 
 
 def load_reward_model(folder: str | os.PathLike, device: str | torch.device = "cpu") -> RewardModel:
     """Open a reward-model folder (a ``genlab reward`` run) in eval mode, tokenizer attached."""
-    folder = Path(folder)
-    meta = read_model_config(folder, KIND)
-    model = RewardModel(GPTConfig.from_dict(meta["config"]))
-    load_model_weights(folder, model)
-    if not (folder / TOKENIZER_FILE).is_file():
-        raise GenlabError(f"{folder} has no {TOKENIZER_FILE}; a reward model needs its tokenizer")
-    model.tokenizer = Tokenizer.load(folder / TOKENIZER_FILE)
-    return model.to(device).eval()
+    loaded = load(folder, KIND, device)
+    model: RewardModel = loaded.model  # type: ignore[assignment]
+    model.tokenizer = loaded.files["tokenizer"]
+    return model
 
 
 def bradley_terry_loss(chosen: Tensor, rejected: Tensor) -> Tensor:
@@ -183,7 +166,7 @@ def reward_step(model: nn.Module, batch: tuple[Tensor, ...]) -> tuple[Tensor, di
     }
 
 
-def encode_pairs(
+def encode_comparisons(
     tokenizer: Tokenizer, pairs: Sequence[Mapping[str, Any]], block_size: int
 ) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor], int]:
     """Padded (chosen, chosen lengths, rejected, rejected lengths) tensors of comparisons, and
@@ -225,81 +208,46 @@ def pairwise_accuracy(
 
 @dataclass
 class RewardConfig:
-    """What the reward model learns from. ``data``: "tinyworld" or a comparisons JSONL."""
+    """Where the reward model starts, where it is written, and how it trains."""
 
     base: str = "runs/sft"  # a GPT folder (SFT run, as in InstructGPT, or a pretraining run)
     out: str = "runs/reward"
-    data: str = TINYWORLD
-    families: str | tuple[str, ...] | None = None  # TinyWorld families (default: the demo's)
-    world_seed: int | None = None  # default: the world the base model was trained on
-    n_pairs: int = 4000  # TinyWorld comparisons to train on
-    n_eval_pairs: int = 400  # held-out comparisons per split (validation, test), judge-ordered
-    label_noise: float = 0.1  # fraction of flipped training labels (raters disagree)
-    val_fraction: float = 0.1  # of a user's JSONL, held out for the accuracy
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            max_steps=300,
-            batch_size=32,
-            lr=3e-4,
-            warmup_steps=20,
-            weight_decay=0.0,
-            eval_every=100,
-            eval_batches=4,
-            checkpoint_every=0,
-            keep_last=1,
-        )
-    )
+    train: TrainConfig = field(default_factory=lambda: fine_tuning(300, 3e-4, 20))
 
 
-def _pairs(cfg: RewardConfig) -> tuple[list[dict], list[dict], list[dict], int | None, tuple]:
-    """Training, validation and test comparisons; the world seed and families on TinyWorld.
-
-    TinyWorld's held-out comparisons are ordered by the judge itself (no label noise): accuracy
-    on them says how well the model recovers the true preference, not the raters' noise. A
-    user's file has one held-out part, used for both.
-    """
-    if cfg.data != TINYWORLD:
-        train, held = split_records(read_pairs(cfg.data), cfg.val_fraction)
-        return train, held, held, None, ()
-    families = parse_families(cfg.families)
-    seed = cfg.world_seed if cfg.world_seed is not None else world_seed_of(cfg.base)
-    suite = task_suite(seed, families)
-    s, n = cfg.train.seed, cfg.n_eval_pairs
-    train = preference_pairs(suite, cfg.n_pairs, seed=s, noise=cfg.label_noise, split="train")
-    val = preference_pairs(suite, n, seed=s, noise=0.0, split="validation")
-    test = preference_pairs(suite, n, seed=s, noise=0.0, split="test")
-    return train, val, test, seed, families
-
-
-def train_reward(cfg: RewardConfig, resume: bool = False) -> dict[str, float]:
-    """Train a reward model from ``cfg.base`` on comparisons; the run folder ``cfg.out`` is a
-    ``reward`` checkpoint. Returns the final metrics with ``test_accuracy`` (held out)."""
+def train_reward(
+    cfg: RewardConfig,
+    train: Sequence[Mapping[str, Any]],
+    validation: Sequence[Mapping[str, Any]],
+    test: Sequence[Mapping[str, Any]],
+    extra_files: Mapping[str, bytes] | None = None,
+    resume: bool = False,
+) -> dict[str, float]:
+    """Train a reward model from ``cfg.base`` on ``train`` comparisons (held-out loss on
+    ``validation``); the run folder ``cfg.out`` is a ``reward`` model. Returns the final metrics
+    with ``test_accuracy``, the pairwise accuracy on ``test``."""
     gpt, tokenizer = load_gpt(cfg.base, device=pick_device(cfg.train.device))
-    train_pairs, val_pairs, test_pairs, world_seed, families = _pairs(cfg)
     seed_everything(cfg.train.seed)  # the head's initial weights follow the seed
     model = RewardModel.from_gpt(gpt)
     block = gpt.config.block_size
-    train_tensors, dropped = encode_pairs(tokenizer, train_pairs, block)
-    val_tensors, _ = encode_pairs(tokenizer, val_pairs, block)
-    extra = {TOKENIZER_FILE: tokenizer.to_json().encode()}
-    if world_seed is not None:
-        extra[WORLD_FILE] = world_record(world_seed, families)
-    trainer = Trainer(
+    train_tensors, dropped = encode_comparisons(tokenizer, train, block)
+    val_tensors, _ = encode_comparisons(tokenizer, validation, block)
+    trainer = stage_trainer(
         model,
         reward_step,
-        TensorBatchSource(train_tensors, seed=cfg.train.seed),
+        train_tensors,
+        val_tensors,
         cfg.train,
         cfg.out,
-        eval_data=TensorBatchSource(val_tensors, seed=cfg.train.seed + 1),
-        model_kind=KIND,
-        model_config=model.config.to_dict(),
-        extra_files=extra,
-        resume=resume,
+        KIND,
+        tokenizer,
+        extra_files,
+        resume,
     )
     metrics = trainer.fit()
     trained = load_reward_model(cfg.out, device=trainer.device)
-    metrics["test_accuracy"] = pairwise_accuracy(trained, test_pairs)
-    metrics["train_pairs"] = float(len(train_pairs) - dropped)
+    metrics["test_accuracy"] = pairwise_accuracy(trained, test)
+    metrics["train_pairs"] = float(len(train) - dropped)
     metrics["dropped_pairs"] = float(dropped)
-    metrics["test_pairs"] = float(len(test_pairs))
+    metrics["test_pairs"] = float(len(test))
     return metrics

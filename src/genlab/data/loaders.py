@@ -15,7 +15,6 @@ cache applies; genlab never downloads anything else).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import secrets
 import sys
@@ -28,6 +27,7 @@ import numpy as np
 from genlab.core.distributed import dist_info
 from genlab.core.errors import GenlabError
 from genlab.core.io import _fsync_dir, atomic_write_json, read_json
+from genlab.data.records import iter_jsonl
 
 TEXT_SUFFIXES = (".txt", ".md", ".text")
 JSONL_SUFFIXES = (".jsonl", ".json")
@@ -50,19 +50,12 @@ def source_files(source: str | os.PathLike) -> list[Path]:
 
 
 def _jsonl_texts(path: Path, text_field: str) -> Iterator[str]:
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise GenlabError(f"{path}:{n} is not valid JSON ({e.msg})") from e
-            if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-                raise GenlabError(
-                    f"{path}:{n} has no string field '{text_field}'; choose it with --text-field"
-                )
-            yield record[text_field]
+    for n, record in iter_jsonl(path):
+        if not isinstance(record.get(text_field), str):
+            raise GenlabError(
+                f"{path}:{n} has no string field '{text_field}'; choose it with --text-field"
+            )
+        yield record[text_field]
 
 
 def _hf_texts(spec: str, text_field: str) -> Iterator[str]:

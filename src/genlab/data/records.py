@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,14 @@ def numbered_records(path: str | os.PathLike, what: str) -> list[tuple[int, dict
     path = Path(path)
     if not path.is_file():
         raise GenlabError(f"{what} file not found: {path} (give a .jsonl file or 'tinyworld')")
-    records = []
+    records = list(iter_jsonl(path))
+    if not records:
+        raise GenlabError(f"{path} holds no records")
+    return records
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` of each non-blank line, read lazily (corpora can be large)."""
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -50,10 +57,7 @@ def numbered_records(path: str | os.PathLike, what: str) -> list[tuple[int, dict
                 raise GenlabError(f"{path}:{n} is not valid JSON ({e.msg})") from e
             if not isinstance(record, dict):
                 raise GenlabError(f"{path}:{n} is not a JSON object")
-            records.append((n, record))
-    if not records:
-        raise GenlabError(f"{path} holds no records")
-    return records
+            yield n, record
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> None:
