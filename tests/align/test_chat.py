@@ -9,6 +9,7 @@ import pytest
 from genlab.align.sft import SFTConfig, sft
 from genlab.cli import main
 from genlab.cli.chat import fit_prompt
+from genlab.data.records import read_conversations, split_records
 
 
 @pytest.fixture
@@ -22,9 +23,9 @@ def chat_model(tmp_path, base, train_config):
         ]
     }
     data.write_text("".join(json.dumps(record) + "\n" for _ in range(20)))
-    cfg = SFTConfig(base=str(base), out=str(tmp_path / "chat"), data=str(data))
-    cfg.train = train_config(40, lr=1e-2)
-    sft(cfg)
+    cfg = SFTConfig(base=str(base), out=str(tmp_path / "chat"), train=train_config(40, lr=1e-2))
+    train, held = split_records(read_conversations(data), 0.1)
+    sft(cfg, train, held)
     return tmp_path / "chat"
 
 

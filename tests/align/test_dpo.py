@@ -16,13 +16,14 @@ from genlab.align.dpo import (
     answer_example,
     dpo,
     dpo_loss,
-    encode_pairs,
+    encode_preference_pairs,
     make_dpo_step,
     reference_logprobs,
-    sequence_logprobs,
 )
-from genlab.align.sft import IGNORE
+from genlab.data.records import read_comparisons, split_records
 from genlab.methods.autoregressive.checkpoint import load_gpt
+from genlab.methods.autoregressive.scoring import sequence_logprobs
+from genlab.nets.gpt import IGNORE_INDEX as IGNORE
 
 PAIRS = [
     {"prompt": "what is two plus two?", "chosen": "it is four.", "rejected": "ugh, whatever."},
@@ -59,7 +60,7 @@ def test_sequence_logprobs_sum_the_answer_tokens_only(tok, make_gpt):
 
 def test_loss_is_log_2_when_the_policy_is_the_reference(tok, make_gpt):
     policy = make_gpt()
-    tensors, dropped = encode_pairs(tok, PAIRS, 64)
+    tensors, dropped = encode_preference_pairs(tok, PAIRS, 64)
     assert dropped == 0
     ref_chosen, ref_rejected = reference_logprobs(copy.deepcopy(policy), tensors, batch_size=2)
     loss, metrics = make_dpo_step(0.1)(policy.train(), (*tensors, ref_chosen, ref_rejected))
@@ -74,13 +75,15 @@ def test_dpo_on_a_user_jsonl_moves_probability_to_the_chosen_answers(
 ):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(PAIRS[i % 3]) + "\n" for i in range(30)))
-    cfg = DPOConfig(policy=str(base), out=str(tmp_path / "dpo"), data=str(data), beta=0.5)
-    cfg.train = train_config(15, lr=3e-3)
-    metrics = dpo(cfg)
+    cfg = DPOConfig(
+        policy=str(base), out=str(tmp_path / "dpo"), beta=0.5, train=train_config(15, lr=3e-3)
+    )
+    train, held = split_records(read_comparisons(data), 0.1)
+    metrics = dpo(cfg, train, held)
     assert metrics["eval_loss"] < 0.3 and metrics["eval_reward_accuracy"] == 1.0
     tuned, _ = load_gpt(tmp_path / "dpo")
     reference, _ = load_gpt(base)
-    tensors, _ = encode_pairs(tok, PAIRS, 64)
+    tensors, _ = encode_preference_pairs(tok, PAIRS, 64)
     with torch.no_grad():
         before = reference_logprobs(reference, tensors)
         after = reference_logprobs(tuned, tensors)

@@ -10,26 +10,23 @@ import math
 import pytest
 import torch
 
-from genlab.align.ppo import (
+from genlab.align.policy import PolicyValue, answer_logprobs
+from genlab.align.ppo import ppo
+from genlab.align.ppo_config import PPOConfig
+from genlab.align.ppo_losses import (
     KLController,
-    RLHFConfig,
     RunningMoments,
-    ValueHead,
-    answer_logprobs,
-    collect_rollout,
     gae,
     kl_penalty,
-    load_prompts,
-    make_queries,
-    policy_world,
     ppo_losses,
-    rlhf,
     token_rewards,
 )
 from genlab.align.reward import RewardModel, save_reward_model
-from genlab.cli import main
+from genlab.align.rollout import collect_rollout, make_queries
 from genlab.core.errors import GenlabError
 from genlab.core.io import load_tensors
+from genlab.data.record_sources import PromptData
+from genlab.data.records import read_prompts
 from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import load_gpt, save_gpt
 from genlab.nets.gpt import GPT, GPTConfig
@@ -72,15 +69,14 @@ def says_e(prompts, responses):
     return [float("e" in r) for r in responses]
 
 
-def toy_config(tmp_path, sft, **kw) -> RLHFConfig:
-    policy, prompts = sft
+def toy_config(tmp_path, sft, **kw) -> PPOConfig:
+    policy, _ = sft
     settings = dict(
         policy=str(policy),
         reward=None,
         out=str(tmp_path / "run"),
-        prompts=str(prompts),
-        steps=8,
-        batch_size=32,
+        iterations=8,
+        rollout_size=32,
         minibatch_size=8,
         ppo_epochs=4,
         lr=2e-2,
@@ -95,7 +91,16 @@ def toy_config(tmp_path, sft, **kw) -> RLHFConfig:
         plots=False,
     )
     settings.update(kw)
-    return RLHFConfig(**settings)
+    return PPOConfig(**settings)
+
+
+def run_toy(cfg: PPOConfig, sft, resume: bool = False) -> dict[str, float]:
+    return ppo(cfg, read_prompts(sft[1]), resume=resume, reward_fn=says_e)
+
+
+def rollout_log(run) -> list[dict]:
+    """The per-iteration records (rollout statistics) of a PPO run's metrics.jsonl."""
+    return [json.loads(line) for line in (run / "metrics.jsonl").open() if '"reward"' in line]
 
 
 # The pieces, by hand ----------------------------------------------------------------------------
@@ -200,9 +205,8 @@ def test_rollout_keeps_sampler_logprobs_and_recomputes_them(tok):
         tok, ["say yes", "hello there, world", [{"role": "user", "content": "no"}]]
     )
     rollout = collect_rollout(
-        policy,
+        PolicyValue.from_gpt(policy),
         reference,
-        ValueHead(32),
         tok,
         queries,
         says_e,
@@ -223,23 +227,24 @@ def test_rollout_keeps_sampler_logprobs_and_recomputes_them(tok):
     assert torch.equal(rollout.values, torch.zeros_like(rollout.values))  # the head starts at 0
     assert rollout.scores.tolist() == says_e(None, rollout.responses)
     with pytest.raises(GenlabError, match="one finite score per answer"):
-        collect_rollout(policy, reference, ValueHead(32), tok, queries, lambda p, r: [1.0])
+        collect_rollout(PolicyValue.from_gpt(policy), reference, tok, queries, lambda p, r: [1.0])
 
 
 def test_prompts_come_from_the_policys_tinyworld_families_or_a_file(tmp_path, sft):
     policy, prompts = sft
     (policy / "tinyworld.json").write_text(json.dumps({"world_seed": 0, "families": ["max_list"]}))
-    cfg = RLHFConfig(policy=str(policy), prompts="tinyworld", prompts_per_family=5)
-    world = policy_world(cfg)
-    assert world == (0, ("max_list",))
-    pool = load_prompts(cfg, world)
+    data = PromptData(prompts="tinyworld", prompts_per_family=5)
+    assert data.resolve(policy) == (0, ("max_list",))
+    pool, files = data.load(str(policy), seed=0)
     assert len(pool) == 5 and all(any(c.isdigit() for c in p) for p in pool)
-    from_file = load_prompts(RLHFConfig(policy=str(policy), prompts=str(prompts)), world)
+    assert json.loads(files["tinyworld.json"]) == {"world_seed": 0, "families": ["max_list"]}
+    from_file, kept = PromptData(prompts=str(prompts)).load(str(policy), seed=0)
     assert from_file[0] == "say yes 0" and from_file[-1] == [{"role": "user", "content": "hi"}]
+    assert kept == {"tinyworld.json": (policy / "tinyworld.json").read_bytes()}
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "no prompt here"}\n')
-    with pytest.raises(GenlabError, match="neither"):
-        load_prompts(RLHFConfig(prompts=str(bad)), world)
+    with pytest.raises(GenlabError, match=r"bad.jsonl:1 holds neither"):
+        read_prompts(bad)
 
 
 # The run ----------------------------------------------------------------------------------------
@@ -247,66 +252,75 @@ def test_prompts_come_from_the_policys_tinyworld_families_or_a_file(tmp_path, sf
 
 def test_ppo_raises_a_toy_reward(tmp_path, sft, tok):
     cfg = toy_config(tmp_path, sft)
-    metrics = rlhf(cfg, reward_fn=says_e)
-    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
-    assert [r["step"] for r in log] == list(range(1, 9))
+    metrics = run_toy(cfg, sft)
+    run = tmp_path / "run"
+    log = rollout_log(run)
+    steps = cfg.steps_per_iteration  # 4 epochs x 4 minibatches
+    assert [r["iteration"] for r in log] == list(range(1, 9))
+    assert [r["step"] for r in log] == [steps * i for i in range(1, 9)]
     first, last = log[0]["reward"], sum(r["reward"] for r in log[-3:]) / 3
     assert first < 0.2 and last > first + 0.4  # it learned to say e
     assert metrics["reward"] == log[-1]["reward"] and metrics["step"] == 8
-    for key in ("kl", "entropy", "clip_frac", "value_loss", "approx_kl", "policy_loss"):
+    for key in ("kl", "entropy", "value_mean"):
         assert all(math.isfinite(r[key]) for r in log), key
+    updates = [json.loads(line) for line in (run / "metrics.jsonl").open() if "clip_frac" in line]
+    assert len(updates) == 8
+    for key in ("clip_frac", "value_loss", "approx_kl", "policy_loss", "grad_norm"):
+        assert all(math.isfinite(r[key]) for r in updates), key
     assert log[-1]["entropy"] < log[0]["entropy"]  # the policy narrows onto the rewarded tokens
     assert log[-1]["kl"] > 0  # and drifts away from the reference
     assert log[0]["logprob_gap"] < 1e-4
-    samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").open()]
+    samples = [json.loads(line) for line in (run / "samples.jsonl").open()]
     assert sorted({s["step"] for s in samples}) == [1, 4, 8]
     assert {"prompt", "response", "score", "kl"} <= set(samples[0])
-    # the run folder is a GPT checkpoint that generate/chat open: the tuned policy
-    model, loaded_tok = load_gpt(tmp_path / "run")
+    # one model of kind ppo holds the policy and its value head; generate/chat open the policy
+    saved = load_tensors(run / "model.safetensors")
+    assert "value_head.proj.weight" in saved and "policy.wte.weight" in saved
+    assert json.loads((run / "config.json").read_text())["kind"] == "ppo"
+    model, loaded_tok = load_gpt(run)
     assert loaded_tok.vocab_size == tok.vocab_size
     start, _ = load_gpt(sft[0])
     assert not torch.equal(model.wte.weight, start.wte.weight)
 
 
 def test_kl_penalty_holds_the_policy_near_the_reference(tmp_path, sft):
-    free = rlhf(toy_config(tmp_path / "a", sft), reward_fn=says_e)
-    leashed = rlhf(toy_config(tmp_path / "b", sft, kl_coef=1.0), reward_fn=says_e)
+    free = run_toy(toy_config(tmp_path / "a", sft), sft)
+    leashed = run_toy(toy_config(tmp_path / "b", sft, kl_coef=1.0), sft)
     assert leashed["kl"] < free["kl"]
 
 
 def test_resume_continues_the_run_exactly(tmp_path, sft):
-    straight = toy_config(tmp_path / "a", sft, steps=4, adaptive_kl=True, kl_coef=0.05)
-    rlhf(straight, reward_fn=says_e)
-    part = toy_config(tmp_path / "b", sft, steps=2, adaptive_kl=True, kl_coef=0.05)
-    rlhf(part, reward_fn=says_e)
+    settings = dict(adaptive_kl=True, kl_coef=0.05, checkpoint_every=1)
+    run_toy(toy_config(tmp_path / "a", sft, iterations=4, **settings), sft)
+    part = toy_config(tmp_path / "b", sft, iterations=2, **settings)
+    run_toy(part, sft)
     with pytest.raises(GenlabError, match="resume it"):
-        rlhf(part, reward_fn=says_e)
+        run_toy(part, sft)
     with pytest.raises(GenlabError, match="cannot resume"):
-        rlhf(toy_config(tmp_path / "b", sft, steps=4, seed=1), resume=True, reward_fn=says_e)
-    rlhf(
-        toy_config(tmp_path / "b", sft, steps=4, adaptive_kl=True, kl_coef=0.05),
-        True,
-        reward_fn=says_e,
-    )
+        run_toy(toy_config(tmp_path / "b", sft, iterations=4, seed=1, **settings), sft, True)
+    with pytest.raises(GenlabError, match="cannot resume"):
+        run_toy(toy_config(tmp_path / "b", sft, iterations=4, ppo_epochs=2, **settings), sft, True)
+    run_toy(toy_config(tmp_path / "b", sft, iterations=4, **settings), sft, True)
 
     a, b = tmp_path / "a" / "run", tmp_path / "b" / "run"
     for name in ("model.safetensors", "optimizer.safetensors"):
         wa, wb = load_tensors(a / name), load_tensors(b / name)
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
-    va = load_tensors(a / "checkpoints" / "step_000004" / "value_head.safetensors")
-    vb = load_tensors(b / "checkpoints" / "step_000004" / "value_head.safetensors")
-    assert all(torch.equal(va[k], vb[k]) for k in va)
+    drop = ("time_s", "samples_per_s", "tokens_per_s")
     la = [json.loads(x) for x in (a / "metrics.jsonl").open()]
     lb = [json.loads(x) for x in (b / "metrics.jsonl").open()]
-    assert [r["step"] for r in lb] == [1, 2, 3, 4]
-    drop = ("time_s", "iteration_s")
+    assert [r["step"] for r in lb] == [r["step"] for r in la]
     assert [{k: v for k, v in r.items() if k not in drop} for r in la] == [
         {k: v for k, v in r.items() if k not in drop} for r in lb
     ]
-    assert lb[-1]["kl_coef"] != 0.05  # the adaptive coefficient moved and was restored
+    assert rollout_log(b)[-1]["kl_coef"] != 0.05  # the adaptive coefficient moved, restored
+    state = json.loads((b / "state.json").read_text())
+    assert state["callbacks"]["ppo"]["reward_moments"]["count"] == 4 * 32
 
 
 def test_cli_runs_a_tiny_job_against_a_reward_model(tmp_path, sft, tok, capsys):
+    from genlab.cli import main
+
     policy, prompts = sft
     gpt, _ = load_gpt(policy)
     torch.manual_seed(0)

@@ -21,6 +21,7 @@ from genlab.align.reward import (
 )
 from genlab.core.errors import GenlabError
 from genlab.core.logging import read_metrics
+from genlab.data.records import read_comparisons, split_records
 from genlab.methods.autoregressive.checkpoint import load_gpt
 
 
@@ -73,9 +74,9 @@ def test_training_lowers_the_loss_and_ranks_a_planted_easy_pair(tmp_path, tok, b
     ]
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in records))
-    cfg = RewardConfig(base=str(base), out=str(tmp_path / "rm"), data=str(data))
-    cfg.train = train_config(40, lr=3e-3)
-    metrics = train_reward(cfg)
+    cfg = RewardConfig(base=str(base), out=str(tmp_path / "rm"), train=train_config(40, lr=3e-3))
+    train, held = split_records(read_comparisons(data), 0.1)
+    metrics = train_reward(cfg, train, held, held)
     losses = [r["loss"] for r in read_metrics(tmp_path / "rm") if "loss" in r]
     assert losses[-1] < 0.5 * losses[0]
     model = load_reward_model(tmp_path / "rm")

@@ -8,9 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genlab.align.data import read_conversations
 from genlab.align.sft import (
-    IGNORE,
     SFTConfig,
     conversation_example,
     encode,
@@ -20,8 +18,10 @@ from genlab.align.sft import (
     sft_step,
 )
 from genlab.core.errors import GenlabError
+from genlab.data.records import read_conversations, split_records
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.methods.autoregressive.decoding import generate
+from genlab.nets.gpt import IGNORE_INDEX as IGNORE
 from genlab.nets.gpt import segment_positions
 
 CONVERSATION = [
@@ -110,7 +110,7 @@ def test_conversation_files_are_checked_line_by_line(tmp_path):
     with pytest.raises(GenlabError, match="no assistant message"):
         read_conversations(bad)
     bad.write_text('{"messages": []}\nnot json\n')
-    with pytest.raises(GenlabError, match="bad.jsonl"):
+    with pytest.raises(GenlabError, match="bad.jsonl:2 is not valid JSON"):
         read_conversations(bad)
 
 
@@ -123,9 +123,9 @@ def test_sft_on_a_user_jsonl_learns_to_answer(tmp_path, tok, base, train_config)
         ]
     }
     data.write_text("\n".join(json.dumps(record) for _ in range(40)) + "\n")
-    cfg = SFTConfig(base=str(base), out=str(tmp_path / "sft"), data=str(data))
-    cfg.train = train_config(40, lr=1e-2)
-    metrics = sft(cfg)
+    cfg = SFTConfig(base=str(base), out=str(tmp_path / "sft"), train=train_config(40, lr=1e-2))
+    train, held = split_records(read_conversations(data), 0.05)
+    metrics = sft(cfg, train, held)
     assert metrics["conversations"] == 38 and metrics["eval_loss"] < 0.5
     model, loaded_tok = load_gpt(tmp_path / "sft")
     assert loaded_tok.to_json() == tok.to_json()

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from genlab.core.errors import GenlabError
+from genlab.methods.autoregressive.scoring import token_logprobs
 from genlab.methods.autoregressive.decoding import (
     Decoder,
     SamplingConfig,
@@ -73,7 +74,9 @@ def test_sampled_logprobs_are_the_models_raw_logprobs(model):
     logp = logits[0, 2:-1].log_softmax(-1)
     expected = logp.gather(-1, torch.tensor(gen.tokens)[:, None]).squeeze(-1)
     torch.testing.assert_close(torch.tensor(gen.logprobs), expected, atol=1e-4, rtol=0)
-    assert torch.allclose(model.token_logprobs(torch.tensor([ids]))[0, 2:], expected, atol=1e-4)
+    x = torch.tensor([ids])
+    scored = token_logprobs(model, x[:, :-1], x[:, 1:]).logprobs
+    assert torch.allclose(scored[0, 2:], expected, atol=1e-4)
 
 
 def test_top_k_one_and_tiny_top_p_are_greedy(model):

@@ -10,7 +10,7 @@ import pytest
 
 from genlab.cli import main
 from genlab.core.errors import GenlabError
-from genlab.recipes.chatgpt import MODELS, STAGES, preset_config, run_chatgpt
+from genlab.recipes.chatgpt import EVALUATED_MODELS, STAGES, preset_config, run_chatgpt
 
 MODEL_KEYS = (
     "accuracy_greedy",
@@ -40,7 +40,7 @@ def test_smoke_demo_runs_end_to_end_and_writes_a_complete_report(tmp_path, capsy
     assert 0.0 <= report["stages"]["reward"]["metrics"]["test_accuracy"] <= 1.0
     assert "kl" in report["stages"]["ppo"]["metrics"]
     models = report["evaluation"]["models"]
-    assert set(models) == set(MODELS)
+    assert set(models) == set(EVALUATED_MODELS)
     for name, m in models.items():
         assert all(k in m for k in MODEL_KEYS), name
         assert set(m["accuracy_by_family"]) == set(report["families"])

@@ -11,7 +11,7 @@ import torch
 from genlab.data.tinyworld import World, make_examples
 from genlab.data.tokenizer import Tokenizer
 from genlab.nets.gpt import GPT, GPTConfig
-from genlab.recipes.evaluate import (
+from genlab.recipes.chatgpt.evaluate import (
     EvalSettings,
     StageAnswers,
     answer_all,

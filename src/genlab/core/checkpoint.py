@@ -39,8 +39,11 @@ def save_model_folder(
     return folder
 
 
-def read_model_config(folder: str | os.PathLike, kind: str | tuple[str, ...]) -> dict[str, Any]:
-    """Return the folder's ``config.json`` after checking it is a genlab folder of ``kind``."""
+def read_model_config(
+    folder: str | os.PathLike, kind: str | tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """Return the folder's ``config.json`` after checking it is a genlab folder (of ``kind``,
+    when given)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise GenlabError(f"checkpoint folder not found: {folder}")
@@ -50,9 +53,11 @@ def read_model_config(folder: str | os.PathLike, kind: str | tuple[str, ...]) ->
             "by genlab"
         )
     meta = read_json(folder / CONFIG_FILE, what="checkpoint config")
-    kinds = (kind,) if isinstance(kind, str) else kind
     if not isinstance(meta, dict) or "kind" not in meta or "config" not in meta:
         raise GenlabError(f"{folder / CONFIG_FILE} is not a genlab checkpoint config")
+    if kind is None:
+        return meta
+    kinds = (kind,) if isinstance(kind, str) else kind
     if meta["kind"] not in kinds:
         raise GenlabError(
             f"{folder} holds a '{meta['kind']}' model, but a {' or '.join(kinds)} model is needed"

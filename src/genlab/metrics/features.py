@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.core.batches import TensorBatchSource
-from genlab.core.checkpoint import load_model_weights, read_model_config
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_json
+from genlab.core.registry import Kind, load, register
 from genlab.core.rng import seed_everything
 from genlab.core.train_config import TrainConfig
 from genlab.core.trainer import Trainer
@@ -113,6 +113,10 @@ class FeatureNetConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureNetConfig:
+        return cls(**d)
 
 
 class FeatureNet(nn.Module):
@@ -277,6 +281,9 @@ def attribute_accuracy(model: FeatureNet, images: LabelledImages) -> dict[str, f
     return out
 
 
+register(Kind(KIND, FeatureNetConfig, FeatureNet))
+
+
 def load_feature_net(folder: str | os.PathLike, device: str | torch.device = "cpu") -> FeatureNet:
     """Open a feature net written by :func:`train_feature_net` (in eval mode)."""
     folder = Path(folder)
@@ -285,10 +292,7 @@ def load_feature_net(folder: str | os.PathLike, device: str | torch.device = "cp
             f"no feature network in {folder}: train one with 'genlab metrics train-features "
             f"--out {folder}'"
         )
-    meta = read_model_config(folder, KIND)
-    model = FeatureNet(FeatureNetConfig(**meta["config"]))
-    load_model_weights(folder, model)
-    return model.to(device).eval()
+    return load(folder, KIND, device).model  # type: ignore[return-value]
 
 
 def feature_fid(net: FeatureNet, images: Tensor, reference: Tensor) -> float:

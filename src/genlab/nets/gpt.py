@@ -29,6 +29,8 @@ from torch import Tensor, nn
 
 from genlab.core.errors import GenlabError
 
+IGNORE_INDEX = -100  # a target the loss skips (prompt tokens, padding): PyTorch's convention
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -231,9 +233,13 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """Decoder-only Transformer: token ids in, next-token logits out."""
+    """Decoder-only Transformer: token ids in, next-token logits out.
 
-    def __init__(self, config: GPTConfig) -> None:
+    ``lm_head=False`` builds the trunk without its unembedding (a reward model's backbone, as in
+    InstructGPT): :meth:`hidden_states` is then its output.
+    """
+
+    def __init__(self, config: GPTConfig, lm_head: bool = True) -> None:
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
@@ -248,8 +254,8 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        if config.tie_weights:
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False) if lm_head else None
+        if config.tie_weights and self.lm_head is not None:
             self.lm_head.weight = self.wte.weight
         self.apply(self._init_weights)
         # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer) so depth does not blow
@@ -300,10 +306,10 @@ class GPT(nn.Module):
         wte.weight.data[:n] = old[:n]
         wte.weight.data[n:] = old.mean(0)
         self.wte = wte
-        if self.config.tie_weights:
+        if self.lm_head is not None and self.config.tie_weights:
             self.lm_head = nn.Linear(old.shape[1], vocab_size, bias=False)
             self.lm_head.weight = self.wte.weight
-        else:
+        elif self.lm_head is not None:
             head = self.lm_head.weight.data
             self.lm_head = nn.Linear(old.shape[1], vocab_size, bias=False)
             self.lm_head.to(device=head.device, dtype=head.dtype)
@@ -316,7 +322,7 @@ class GPT(nn.Module):
     ) -> KVCache:
         """An empty KV cache on the model's device for ``batch_size`` sequences."""
         c = self.config
-        w = self.lm_head.weight
+        w = self.wte.weight
         return KVCache(
             c.n_layer,
             batch_size,
@@ -338,18 +344,57 @@ class GPT(nn.Module):
         causal: bool = True,
         last_only: bool = False,
         segment_ids: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """Logits for every position of ``idx`` (B, T) and, given ``targets``, the mean loss.
+        return_hidden: bool = False,
+    ) -> tuple[Tensor, ...]:
+        """Logits for every position of ``idx`` (B, T) and, given ``targets``, the mean loss:
+        ``(logits, loss)``, plus the final hidden states (B, T, C) with ``return_hidden``.
 
-        - ``targets`` (B, T): next-token ids; positions set to -100 are ignored (loss masks).
+        - ``targets`` (B, T): next-token ids; positions set to ``IGNORE_INDEX`` (-100) are ignored (loss masks).
+        - ``last_only`` computes logits for the last position only (prefill for generation).
+        - the other arguments are :meth:`hidden_states`'.
+        """
+        if self.lm_head is None:
+            raise GenlabError("this GPT has no unembedding (lm_head=False): use hidden_states")
+        x = self.hidden_states(
+            idx,
+            attention_mask=attention_mask,
+            positions=positions,
+            cache=cache,
+            causal=causal,
+            segment_ids=segment_ids,
+        )
+        loss = None
+        if targets is not None:
+            logits = self.lm_head(x)
+            loss = F.cross_entropy(
+                logits.float().view(-1, logits.size(-1)),
+                targets.reshape(-1),
+                ignore_index=IGNORE_INDEX,
+            )
+        else:
+            logits = self.lm_head(x[:, -1:, :] if last_only else x)
+        return (logits, loss, x) if return_hidden else (logits, loss)
+
+    def hidden_states(
+        self,
+        idx: Tensor,
+        *,
+        attention_mask: Tensor | None = None,
+        positions: Tensor | None = None,
+        cache: KVCache | None = None,
+        causal: bool = True,
+        segment_ids: Tensor | None = None,
+    ) -> Tensor:
+        """The final (normalised) hidden states (B, T, C) of ``idx`` (B, T): what the
+        unembedding reads, and what value and reward heads read.
+
         - ``attention_mask`` (B, S): 1 for real tokens, 0 for padding, over all key positions
           (those in ``cache`` followed by ``idx``; S = cache length + T), as in transformers.
         - ``positions`` (B, T): position ids; by default they follow the cache. With left
-          padding pass ``attention_mask.cumsum(-1) - 1`` (clamped at 0) so that each prompt
-          starts at position 0.
+          padding pass ``positions_from_mask(attention_mask)`` so that each prompt starts at
+          position 0.
         - ``cache``: a ``KVCache``; the new keys/values are stored and its length advanced.
         - ``causal=False`` lets every position attend to every other (mask-predict).
-        - ``last_only`` computes logits for the last position only (prefill for generation).
         - ``segment_ids`` (B, T): packed sequences; a token attends only to tokens of its own
           segment, so short examples packed into one row never see each other. Pass
           ``positions`` that restart at 0 in each segment (``segment_positions``).
@@ -390,16 +435,7 @@ class GPT(nn.Module):
         if cache is not None:
             cache.length = past + T
         x = self.ln_f(x)
-
-        if targets is not None:
-            logits = self.lm_head(x)
-            loss = F.cross_entropy(
-                logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100
-            )
-            return logits, loss
-        if last_only:
-            x = x[:, -1:, :]
-        return self.lm_head(x), None
+        return x
 
     @staticmethod
     def _attention_mask(
@@ -436,14 +472,10 @@ class GPT(nn.Module):
         eye[torch.arange(T), torch.arange(past, S)] = True
         return mask | eye, False
 
-    def token_logprobs(self, idx: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """log p(idx[:, t] | idx[:, :t]) for t >= 1, shape (B, T-1): scoring for PPO/DPO."""
-        positions = None
-        if attention_mask is not None:
-            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        logits, _ = self(idx, attention_mask=attention_mask, positions=positions)
-        logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
-        return logp.gather(-1, idx[:, 1:, None]).squeeze(-1)
+
+def positions_from_mask(attention_mask: Tensor) -> Tensor:
+    """Position ids of left-padded rows: each row's first real token is position 0."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def segment_positions(segment_ids: Tensor) -> Tensor:

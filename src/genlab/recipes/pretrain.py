@@ -28,11 +28,10 @@ from genlab.core.train_config import TrainConfig
 from genlab.core.trainer import Trainer
 from genlab.data.loaders import cached_token_file, iter_texts, source_fingerprint
 from genlab.data.tinyworld import World
+from genlab.data.tinyworld.records import TINYWORLD
 from genlab.data.tokenizer import Tokenizer
-from genlab.methods.autoregressive.checkpoint import TOKENIZER_FILE
+from genlab.methods.autoregressive.checkpoint import KIND, TOKENIZER_FILE
 from genlab.nets.gpt import GPT, GPTConfig
-
-BUILTIN = "tinyworld"
 
 
 @dataclass
@@ -40,7 +39,7 @@ class PretrainConfig:
     """What to pretrain on and which model; ``train`` holds the trainer's settings."""
 
     out: str = "runs/pretrain"
-    data: str = BUILTIN  # "tinyworld", a file, a folder, a .jsonl, or "hf:NAME[:SPLIT]"
+    data: str = TINYWORLD  # "tinyworld", a file, a folder, a .jsonl, or "hf:NAME[:SPLIT]"
     text_field: str = "text"
     builtin_chars: int = 1_500_000  # size of the built-in corpus
     preset: str = "mini"
@@ -76,14 +75,14 @@ def lm_step(
 
 
 def _texts(cfg: PretrainConfig) -> Iterator[str]:
-    if cfg.data == BUILTIN:
+    if cfg.data == TINYWORLD:
         yield from World(cfg.train.seed).corpus(n_chars=cfg.builtin_chars, seed=cfg.train.seed)
     else:
         yield from iter_texts(cfg.data, cfg.text_field)
 
 
 def _fingerprint(cfg: PretrainConfig) -> str:
-    if cfg.data == BUILTIN:
+    if cfg.data == TINYWORLD:
         return f"tinyworld:seed={cfg.train.seed}:chars={cfg.builtin_chars}"
     return source_fingerprint(cfg.data)
 
@@ -177,7 +176,7 @@ def pretrain(
         cfg.train,
         cfg.out,
         eval_data=eval_data,
-        model_kind="gpt",
+        model_kind=KIND,
         model_config=model.config.to_dict(),
         extra_files={TOKENIZER_FILE: tokenizer.to_json().encode()},
         resume=resume,

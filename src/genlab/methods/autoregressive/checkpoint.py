@@ -1,4 +1,4 @@
-"""A GPT checkpoint folder: ``config.json`` + ``model.safetensors`` + ``tokenizer.json``.
+"""The ``gpt`` kind: ``config.json`` + ``model.safetensors`` + ``tokenizer.json``.
 
 What ``genlab generate``, ``chat`` and ``serve`` open, and what pretraining and fine-tuning
 write. The tokenizer travels with the weights, because token ids mean nothing without it.
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import torch
 
-from genlab.core.checkpoint import load_model_weights, read_model_config, save_model_folder
+from genlab.core import registry
 from genlab.core.errors import GenlabError
+from genlab.core.registry import ExtraFile, Kind, Loaded, load, register, save
 from genlab.data.tokenizer import Tokenizer
 from genlab.nets.gpt import GPT, GPTConfig
 
@@ -20,28 +21,38 @@ KIND = "gpt"
 TOKENIZER_FILE = "tokenizer.json"
 
 
+def check_vocabulary(loaded: Loaded) -> None:
+    """The tokenizer's ids must all have a row in the model's embedding."""
+    tokenizer = loaded.files["tokenizer"]
+    if tokenizer.vocab_size > loaded.config.vocab_size:
+        raise GenlabError(
+            f"{loaded.path}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+            f"{loaded.config.vocab_size}; they do not belong together"
+        )
+
+
+TOKENIZER = ExtraFile(
+    TOKENIZER_FILE, "tokenizer", Tokenizer.load, "it is needed to read and write text"
+)
+register(Kind(KIND, GPTConfig, GPT, (TOKENIZER,), check_vocabulary, generator=""))
+
+
 def save_gpt(folder: str | os.PathLike, model: GPT, tokenizer: Tokenizer) -> Path:
     """Write the model and its tokenizer so that ``load_gpt`` restores both."""
-    folder = Path(folder)
-    tokenizer.save(folder / TOKENIZER_FILE)
-    return save_model_folder(folder, model, KIND, model.config.to_dict())
+    return save(folder, model, KIND, model.config, {TOKENIZER_FILE: tokenizer.to_json().encode()})
 
 
 def load_gpt(
     folder: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[GPT, Tokenizer]:
-    """Open a GPT checkpoint folder (checking kind, shapes and vocabulary) in eval mode."""
-    folder = Path(folder)
-    meta = read_model_config(folder, KIND)
-    config = GPTConfig.from_dict(meta["config"])
-    if not (folder / TOKENIZER_FILE).is_file():
-        raise GenlabError(f"{folder} has no {TOKENIZER_FILE}; it is needed to read and write text")
-    tokenizer = Tokenizer.load(folder / TOKENIZER_FILE)
-    if tokenizer.vocab_size > config.vocab_size:
+    """Open the text generator of a model folder (a GPT, or a PPO run's policy) in eval mode,
+    checking kind, shapes and vocabulary."""
+    loaded = load(folder, device=device)
+    part = registry.kind(loaded.kind).generator
+    if part is None:
         raise GenlabError(
-            f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
-            f"{config.vocab_size}; they do not belong together"
+            f"{folder} holds a '{loaded.kind}' model, which does not generate text: give a GPT "
+            "run folder (pretraining, SFT, PPO or DPO)"
         )
-    model = GPT(config)
-    load_model_weights(folder, model)
-    return model.to(device).eval(), tokenizer
+    model = loaded.model.get_submodule(part)
+    return model, loaded.files["tokenizer"]  # type: ignore[return-value]

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genlab.core.errors import GenlabError
-from genlab.nets.gpt import GPT
+from genlab.methods.autoregressive.padding import left_pad
+from genlab.nets.gpt import GPT, positions_from_mask
 
 
 class Detokenizer(Protocol):
@@ -127,7 +128,7 @@ class Decoder:
         self.model = model
         self.config = config
         self.tokenizer = tokenizer
-        device = model.lm_head.weight.device
+        device = model.wte.weight.device
         self.device = device
         if generator is None:
             generator = torch.Generator(device=device)
@@ -147,11 +148,7 @@ class Decoder:
 
         # Left-pad so that every prompt ends at the same column.
         B = len(prompts)
-        ids = torch.zeros(B, longest, dtype=torch.long)
-        mask = torch.zeros(B, longest, dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, longest - len(p) :] = torch.tensor(list(p), dtype=torch.long)
-            mask[i, longest - len(p) :] = 1
+        ids, mask = left_pad(prompts)
         ids, mask = ids.to(device), mask.to(device)
         self.padded = bool((mask == 0).any())
         self.cache = model.new_cache(B, longest + self.max_new)
@@ -166,7 +163,7 @@ class Decoder:
             logits, _ = model(
                 ids,
                 attention_mask=mask if self.padded else None,
-                positions=(mask.cumsum(-1) - 1).clamp(min=0) if self.padded else None,
+                positions=positions_from_mask(mask) if self.padded else None,
                 cache=self.cache,
                 last_only=True,
             )

@@ -33,14 +33,14 @@ from typing import Any
 
 import torch
 
-from genlab.align.data import pad_right
-from genlab.align.dpo import sequence_logprobs
 from genlab.align.reward import RewardModel
 from genlab.align.sft import IGNORE
 from genlab.data.tinyworld import Example, make_examples, verdict
 from genlab.data.tinyworld.world import World
 from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.decoding import Generation, generate
+from genlab.methods.autoregressive.padding import pad_right
+from genlab.methods.autoregressive.scoring import sequence_logprobs
 from genlab.nets.gpt import GPT
 
 
@@ -117,7 +117,7 @@ def decode(
 ) -> list[list[Generation]]:
     """``num_samples`` answers per prompt, decoded in batches; a chat model stops at
     ``<|eot|>``, a few-shot prompted one at the end of its line."""
-    stop: list[int | str] = [tokenizer.eot_id, tokenizer.eos_id, tokenizer.bos_id]
+    stop: list[int | str] = list(tokenizer.stop_ids)
     if not chat:
         stop.append("\n")
     out: list[list[Generation]] = []
@@ -153,7 +153,7 @@ def kl_to_reference(
             seq = [*prompt, *g.tokens]
             rows.append(seq[:-1])
             targets.append([IGNORE] * (len(prompt) - 1) + list(g.tokens))
-    device = policy.lm_head.weight.device
+    device = policy.wte.weight.device
     total = 0.0
     for i in range(0, len(rows), batch_size):
         x = pad_right(rows[i : i + batch_size], 0).to(device)
