@@ -33,7 +33,8 @@ import torch
 
 from genlab.core.io import atomic_write_bytes
 from genlab.methods.diffusion.guidance import guided_model_output
-from genlab.methods.diffusion.model import DiffusionConfig, DiffusionLoss, DiffusionModel
+from genlab.methods.diffusion.loss import DiffusionLoss
+from genlab.methods.diffusion.text_conditioned import DiffusionConfig, DiffusionModel
 from genlab.nets.text_encoder import TextEncoderConfig
 from genlab.nets.unet import UNetConfig
 
@@ -65,12 +66,12 @@ def train_step_timer(model: DiffusionModel, device: torch.device, precision: str
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
     batch = {
-        "images": torch.rand(BATCH, 3, SIZE, SIZE, generator=g) * 2 - 1,
+        "sample": torch.rand(BATCH, 3, SIZE, SIZE, generator=g) * 2 - 1,
         "tokens": torch.randint(1, 32, (BATCH, CAPTION_LEN), generator=g),
         "token_mask": torch.ones(BATCH, CAPTION_LEN, dtype=torch.bool),
         "t": torch.randint(0, 1000, (BATCH,), generator=g),
         "noise": torch.randn(BATCH, 3, SIZE, SIZE, generator=g),
-        "drop": torch.rand(BATCH, generator=g) < 0.1,
+        "drop_cond": torch.rand(BATCH, generator=g) < 0.1,
     }
     batch = {k: v.to(device) for k, v in batch.items()}
 

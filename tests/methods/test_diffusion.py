@@ -1,4 +1,5 @@
-"""The diffusion glue: caption tokenizer and encoder, batches, the loss, training and sampling."""
+"""The text-conditioned diffusion model: caption tokenizer and encoder, batches, the loss on any
+sample shape, training and sampling."""
 
 from __future__ import annotations
 
@@ -9,15 +10,16 @@ from genlab.core.errors import GenlabError
 from genlab.data.captions import CaptionTokenizer
 from genlab.data.images import ShapesConfig, ShapesDataset
 from genlab.methods.diffusion.guidance import cfg_combine
-from genlab.methods.diffusion.model import (
+from genlab.methods.diffusion.loss import DiffusionLoss
+from genlab.methods.diffusion.samplers import sample_loop
+from genlab.methods.diffusion.schedule import NoiseSchedule
+from genlab.methods.diffusion.text_conditioned import (
     DiffusionBatchSource,
     DiffusionConfig,
-    DiffusionLoss,
     DiffusionModel,
     generate,
     generate_captions,
 )
-from genlab.methods.diffusion.schedulers import sample_loop
 from genlab.nets.text_encoder import TextEncoder, TextEncoderConfig
 from genlab.nets.unet import UNetConfig
 
@@ -102,11 +104,12 @@ def test_batches_depend_on_seed_and_step_only_and_split_exactly():
     for key, value in whole.items():
         assert torch.equal(value, again[key]), key
         assert torch.equal(value, torch.cat([p[key] for p in parts])), key
-    assert whole["images"].min() >= -1 and whole["images"].max() <= 1
+    assert set(whole) == {"sample", "noise", "t", "tokens", "token_mask", "drop_cond"}
+    assert whole["sample"].min() >= -1 and whole["sample"].max() <= 1
     assert whole["t"].min() >= 0 and whole["t"].max() < 1000
     other = src.get_batch(6, 0, 8, 8)
     assert not torch.equal(other["noise"], whole["noise"])
-    drops = torch.cat([src.get_batch(s, 0, 8, 8)["drop"] for s in range(100)])
+    drops = torch.cat([src.get_batch(s, 0, 8, 8)["drop_cond"] for s in range(100)])
     assert 0.4 < drops.float().mean() < 0.6
 
 
@@ -124,10 +127,10 @@ def test_loss_is_mse_to_the_schedules_target():
         )
         schedule = model.noise_schedule()
         loss, metrics = DiffusionLoss(schedule)(model, batch)
-        x_t = schedule.add_noise(batch["images"], batch["noise"], batch["t"])
-        pred = model(x_t, batch["t"], batch["tokens"], batch["token_mask"], batch["drop"])
-        target = {"eps": batch["noise"], "x0": batch["images"]}.get(
-            prediction, schedule.get_velocity(batch["images"], batch["noise"], batch["t"])
+        x_t = schedule.add_noise(batch["sample"], batch["noise"], batch["t"])
+        pred = model(x_t, batch["t"], batch["tokens"], batch["token_mask"], batch["drop_cond"])
+        target = {"eps": batch["noise"], "x0": batch["sample"]}.get(
+            prediction, schedule.get_velocity(batch["sample"], batch["noise"], batch["t"])
         )
         torch.testing.assert_close(loss, ((pred - target) ** 2).mean())
         assert metrics["samples"] == 4
@@ -140,6 +143,45 @@ def test_loss_is_mse_to_the_schedules_target():
         DiffusionLoss(schedule, snr_gamma=0.0)
     with pytest.raises(GenlabError, match="snr_floor"):
         DiffusionLoss(schedule, snr_gamma=None, snr_floor=0.1)
+
+
+class Scaled(torch.nn.Module):
+    """A denoiser for samples of any shape: ``scale * x_t + shift[label]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.5))
+        self.shift = torch.nn.Parameter(torch.tensor([0.1, -0.2]))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return self.scale * x + self.shift[label].reshape(-1, *[1] * (x.ndim - 1))
+
+
+@pytest.mark.parametrize("shape", [(6,), (6, 16), (6, 1, 32), (6, 2, 4, 4, 4)])
+def test_loss_takes_samples_of_any_rank_and_passes_other_keys_as_conditions(shape):
+    """Audio (B, C, L), a vector (B,) or a video (B, C, T, H, W): the same loss, Min-SNR
+    weighting each row by its step, and every key but sample/noise/t goes to the network."""
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "sample": torch.randn(shape, generator=g),
+        "noise": torch.randn(shape, generator=g),
+        "t": torch.tensor([0, 10, 200, 500, 800, 999]),
+        "label": torch.tensor([0, 1, 0, 1, 1, 0]),
+    }
+    schedule, model = NoiseSchedule(prediction="v"), Scaled()
+    x_t = schedule.add_noise(batch["sample"], batch["noise"], batch["t"])
+    target = schedule.training_target(batch["sample"], batch["noise"], batch["t"])
+    errors = (model(x_t, batch["t"], batch["label"]) - target) ** 2
+    plain, metrics = DiffusionLoss(schedule)(model, batch)
+    torch.testing.assert_close(plain, errors.mean())
+    assert metrics["samples"] == 6
+    weighted, _ = DiffusionLoss(schedule, snr_gamma=5.0)(model, batch)
+    per_row = errors.reshape(6, -1).mean(1)
+    torch.testing.assert_close(
+        weighted, (schedule.min_snr_weight(batch["t"], 5.0) * per_row).mean()
+    )
+    weighted.backward()
+    assert model.shift.grad is not None and model.shift.grad.abs().sum() > 0
 
 
 def test_training_reduces_the_loss():

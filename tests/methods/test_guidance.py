@@ -5,7 +5,7 @@ import torch
 
 from genlab.core.errors import GenlabError
 from genlab.methods.diffusion.guidance import cfg_combine, condition_dropout, guided_model_output
-from genlab.methods.diffusion.schedulers import DDIMScheduler, sample_loop
+from genlab.methods.diffusion.samplers import DDIMScheduler, sample_loop
 from genlab.nets.unet import UNet, UNetConfig
 
 

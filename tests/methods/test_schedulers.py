@@ -6,14 +6,13 @@ import pytest
 import torch
 
 from genlab.core.errors import GenlabError
-from genlab.methods.diffusion.schedulers import (
+from genlab.methods.diffusion.samplers import (
     DDIMScheduler,
     DDPMScheduler,
-    NoiseSchedule,
     inference_timesteps,
-    make_betas,
     sample_loop,
 )
+from genlab.methods.diffusion.schedule import NoiseSchedule, make_betas
 
 DIFFUSERS_SCHEDULE = {
     "linear": "linear",

@@ -8,8 +8,9 @@ from diffusers.models.embeddings import get_timestep_embedding
 from torch import nn
 
 from genlab.core.errors import GenlabError
-from genlab.methods.diffusion.schedulers import NoiseSchedule
-from genlab.nets.unet import PRESETS, UNet, UNetConfig, timestep_embedding
+from genlab.methods.diffusion.schedule import NoiseSchedule
+from genlab.nets.unet import PRESETS, UNet, UNetConfig
+from genlab.nets.unet_blocks import timestep_embedding
 
 CTX = 12
 

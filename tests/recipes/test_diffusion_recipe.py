@@ -17,10 +17,11 @@ from genlab.core.ema import EMA_FILE
 from genlab.core.errors import GenlabError
 from genlab.core.io import load_tensors
 from genlab.core.train_config import TrainConfig
-from genlab.methods.diffusion.model import load_diffusion
+from genlab.methods.diffusion.text_conditioned import load_diffusion
 from genlab.metrics.features import KIND as FEATURES_KIND
 from genlab.metrics.features import FeatureNet, FeatureNetConfig
-from genlab.recipes.diffusion import DataSpec, ImageTrainConfig, sample_run, train_diffusion
+from genlab.recipes.diffusion import DataSpec, ImageTrainConfig, train_diffusion
+from genlab.recipes.diffusion_eval import sample_run
 
 
 @pytest.fixture(autouse=True)
@@ -199,12 +200,13 @@ def _page(out: Path, name: str, command: str) -> str:
     return page
 
 
-def test_steps_experiment_compares_ddpm_with_each_ddim_count(run, net, tmp_path):
-    main(
+def test_steps_experiment_compares_ddpm_with_each_ddim_count(run, net, tmp_path, capsys):
+    argv = (
         ["experiment", "diffusion-steps", "--run", str(run), "--features", str(net), "--n", "4"]
         + ["--ddim-steps", "2,3", "--ddpm-steps", "5", "--batch-size", "4"]
-        + ["--out-dir", str(tmp_path)]
+        + ["--out-dir", str(tmp_path), "--sweep-dir", str(tmp_path / "sweeps")]
     )
+    main(argv)
     result = json.loads((tmp_path / "diffusion_steps.json").read_text())
     rows = result["rows"]
     assert [(r["sampler"], r["steps"]) for r in rows] == [("ddpm", 5), ("ddim", 2), ("ddim", 3)]
@@ -214,29 +216,58 @@ def test_steps_experiment_compares_ddpm_with_each_ddim_count(run, net, tmp_path)
     assert result["real_images"]["n"] == 4
     page = _page(tmp_path, "diffusion_steps", "diffusion-steps")
     assert page.count("| DDIM |") == 2 and page.count("| DDPM |") == 1
+    assert len(list((tmp_path / "sweeps" / "diffusion_steps").glob("*/result.json"))) == 3
+
+    capsys.readouterr()
+    main(argv)  # every setting is measured already: the page is rewritten from the sweep
+    assert "3 points, 3 already done, 0 to run" in capsys.readouterr().out
+    assert json.loads((tmp_path / "diffusion_steps.json").read_text()) == result
 
 
-def test_guidance_experiment_has_a_row_per_scale(run, net, tmp_path):
-    main(
-        ["experiment", "diffusion-guidance", "--run", str(run), "--features", str(net)]
-        + ["--n", "4", "--scales", "0,2", "--steps", "2", "--out-dir", str(tmp_path)]
-    )
-    rows = json.loads((tmp_path / "diffusion_guidance.json").read_text())["rows"]
+def test_guidance_experiment_has_a_row_per_scale_alike_in_parallel(run, net, tmp_path):
+    def guidance(out: Path, *more: str) -> list[dict]:
+        main(
+            ["experiment", "diffusion-guidance", "--run", str(run), "--features", str(net)]
+            + ["--n", "4", "--scales", "0,2", "--steps", "2", "--out-dir", str(out)]
+            + ["--sweep-dir", str(out / "sweeps"), *more]
+        )
+        return json.loads((out / "diffusion_guidance.json").read_text())["rows"]
+
+    rows = guidance(tmp_path / "one")
     assert [r["guidance"] for r in rows] == [0.0, 2.0]
     assert rows[0]["fid"] != rows[1]["fid"]  # the caption changes the samples
-    _page(tmp_path, "diffusion_guidance", "diffusion-guidance")
+    _page(tmp_path / "one", "diffusion_guidance", "diffusion-guidance")
+    # each scale in its own process: the same numbers and samples (up to float sums, whose
+    # order may follow the processes' thread counts)
+    for a, b in zip(rows, guidance(tmp_path / "two", "--parallel", "2"), strict=True):
+        assert a.pop("seconds_per_image") > 0 and b.pop("seconds_per_image") > 0
+        assert b == pytest.approx(a, rel=1e-5)
+    one, two = (
+        sorted((tmp_path / d / "sweeps" / "diffusion_guidance").glob("*/samples.safetensors"))
+        for d in ("one", "two")
+    )
+    assert [p.parent.name for p in one] == [p.parent.name for p in two] and len(one) == 2
+    for a, b in zip(one, two, strict=True):
+        assert torch.allclose(load_tensors(a)["images"], load_tensors(b)["images"], atol=1e-5)
 
 
-def test_prediction_experiment_trains_one_arm_per_target_alike(run, net, tmp_path):
-    main(
+def test_prediction_experiment_trains_one_arm_per_target_alike(run, net, tmp_path, capsys):
+    argv = (
         ["experiment", "diffusion-prediction", "--base", str(run), "--runs", str(tmp_path / "a")]
         + ["--predictions", "eps,x0", "--max-steps", "2", "--features", str(net), "--n", "4"]
-        + ["--steps", "2", "--out-dir", str(tmp_path)]
+        + ["--steps", "2", "--out-dir", str(tmp_path), "--sweep-dir", str(tmp_path / "sweeps")]
     )
+    main(argv)
     rows = json.loads((tmp_path / "diffusion_prediction.json").read_text())
     assert [r["prediction"] for r in rows] == ["eps", "x0"]
-    configs = [json.loads((tmp_path / "a" / p / "config.json").read_text()) for p in ("eps", "x0")]
+    arms = [Path(r["run"]) for r in rows]
+    assert all(arm.parent == tmp_path / "a" for arm in arms)
+    configs = [json.loads((arm / "config.json").read_text()) for arm in arms]
     assert configs[0]["config"]["prediction"] == "eps"
     assert configs[1]["config"]["prediction"] == "x0"
     assert configs[0]["train"] == configs[1]["train"]  # the same budget and seed
     _page(tmp_path, "diffusion_prediction", "diffusion-prediction")
+
+    capsys.readouterr()
+    main(argv)  # the arms are trained and measured already
+    assert capsys.readouterr().out.count("2 points, 2 already done, 0 to run") == 2

@@ -79,8 +79,8 @@ def test_requests_joining_and_leaving_get_the_tokens_they_get_alone(model, token
     step = 0
     while True:
         for request in plan.get(step, []):
-            if engine._cache is not None:
-                joins.append(len(request.prompt) > engine._cache.length)
+            if engine.batch.cache is not None:
+                joins.append(len(request.prompt) > engine.batch.cache.length)
             rec = Recorder()
             engine.submit([request], rec)
             submitted.append((request, rec))
@@ -90,8 +90,8 @@ def test_requests_joining_and_leaving_get_the_tokens_they_get_alone(model, token
         if engine.rows:
             # right-aligned rows: the longest one fills the cache
             longest = max(len(r.prompt) + len(r.tokens) for r in engine.rows)
-            assert engine._mask.shape[1] == engine._cache.length >= longest
-            assert engine._mask.sum(-1).tolist() == [
+            assert engine.batch.mask.shape[1] == engine.batch.cache.length >= longest
+            assert engine.batch.mask.sum(-1).tolist() == [
                 len(r.prompt) + len(r.tokens) for r in engine.rows
             ]
     assert len(submitted) == 5
@@ -238,7 +238,7 @@ def test_padding_is_trimmed_so_a_short_row_outlives_a_long_one(model, tokenizer)
     engine.submit([SequenceRequest(long, max_tokens=5, **GREEDY)], a)
     engine.submit([SequenceRequest(short, max_tokens=250, seed=4, **SAMPLED)], b)
     while engine.step():
-        assert engine._cache is None or engine._cache.length < model.config.block_size
+        assert engine.batch.cache is None or engine.batch.cache.length < model.config.block_size
     assert len(a.tokens()) == 5 and len(b.tokens()) == 250 and b.finish() == "length"
     alone = Engine(model, tokenizer, stop_ids=())
     c = Recorder()

@@ -1,24 +1,18 @@
-"""Text-to-image diffusion on genlab's built-in images: train a conditional DDPM, sample and
-measure it.
+"""Text-to-image diffusion on genlab's built-in images: train a caption-conditioned DDPM.
 
-The recipe wires the pieces of ``genlab.vision`` to the shared trainer: it loads the images
-(captioned shapes, scikit-learn's digits or a folder), builds the caption vocabulary, a UNet that
-cross-attends to a small jointly-trained caption encoder, and trains it on the DDPM objective with
-10% of the captions dropped for classifier-free guidance (Ho & Salimans, 2022). The weights are
-averaged as training goes (DDPM samples from an exponential moving average, see
-``genlab.core.ema``); every ``eval_every`` steps the average draws a grid of samples for a fixed
-set of prompts into ``RUN/samples/``, so the run can be watched learning. The run folder is what
-``genlab image sample`` and ``genlab metrics fid`` open; ``evaluate_samples`` measures a run the
-way the experiments do (FID with genlab features, caption adherence, seconds per image), against
-real images no training saw (``reference_set``) and with real images as the baseline
-(``real_baseline``).
+The recipe wires the text-conditioned model (``genlab.methods.diffusion.text_conditioned``) to
+the shared trainer: it loads the images (captioned shapes, scikit-learn's digits or a folder),
+builds the caption vocabulary and trains on the DDPM objective (Ho et al., 2020) with 10% of the
+captions dropped for classifier-free guidance (Ho & Salimans, 2022). The weights are averaged as
+training goes (DDPM samples from that average, ``genlab.core.ema``), and every ``eval_every``
+steps the average draws a grid of fixed prompts into ``RUN/samples/``, so the run can be watched
+learning. Sampling and measuring a finished run: ``genlab.recipes.diffusion_eval``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,28 +34,24 @@ from genlab.data.images import (
     ImageFolderDataset,
     ShapesConfig,
     ShapesDataset,
-    from_uint8,
     save_grid,
     to_uint8,
 )
-from genlab.methods.diffusion.model import (
+from genlab.methods.diffusion.loss import DiffusionLoss
+from genlab.methods.diffusion.text_conditioned import (
+    CAPTION_TOKENIZER_FILE,
     KIND,
-    TOKENIZER_FILE,
     DiffusionBatchSource,
     DiffusionConfig,
-    DiffusionLoss,
     DiffusionModel,
     generate_captions,
-    load_diffusion,
 )
-from genlab.metrics.adherence import caption_adherence
-from genlab.metrics.features import REFERENCE_SEED, FeatureNet, feature_fid
 from genlab.nets.text_encoder import TextEncoderConfig
 from genlab.nets.unet import UNetConfig
 
 RECIPE_FILE = "recipe.json"  # the recipe settings besides the trainer's (data, sizes, CFG)
 SAMPLES_DIR = "samples"
-MODELS = ("ddpm",)
+IMAGE_MODELS = ("ddpm",)
 GRID_PROMPTS = 8  # columns of the training grids, each prompt drawn twice (two rows)
 EVAL_IMAGES = 512
 
@@ -79,8 +69,19 @@ class DataSpec:
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
 
-    def shapes_config(self) -> ShapesConfig:
-        return ShapesConfig(two_shape_fraction=self.two_shape_fraction)
+    def shapes(self, n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+        """uint8 pixels (n, C, H, W) and captions of ``n`` scenes of this run's shapes
+        distribution, drawn with ``seed``."""
+        config = ShapesConfig(two_shape_fraction=self.two_shape_fraction)
+        ds = ShapesDataset(n, self.size, seed, config)
+        return ds.pixels, [scene.caption for scene in ds.scenes]
+
+    def digits(self, split: str, n: int | None = None) -> tuple[torch.Tensor, list[str]]:
+        """Float images in [-1, 1] and captions of the first ``n`` (default: all) digits of
+        ``split`` ("train" or "test")."""
+        digits = DigitsDataset(self.size, split=split)
+        m = len(digits) if n is None else min(n, len(digits))
+        return digits.images[:m], [digits[i].caption for i in range(m)]
 
 
 @dataclass
@@ -122,13 +123,11 @@ def load_images(spec: DataSpec, split: str = "train") -> tuple[torch.Tensor, lis
     held-out images (other shapes scenes, the digits test split) or raises for a folder."""
     if spec.data == "shapes":
         if split == "train":
-            ds = ShapesDataset(spec.n_images, spec.size, spec.seed, spec.shapes_config())
-        else:
-            ds = ShapesDataset(EVAL_IMAGES, spec.size, spec.seed + 1, spec.shapes_config())
-        return ds.pixels, [scene.caption for scene in ds.scenes]
+            return spec.shapes(spec.n_images, spec.seed)
+        return spec.shapes(EVAL_IMAGES, spec.seed + 1)
     if spec.data == "digits":
-        digits = DigitsDataset(spec.size, split="train" if split == "train" else "test")
-        return to_uint8(digits.images), [digits[i].caption for i in range(len(digits))]
+        images, captions = spec.digits("train" if split == "train" else "test")
+        return to_uint8(images), captions
     if split != "train":
         raise GenlabError("an image folder has no held-out split")
     folder = ImageFolderDataset(spec.data, spec.size, channels=3)
@@ -136,13 +135,19 @@ def load_images(spec: DataSpec, split: str = "train") -> tuple[torch.Tensor, lis
     return to_uint8(torch.stack([it.image for it in items])), [it.caption for it in items]
 
 
+def held_out_captions(spec: DataSpec) -> list[str]:
+    """The captions of ``spec``'s held-out images, or of its training images for a folder
+    (which has no held-out split)."""
+    try:
+        return load_images(spec, "eval")[1]
+    except GenlabError:
+        return load_images(spec, "train")[1]
+
+
 def grid_prompts(spec: DataSpec, tokenizer: CaptionTokenizer) -> list[str]:
     """The fixed prompts of the training grids: the first distinct captions of held-out data
     (the training data for a folder), only words the tokenizer knows."""
-    try:
-        _, captions = load_images(spec, "eval")
-    except GenlabError:
-        _, captions = load_images(spec, "train")
+    captions = held_out_captions(spec)
     distinct = [c for c in dict.fromkeys(captions) if not tokenizer.unknown_words(c)]
     return distinct[:GRID_PROMPTS] or [""]
 
@@ -185,6 +190,11 @@ def config_from_run(run: str | os.PathLike) -> ImageTrainConfig:
     return ImageTrainConfig(
         out=str(run), data=data, train=TrainConfig.from_dict(meta["train"]), **recipe
     )
+
+
+def read_data_spec(run: str | os.PathLike) -> DataSpec:
+    """The data a run was trained on (from ``RUN/recipe.json``)."""
+    return DataSpec(**read_json(Path(run) / RECIPE_FILE, what="recipe settings")["data"])
 
 
 def write_grid(
@@ -246,8 +256,10 @@ def train_diffusion(
 ) -> dict[str, float]:
     """Train into ``cfg.out``; return the final metrics. ``until`` stops after that step with a
     checkpoint (``resume`` continues, with the run's own model and data settings)."""
-    if cfg.model not in MODELS:
-        raise GenlabError(f"unknown image model '{cfg.model}'; choose one of {', '.join(MODELS)}")
+    if cfg.model not in IMAGE_MODELS:
+        raise GenlabError(
+            f"unknown image model '{cfg.model}'; choose one of {', '.join(IMAGE_MODELS)}"
+        )
     out = Path(cfg.out)
     resuming = resume and (out / RECIPE_FILE).is_file()
     if resuming:  # the run keeps its own model, data and vocabulary; only training settings change
@@ -255,7 +267,7 @@ def train_diffusion(
     pixels, captions = load_images(cfg.data)
     if resuming:
         model_config = DiffusionConfig.from_dict(read_model_config(out, KIND)["config"])
-        tokenizer = CaptionTokenizer.from_json((out / TOKENIZER_FILE).read_text())
+        tokenizer = CaptionTokenizer.from_json((out / CAPTION_TOKENIZER_FILE).read_text())
     else:
         tokenizer = CaptionTokenizer.from_captions(captions)
         model_config = build_model_config(cfg, tokenizer, channels=pixels.shape[1])
@@ -284,7 +296,7 @@ def train_diffusion(
         model_kind=KIND,
         model_config=model_config.to_dict(),
         extra_files={
-            TOKENIZER_FILE: tokenizer.to_json().encode(),
+            CAPTION_TOKENIZER_FILE: tokenizer.to_json().encode(),
             RECIPE_FILE: json.dumps(recipe_record(cfg), indent=2).encode(),
         },
         callbacks=[ema, grid],
@@ -293,135 +305,3 @@ def train_diffusion(
     metrics = trainer.fit(until=until)
     metrics["params"] = float(model.num_params())
     return metrics
-
-
-def read_data_spec(run: str | os.PathLike) -> DataSpec:
-    """The data a run was trained on (from ``RUN/recipe.json``)."""
-    return DataSpec(**read_json(Path(run) / RECIPE_FILE, what="recipe settings")["data"])
-
-
-def sample_run(
-    run: str | os.PathLike,
-    out: str | os.PathLike,
-    prompts: list[str] | None = None,
-    n: int = 16,
-    sampler: str = "ddim",
-    steps: int | None = None,
-    eta: float = 0.0,
-    guidance: float = 3.0,
-    seed: int = 0,
-    use_ema: bool = True,
-    precision: str = "fp32",
-    device: str = "cpu",
-    batch_size: int = 64,
-) -> tuple[torch.Tensor, list[str]]:
-    """Write a grid of samples of a trained run: ``n`` per prompt (one row of up to 8 per
-    prompt), or ``n`` for captions drawn from the run's held-out data without ``prompts``.
-    Returns the images and the caption of each."""
-    if n < 1:
-        raise GenlabError(f"--n must be at least 1, got {n}")
-    model, tokenizer = load_diffusion(run, use_ema=use_ema, device=device)
-    for p in prompts or []:
-        unknown = tokenizer.unknown_words(p)
-        if unknown:
-            known = ", ".join(tokenizer.vocab[3:])
-            raise GenlabError(
-                f"the prompt '{p}' uses words this model never saw ({', '.join(unknown)}); "
-                f"it knows: {known}"
-            )
-    if prompts:
-        captions = [p for p in prompts for _ in range(n)]
-        nrow = min(n, 8)
-    else:
-        spec = read_data_spec(run)
-        try:
-            _, pool = load_images(spec, "eval")
-        except GenlabError:
-            _, pool = load_images(spec, "train")
-        order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
-        captions = [pool[int(i)] for i in order[:n]]
-        nrow = min(n, 8)
-    scheduler = model.scheduler(sampler, eta=eta)
-    scheduler.set_timesteps(
-        steps or (model.config.num_train_timesteps if sampler == "ddpm" else 50)
-    )
-    images = generate_captions(
-        model, tokenizer, captions, scheduler, guidance, seed, batch_size, precision
-    )
-    save_grid(images, out, nrow=nrow, scale=4)
-    return images, captions
-
-
-# ---------------------------------------------------------------------------------------------
-# Measuring a run: FID with genlab features and caption adherence of its samples
-
-
-def reference_set(spec: DataSpec, n: int) -> tuple[torch.Tensor, list[str]]:
-    """Real images (float, [-1, 1]) and captions the samples are compared with: ``n`` fresh
-    scenes of the run's shapes distribution (a seed no training used), or the digits test
-    split (359 images at most)."""
-    if spec.data == "shapes":
-        ds = ShapesDataset(n, spec.size, REFERENCE_SEED, spec.shapes_config())
-        return from_uint8(ds.pixels), [scene.caption for scene in ds.scenes]
-    if spec.data == "digits":
-        digits = DigitsDataset(spec.size, split="test")
-        m = min(n, len(digits))
-        return digits.images[:m], [digits[i].caption for i in range(m)]
-    raise GenlabError(
-        f"a run trained on the folder {spec.data} has no built-in reference; compare a folder "
-        "of its samples with 'genlab metrics fid FOLDER --ref FOLDER'"
-    )
-
-
-def real_baseline(spec: DataSpec, net: FeatureNet, reference: torch.Tensor) -> dict[str, float]:
-    """The same measures for real images: another draw of as many images as ``reference``
-    (other shapes scenes; training digits) against it. Its FID is the floor that sampling
-    noise sets at this number of images, its adherence the reader's own accuracy."""
-    n = len(reference)
-    if spec.data == "shapes":
-        ds = ShapesDataset(n, spec.size, REFERENCE_SEED + 1, spec.shapes_config())
-        images, captions = from_uint8(ds.pixels), [scene.caption for scene in ds.scenes]
-    else:
-        digits = DigitsDataset(spec.size, split="train")
-        images, captions = digits.images[:n], [digits[i].caption for i in range(n)]
-    return {
-        "fid": feature_fid(net, images, reference),
-        **caption_adherence(net, images, captions).to_dict(),
-        "n": float(len(images)),
-        "n_reference": float(n),
-    }
-
-
-def evaluate_samples(
-    model: DiffusionModel,
-    tokenizer: CaptionTokenizer,
-    net: FeatureNet,
-    reference: torch.Tensor,
-    captions: list[str],
-    sampler: str = "ddim",
-    steps: int | None = None,
-    eta: float = 0.0,
-    guidance: float = 3.0,
-    seed: int = 0,
-    batch_size: int = 100,
-    precision: str = "fp32",
-) -> tuple[dict[str, float], torch.Tensor]:
-    """Generate one image per caption and measure them: FID against ``reference`` under the
-    net's features, caption adherence, and the seconds per image of generation."""
-    scheduler = model.scheduler(sampler, eta=eta)
-    scheduler.set_timesteps(
-        steps or (model.config.num_train_timesteps if sampler == "ddpm" else 50)
-    )
-    tic = time.perf_counter()
-    images = generate_captions(
-        model, tokenizer, captions, scheduler, guidance, seed, batch_size, precision
-    )
-    seconds = time.perf_counter() - tic
-    result = {
-        "fid": feature_fid(net, images, reference),
-        **caption_adherence(net, images, captions).to_dict(),
-        "seconds_per_image": seconds / len(images),
-        "n": float(len(images)),
-        "n_reference": float(len(reference)),
-    }
-    return result, images

@@ -15,6 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # a signed 64-bit integer
 StopText = Annotated[str, Field(min_length=1)]
+_NO_LOGPROBS = "log-probabilities are not supported by genlab serve"
+
+
+def _refused(*fields: str, message: str) -> Any:
+    """A validator that refuses ``fields`` set to anything but their (falsy) default."""
+
+    def refuse(value: Any) -> Any:
+        if value:
+            raise ValueError(message)
+        return value
+
+    return field_validator(*fields)(refuse)
 
 
 class _Strict(BaseModel):
@@ -62,24 +74,21 @@ class _Generation(_Strict):
     frequency_penalty: float | None = None
     logit_bias: dict[str, Any] | None = None
 
-    @field_validator("presence_penalty", "frequency_penalty")
-    @classmethod
-    def _no_penalty(cls, value: float | None) -> float | None:
-        if value:
-            raise ValueError("penalties are not supported by genlab serve; leave it at 0")
-        return value
-
-    @field_validator("logit_bias")
-    @classmethod
-    def _no_bias(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value:
-            raise ValueError("logit_bias is not supported by genlab serve")
-        return value
+    _no_penalty = _refused(
+        "presence_penalty",
+        "frequency_penalty",
+        message="penalties are not supported by genlab serve; leave it at 0",
+    )
+    _no_bias = _refused("logit_bias", message="logit_bias is not supported by genlab serve")
 
     def stops(self) -> tuple[str, ...]:
         if self.stop is None:
             return ()
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def include_usage(self) -> bool:
+        """Whether a stream ends with a chunk of token counts."""
+        return self.stream_options is not None and self.stream_options.include_usage
 
 
 class ChatCompletionRequest(_Generation):
@@ -90,19 +99,8 @@ class ChatCompletionRequest(_Generation):
     logprobs: bool | None = None
     tools: list[Any] | None = None
 
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value: bool | None) -> bool | None:
-        if value:
-            raise ValueError("log-probabilities are not supported by genlab serve")
-        return value
-
-    @field_validator("tools")
-    @classmethod
-    def _no_tools(cls, value: list[Any] | None) -> list[Any] | None:
-        if value:
-            raise ValueError("tools are not supported by genlab serve")
-        return value
+    _no_logprobs = _refused("logprobs", message=_NO_LOGPROBS)
+    _no_tools = _refused("tools", message="tools are not supported by genlab serve")
 
 
 class CompletionRequest(_Generation):
@@ -112,19 +110,8 @@ class CompletionRequest(_Generation):
     logprobs: int | None = None
     echo: bool | None = None
 
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value: int | None) -> int | None:
-        if value:
-            raise ValueError("log-probabilities are not supported by genlab serve")
-        return value
-
-    @field_validator("echo")
-    @classmethod
-    def _no_echo(cls, value: bool | None) -> bool | None:
-        if value:
-            raise ValueError("echo is not supported by genlab serve")
-        return value
+    _no_logprobs = _refused("logprobs", message=_NO_LOGPROBS)
+    _no_echo = _refused("echo", message="echo is not supported by genlab serve")
 
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)

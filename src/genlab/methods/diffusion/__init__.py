@@ -1,2 +1,3 @@
-"""Diffusion: the forward process, the DDPM/DDIM samplers, classifier-free guidance, the loss.
-Nothing here assumes images: a sample is any tensor ``(B, ...)``."""
+"""Diffusion: the forward process (``schedule``), the DDPM/DDIM samplers (``samplers``),
+classifier-free guidance (``guidance``) and the loss (``loss``) assume no modality: a sample is any
+tensor ``(B, ...)``. ``text_conditioned`` is the text-to-image model built on them."""

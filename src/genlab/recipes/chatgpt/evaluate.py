@@ -34,14 +34,13 @@ from typing import Any
 import torch
 
 from genlab.align.reward import RewardModel
-from genlab.align.sft import IGNORE
 from genlab.data.tinyworld import Example, make_examples, verdict
 from genlab.data.tinyworld.world import World
 from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.decoding import Generation, generate
 from genlab.methods.autoregressive.padding import pad_right
 from genlab.methods.autoregressive.scoring import sequence_logprobs
-from genlab.nets.gpt import GPT
+from genlab.nets.gpt import GPT, IGNORE_INDEX
 
 
 @dataclass
@@ -152,12 +151,12 @@ def kl_to_reference(
         for g in gens:
             seq = [*prompt, *g.tokens]
             rows.append(seq[:-1])
-            targets.append([IGNORE] * (len(prompt) - 1) + list(g.tokens))
+            targets.append([IGNORE_INDEX] * (len(prompt) - 1) + list(g.tokens))
     device = policy.wte.weight.device
     total = 0.0
     for i in range(0, len(rows), batch_size):
         x = pad_right(rows[i : i + batch_size], 0).to(device)
-        y = pad_right(targets[i : i + batch_size], IGNORE).to(device)
+        y = pad_right(targets[i : i + batch_size], IGNORE_INDEX).to(device)
         total += (sequence_logprobs(policy, x, y) - sequence_logprobs(reference, x, y)).sum().item()
     return total / len(rows)
 

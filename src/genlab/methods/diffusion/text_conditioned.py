@@ -1,19 +1,12 @@
-"""A text-conditioned diffusion model: the glue between the UNet, the caption encoder, the noise
-schedule and the trainer.
+"""A text-conditioned diffusion model: a UNet that cross-attends to a caption encoder trained
+with it, as in latent diffusion (Rombach et al., 2022) without the latent space.
 
-Training follows DDPM (Ho et al., 2020, algorithm 1): take a clean image x_0, a step t uniform in
-[0, T) and Gaussian noise, form x_t in closed form, and regress the network's output on the
-target of the chosen parametrisation (the noise, the image or the velocity) with a plain mean
-squared error, the "simple" loss the DDPM paper found to give the best samples. The caption is
-dropped (replaced by the null condition) with probability ``cond_drop`` so the same network also
-learns the unconditional model that classifier-free guidance needs (Ho & Salimans, 2022).
-Sampling runs the reverse process with any scheduler of ``genlab.methods.diffusion.schedulers`` and
-combines the two predictions as ``uncond + s * (cond - uncond)``.
-
-The trainer knows no model, so everything random about a training example lives in the batch:
-:class:`DiffusionBatchSource` draws the timesteps, the noise and the dropout mask of step s from
-``(seed, s)`` alone, like every genlab batch source, so a resumed run or a run split over
-processes sees exactly the examples one uninterrupted process would.
+Training is the denoising loss of ``genlab.methods.diffusion.loss``; captions are dropped (the
+null condition) with probability ``cond_drop`` so the same network learns the unconditional model
+that classifier-free guidance needs (Ho & Salimans, 2022). Sampling runs any sampler of
+``genlab.methods.diffusion.samplers`` with guidance. Everything random about a training example
+is a function of ``(seed, step)`` (:class:`DiffusionBatchSource`), so a resumed or distributed
+run sees exactly the examples of one uninterrupted process.
 """
 
 from __future__ import annotations
@@ -26,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.core.batches import TensorBatchSource
@@ -38,14 +30,8 @@ from genlab.core.registry import ExtraFile, Kind, Loaded, load, register
 from genlab.data.captions import CaptionTokenizer
 from genlab.data.images import from_uint8
 from genlab.methods.diffusion.guidance import condition_dropout, guided_model_output
-from genlab.methods.diffusion.schedulers import (
-    PREDICTIONS,
-    SCHEDULES,
-    DDIMScheduler,
-    DDPMScheduler,
-    NoiseSchedule,
-    sample_loop,
-)
+from genlab.methods.diffusion.samplers import DDIMScheduler, DDPMScheduler, sample_loop
+from genlab.methods.diffusion.schedule import PREDICTIONS, SCHEDULES, NoiseSchedule, check_choice
 from genlab.nets.text_encoder import TextEncoder, TextEncoderConfig
 from genlab.nets.unet import UNet, UNetConfig
 
@@ -64,12 +50,8 @@ class DiffusionConfig:
     prediction: str = "eps"
 
     def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise GenlabError(f"unknown schedule '{self.schedule}'; choose {', '.join(SCHEDULES)}")
-        if self.prediction not in PREDICTIONS:
-            raise GenlabError(
-                f"unknown prediction '{self.prediction}'; choose {', '.join(PREDICTIONS)}"
-            )
+        check_choice(self.schedule, SCHEDULES, "noise schedule")
+        check_choice(self.prediction, PREDICTIONS, "prediction type")
         if self.unet.context_dim != self.text.dim:
             raise GenlabError(
                 f"the UNet cross-attends to {self.unet.context_dim}-d context but the text "
@@ -141,21 +123,20 @@ class DiffusionModel(nn.Module):
         about 0.007 at the first trailing step, so unclipped its errors grow 150-fold and the
         image stays noise (FID 7,297 against 1,576 for x0-prediction in one run): it is
         clipped, with the noise re-derived from the clipped x_0 (``rederive_noise``)."""
+        check_choice(sampler, SAMPLERS, "sampler")
         c = self.config
         common = dict(
             schedule=c.schedule, num_train_timesteps=c.num_train_timesteps, prediction=c.prediction
         )
         if sampler == "ddpm":
             return DDPMScheduler(**common, timestep_spacing=spacing or "leading")
-        if sampler == "ddim":
-            return DDIMScheduler(
-                **common,
-                eta=eta,
-                clip_sample=c.prediction == "eps",
-                rederive_noise=True,
-                timestep_spacing=spacing or "trailing",
-            )
-        raise GenlabError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}")
+        return DDIMScheduler(
+            **common,
+            eta=eta,
+            clip_sample=c.prediction == "eps",
+            rederive_noise=True,
+            timestep_spacing=spacing or "trailing",
+        )
 
     def encode(self, tokens: Tensor, token_mask: Tensor) -> Tensor:
         """The caption as a sequence of embeddings (B, L, D) for cross-attention."""
@@ -176,11 +157,13 @@ class DiffusionModel(nn.Module):
 
 
 class DiffusionBatchSource:
-    """Training examples for a diffusion model: images with their caption tokens, plus the
+    """Training examples for :class:`DiffusionModel`: images with their caption tokens, plus the
     timestep, noise and condition-dropout mask of every row, all a function of ``(seed, step)``.
 
-    ``pixels`` is uint8 (N, C, H, W) (a quarter of the memory of floats); a batch is a dict of
-    ``images`` (float in [-1, 1]), ``tokens``, ``token_mask``, ``t``, ``noise``, ``drop``.
+    ``pixels`` is uint8 (N, C, H, W) (a quarter of the memory of floats). A batch is what
+    :class:`~genlab.methods.diffusion.loss.DiffusionLoss` reads: ``sample`` (float images in
+    [-1, 1]), ``noise``, ``t``, and the model's conditions by their argument names, ``tokens``,
+    ``token_mask`` and ``drop_cond``.
     """
 
     def __init__(
@@ -213,46 +196,13 @@ class DiffusionBatchSource:
         drop = condition_dropout(batch_size, self.cond_drop, generator=g)
         noise = torch.randn((batch_size, *self.image_shape), generator=g)
         return {
-            "images": from_uint8(pixels),
+            "sample": from_uint8(pixels),
+            "noise": noise[start:stop],
+            "t": t[start:stop],
             "tokens": tokens,
             "token_mask": mask,
-            "t": t[start:stop],
-            "noise": noise[start:stop],
-            "drop": drop[start:stop],
+            "drop_cond": drop[start:stop],
         }
-
-
-class DiffusionLoss:
-    """The trainer's step function: mean squared error between the network's output at
-    (x_t, t) and the schedule's training target (noise, image or velocity), each row weighted
-    by Min-SNR-gamma (Hang et al., 2023) when ``snr_gamma`` is set, with the weight of the
-    noisiest steps held at ``snr_floor`` (see ``NoiseSchedule.min_snr_weight``)."""
-
-    def __init__(
-        self, schedule: NoiseSchedule, snr_gamma: float | None = None, snr_floor: float = 0.0
-    ) -> None:
-        if snr_gamma is not None and snr_gamma <= 0:
-            raise GenlabError(f"snr_gamma must be positive, got {snr_gamma}")
-        if not 0.0 <= snr_floor <= (snr_gamma or 0.0):
-            raise GenlabError(
-                f"snr_floor must lie in [0, snr_gamma] and needs snr_gamma, got {snr_floor}"
-            )
-        self.schedule = schedule
-        self.snr_gamma = snr_gamma
-        self.snr_floor = snr_floor
-
-    def __call__(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict]:
-        x0, noise, t = batch["images"], batch["noise"], batch["t"]
-        x_t = self.schedule.add_noise(x0, noise, t)
-        target = self.schedule.training_target(x0, noise, t)
-        pred = model(x_t, t, batch["tokens"], batch["token_mask"], drop_cond=batch["drop"])
-        if self.snr_gamma is None:
-            loss = F.mse_loss(pred.float(), target)
-        else:
-            per_row = (pred.float() - target).pow(2).flatten(1).mean(dim=1)
-            weight = self.schedule.min_snr_weight(t, self.snr_gamma, floor=self.snr_floor)
-            loss = (weight * per_row).mean()
-        return loss, {"samples": x0.shape[0]}
 
 
 @torch.no_grad()

@@ -1,0 +1,128 @@
+"""One sequence in the engine: what is asked (``SequenceRequest``), what is answered (``Event``),
+how it is cancelled (``Ticket``) and how far it got (``Row``), stop tokens and strings included.
+
+A sequence's text is sent as it grows, but a stop string is not part of it: text that might be
+the start of a stop string is held back until the next tokens settle it, so a client never
+receives text that a stop string later takes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from genlab.data.tokenizer import StreamDecoder
+from genlab.methods.autoregressive.decoding import SamplingConfig
+
+
+@dataclass(frozen=True)
+class SequenceRequest:
+    """One sequence to generate: a prompt (token ids) and how to continue it.
+
+    ``temperature=0`` is greedy decoding. ``seed=None`` takes the next seed of the engine's own
+    random generator (seeded once at start), so a server restarted with the same seed answers
+    the same requests in the same order the same way.
+    """
+
+    prompt: Sequence[int]
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Event:
+    """What happened to sequence ``index`` of a ticket at one step.
+
+    ``text`` is the new text (possibly empty: an unfinished UTF-8 character, or the start of a
+    possible stop string, is held back until it is settled). ``token`` is the token just chosen
+    (``None`` on a final event with no new token: cancelled, or failed). The last event of a
+    sequence carries ``finish_reason``: ``stop`` (a stop token or string), ``length`` (max_tokens
+    or the model's context), ``cancelled`` or ``error`` (then ``error`` says why).
+    """
+
+    index: int
+    text: str
+    token: int | None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+
+class Ticket:
+    """The sequences of one submission; ``cancel()`` (any thread) stops decoding them."""
+
+    def __init__(self, on_event: Callable[[Event], None]) -> None:
+        self.on_event = on_event
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class Row:
+    """A sequence in the engine: its settings, generator and progress."""
+
+    ticket: Ticket
+    index: int
+    prompt: list[int]
+    max_tokens: int
+    sampling: SamplingConfig
+    generator: torch.Generator
+    stop: tuple[str, ...]
+    decoder: StreamDecoder
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    sent: int = 0  # characters of ``text`` already sent
+
+    def advance(self, token: int, stop_ids: frozenset[int]) -> str | None:
+        """Record ``token`` and its text; the finish reason when the sequence ends with it."""
+        self.tokens.append(token)
+        finish = None
+        if token in stop_ids:
+            finish = "stop"
+        else:
+            self.text += self.decoder.push(token)
+        if finish is None and len(self.tokens) >= self.max_tokens:
+            finish = "length"
+        if finish is not None:
+            self.text += self.decoder.flush()
+        if self.stop:
+            # Only text not yet sent can hold a new stop string (sent text never starts one).
+            hits = [i for s in self.stop if (i := self.text.find(s, self.sent)) >= 0]
+            if hits:
+                self.text, finish = self.text[: min(hits)], "stop"
+        return finish
+
+    def event(
+        self, token: int | None, finish: str | None = None, error: str | None = None
+    ) -> Event:
+        """Send the settled new text (all of it when finishing) with ``token``."""
+        end = len(self.text) if finish else self.sent + _settled(self.text[self.sent :], self.stop)
+        piece, self.sent = self.text[self.sent : end], end
+        return Event(
+            index=self.index,
+            text=piece,
+            token=token,
+            finish_reason=finish,
+            prompt_tokens=len(self.prompt),
+            completion_tokens=len(self.tokens),
+            error=error,
+        )
+
+
+def _settled(text: str, stops: Sequence[str]) -> int:
+    """How many leading characters of unsent ``text`` cannot be the start of a stop string."""
+    hold = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), hold, -1):
+            if text.endswith(s[:k]):
+                hold = k
+                break
+    return len(text) - hold
