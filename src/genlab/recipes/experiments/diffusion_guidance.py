@@ -11,24 +11,14 @@ samples one run at each scale with the same captions and initial noise.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from genlab.methods.diffusion.model import load_diffusion
+from genlab.core.sweep import grid, markdown_table
 from genlab.metrics.features import default_features_dir, load_feature_net
-from genlab.recipes.diffusion import (
-    evaluate_samples,
-    read_data_spec,
-    real_baseline,
-    reference_set,
-)
-from genlab.recipes.experiments.report import (
-    markdown_table,
-    new_figure,
-    save_figure,
-    write_page,
-    write_results,
-)
+from genlab.recipes.diffusion import read_data_spec
+from genlab.recipes.diffusion_eval import real_baseline, reference_set
+from genlab.recipes.experiments.report import new_figure, save_figure, write_page, write_results
+from genlab.recipes.experiments.sampling import sweep_samples, weights_digest
 
 NAME = "diffusion_guidance"
 
@@ -43,32 +33,29 @@ def run_experiment(
     batch_size: int,
     precision: str,
     out_dir: Path,
+    sweep_dir: Path,
+    parallel: int = 1,
     command: str = "",
 ) -> list[dict[str, float]]:
+    """Sample ``run`` at each guidance scale, one sweep point each (in
+    ``sweep_dir/diffusion_guidance``, reused on a rerun), and write the page into ``out_dir``."""
     spec = read_data_spec(run)
-    net = load_feature_net(features or default_features_dir(spec.data, spec.size))
-    model, tokenizer = load_diffusion(run)
-    reference, captions = reference_set(spec, n)
+    features = features or default_features_dir(spec.data, spec.size)
+    net = load_feature_net(features)
+    reference, _ = reference_set(spec, n)
     real = real_baseline(spec, net, reference)
-    rows, strips = [], []
-    for scale in scales:
-        result, images = evaluate_samples(
-            model,
-            tokenizer,
-            net,
-            reference,
-            captions,
-            "ddim",
-            steps,
-            0.0,
-            scale,
-            seed,
-            batch_size,
-            precision,
-        )
-        rows.append({"guidance": scale, **result})
-        strips.append(images[:8])
-        print(json.dumps(rows[-1]), flush=True)
+    fixed = {
+        "run": str(run),
+        "features": str(features),
+        "weights": weights_digest(run, features),
+        "n": n,
+        "sampler": "ddim",
+        "steps": steps,
+        "seed": seed,
+        "batch_size": batch_size,
+        "precision": precision,
+    }
+    rows, strips = sweep_samples(grid(guidance=scales), fixed, sweep_dir / NAME, parallel)
     write_results(out_dir, NAME, {"rows": rows, "real_images": real}, strips)
 
     fig = new_figure(10, 4)

@@ -12,35 +12,56 @@ samples both with the same sampler, captions and initial noise.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from genlab.core.checkpoint import CONFIG_FILE
 from genlab.core.errors import GenlabError
 from genlab.core.io import read_json
 from genlab.core.logging import METRICS_FILE, read_metrics
-from genlab.methods.diffusion.model import load_diffusion
+from genlab.core.sweep import markdown_table, point_dir, run_sweep
 from genlab.metrics.features import default_features_dir, load_feature_net
-from genlab.recipes.diffusion import (
-    config_from_run,
-    evaluate_samples,
-    reference_set,
-    train_diffusion,
-)
-from genlab.recipes.experiments.report import (
-    markdown_table,
-    new_figure,
-    save_figure,
-    write_page,
-    write_results,
-)
+from genlab.recipes.diffusion import config_from_run, train_diffusion
+from genlab.recipes.experiments.report import new_figure, save_figure, write_page, write_results
+from genlab.recipes.experiments.sampling import sample_point, sweep_samples, weights_digest
 
 NAME = "diffusion_prediction"
+TRAIN_POINT = f"{__name__}:train_point"
+EVALUATE_POINT = f"{__name__}:evaluate_point"
 
 
 def _finished(run: Path, steps: int) -> bool:
     state = run / "state.json"
     return state.is_file() and read_json(state).get("step") == steps
+
+
+def _eval_losses(run: str | Path) -> list[dict[str, Any]]:
+    return [r for r in read_metrics(Path(run) / METRICS_FILE) if "eval_loss" in r]
+
+
+def train_point(settings: dict[str, Any], run_dir: Path) -> dict[str, float]:
+    """One arm: the ``base`` run's settings with its own ``prediction`` and ``max_steps``,
+    trained into its sweep folder (an interrupted arm resumes)."""
+    cfg = config_from_run(settings["base"])
+    train = replace(cfg.train, max_steps=settings["max_steps"], progress=False)
+    # the plain MSE of each target, as the claim is stated (no Min-SNR weighting)
+    arm = replace(
+        cfg,
+        out=str(run_dir),
+        prediction=settings["prediction"],
+        snr_gamma=None,
+        snr_floor=0.0,
+        train=train,
+    )
+    train_diffusion(arm, resume=(run_dir / CONFIG_FILE).is_file())
+    return {"final_eval_loss": _eval_losses(run_dir)[-1]["eval_loss"]}
+
+
+def evaluate_point(settings: dict[str, Any], run_dir: Path) -> dict[str, float]:
+    """The arm's samples measured (``sample_point``) beside its last held-out loss."""
+    final = _eval_losses(settings["run"])[-1]["eval_loss"]
+    return {"final_eval_loss": final, **sample_point(settings, run_dir)}
 
 
 def run_experiment(
@@ -57,71 +78,48 @@ def run_experiment(
     batch_size: int,
     precision: str,
     out_dir: Path,
+    sweep_dir: Path,
+    parallel: int = 1,
     command: str = "",
 ) -> list[dict[str, float | str]]:
+    """Train one arm per target as a sweep in ``runs`` (finished arms are kept), sample each
+    as a sweep in ``sweep_dir/diffusion_prediction``, and write the page into ``out_dir``."""
     cfg = config_from_run(base)
-    train = replace(cfg.train, max_steps=max_steps or cfg.train.max_steps, progress=False)
-    arms: dict[str, Path] = {}
-    for prediction in predictions:
-        plain = cfg.snr_gamma is None
-        same = cfg.prediction == prediction and cfg.train.max_steps == train.max_steps
-        if reuse_base and plain and same:
-            if not _finished(base, train.max_steps):
-                raise GenlabError(f"{base} has not reached step {train.max_steps} yet")
-            arms[prediction] = base  # the base run already is this arm
-            continue
-        out = runs / prediction
-        if not _finished(out, train.max_steps):
-            # the plain MSE of each target, as the claim is stated (no Min-SNR weighting)
-            arm = replace(
-                cfg,
-                out=str(out),
-                prediction=prediction,
-                snr_gamma=None,
-                snr_floor=0.0,
-                train=train,
-            )
-            train_diffusion(arm, resume=True)  # picks up an interrupted arm
-        arms[prediction] = out
+    max_steps = max_steps or cfg.train.max_steps
+    features = features or default_features_dir(cfg.data.data, cfg.data.size)
+    net = load_feature_net(features)
+    # the base run already is the arm of its own target when trained alike
+    alike = reuse_base and cfg.snr_gamma is None and cfg.train.max_steps == max_steps
+    reused = cfg.prediction if alike and cfg.prediction in predictions else None
+    if reused and not _finished(base, max_steps):
+        raise GenlabError(f"{base} has not reached step {max_steps} yet")
+    budget = {"base": str(base), "max_steps": max_steps}
+    trained = [{"prediction": p} for p in predictions if p != reused]
+    run_sweep(TRAIN_POINT, trained, runs, budget, parallel)
+    arms = {
+        p: base if p == reused else point_dir(runs, TRAIN_POINT, {"prediction": p}, budget)
+        for p in predictions
+    }
 
-    spec = cfg.data
-    net = load_feature_net(features or default_features_dir(spec.data, spec.size))
-    reference, captions = reference_set(spec, n)
-    rows: list[dict[str, float | str]] = []
-    strips = []
-    for prediction, run in arms.items():
-        model, tokenizer = load_diffusion(run)
-        result, images = evaluate_samples(
-            model,
-            tokenizer,
-            net,
-            reference,
-            captions,
-            "ddim",
-            steps,
-            0.0,
-            guidance,
-            seed,
-            batch_size,
-            precision,
-        )
-        evals = [r for r in read_metrics(run / METRICS_FILE) if "eval_loss" in r]
-        rows.append(
-            {
-                "prediction": prediction,
-                "run": str(run),
-                "final_eval_loss": evals[-1]["eval_loss"],
-                **result,
-            }
-        )
-        strips.append(images[:8])
-        print(json.dumps(rows[-1]), flush=True)
+    fixed = {
+        "features": str(features),
+        "weights": weights_digest(*arms.values(), features),
+        "n": n,
+        "sampler": "ddim",
+        "steps": steps,
+        "guidance": guidance,
+        "seed": seed,
+        "batch_size": batch_size,
+        "precision": precision,
+    }
+    points = [{"prediction": p, "run": str(run)} for p, run in arms.items()]
+    rows, strips = sweep_samples(points, fixed, sweep_dir / NAME, parallel, EVALUATE_POINT)
     write_results(out_dir, NAME, rows, strips)
 
     fig = new_figure(10, 4)
     ax_loss, ax_bar = fig.subplots(1, 2)
     for prediction, run in arms.items():
-        evals = [r for r in read_metrics(run / METRICS_FILE) if "eval_loss" in r]
+        evals = _eval_losses(run)
         ax_loss.plot(
             [r["step"] for r in evals],
             [r["eval_loss"] for r in evals],
@@ -160,7 +158,7 @@ def run_experiment(
             "final held-out loss (own target)",
         ],
         [
-            [r["prediction"], train.max_steps, r["fid"], r["adherence"], r["final_eval_loss"]]
+            [r["prediction"], max_steps, r["fid"], r["adherence"], r["final_eval_loss"]]
             for r in rows
         ],
     )
@@ -180,7 +178,7 @@ def run_experiment(
         f"{NAME}.png",
         [
             f"runs: {', '.join(f'`{r}`' for r in arms.values())} (settings of `{base}`, "
-            f"{train.max_steps} steps of {train.batch_size} images each), each trained on the "
+            f"{max_steps} steps of {cfg.train.batch_size} images each), each trained on the "
             "plain mean squared error of its own target (no Min-SNR weighting)",
             f"n = {n} generated images per run, one per caption of {n} reference images; FID "
             "with so few images is biased upwards: compare rows, not with other tables",

@@ -12,24 +12,14 @@ image (all on the machine it runs on).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from genlab.methods.diffusion.model import load_diffusion
+from genlab.core.sweep import grid, markdown_table
 from genlab.metrics.features import default_features_dir, load_feature_net
-from genlab.recipes.diffusion import (
-    evaluate_samples,
-    read_data_spec,
-    real_baseline,
-    reference_set,
-)
-from genlab.recipes.experiments.report import (
-    markdown_table,
-    new_figure,
-    save_figure,
-    write_page,
-    write_results,
-)
+from genlab.recipes.diffusion import read_data_spec
+from genlab.recipes.diffusion_eval import real_baseline, reference_set
+from genlab.recipes.experiments.report import new_figure, save_figure, write_page, write_results
+from genlab.recipes.experiments.sampling import sweep_samples, weights_digest
 
 NAME = "diffusion_steps"
 
@@ -45,34 +35,29 @@ def run_experiment(
     batch_size: int,
     precision: str,
     out_dir: Path,
+    sweep_dir: Path,
+    parallel: int = 1,
     command: str = "",
 ) -> list[dict[str, float | str]]:
+    """Sample ``run`` with DDPM and each DDIM step count, one sweep point each (in
+    ``sweep_dir/diffusion_steps``, reused on a rerun), and write the page into ``out_dir``."""
     spec = read_data_spec(run)
-    net = load_feature_net(features or default_features_dir(spec.data, spec.size))
-    model, tokenizer = load_diffusion(run)
-    reference, captions = reference_set(spec, n)
+    features = features or default_features_dir(spec.data, spec.size)
+    net = load_feature_net(features)
+    reference, _ = reference_set(spec, n)
     real = real_baseline(spec, net, reference)
-    settings = [("ddpm", ddpm_steps)] + [("ddim", s) for s in ddim_steps]
-    rows: list[dict[str, float | str]] = []
-    strips = []
-    for sampler, steps in settings:
-        result, images = evaluate_samples(
-            model,
-            tokenizer,
-            net,
-            reference,
-            captions,
-            sampler,
-            steps,
-            0.0,
-            guidance,
-            seed,
-            batch_size,
-            precision,
-        )
-        rows.append({"sampler": sampler, "steps": steps, **result})
-        strips.append(images[:8])
-        print(json.dumps(rows[-1]), flush=True)
+    fixed = {
+        "run": str(run),
+        "features": str(features),
+        "weights": weights_digest(run, features),
+        "n": n,
+        "guidance": guidance,
+        "seed": seed,
+        "batch_size": batch_size,
+        "precision": precision,
+    }
+    points = [{"sampler": "ddpm", "steps": ddpm_steps}, *grid(sampler=["ddim"], steps=ddim_steps)]
+    rows, strips = sweep_samples(points, fixed, sweep_dir / NAME, parallel)
     write_results(out_dir, NAME, {"rows": rows, "real_images": real}, strips)
 
     fig = new_figure(11, 3.8)

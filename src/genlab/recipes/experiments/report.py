@@ -19,9 +19,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from genlab.core.io import atomic_write_bytes, atomic_write_json
-from genlab.data.grid import save_grid
+from genlab.data.images import save_grid
 
 DOCS_DIR = Path("docs/experiments")
+SWEEPS_DIR = Path("runs/experiments")  # a run folder per setting, reused on a rerun
 
 
 def new_figure(width: float = 9.0, height: float = 4.0) -> Figure:
@@ -45,17 +46,6 @@ def write_results(
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / f"{name}.json", results)
     save_grid(torch.cat(list(strips)), out_dir / f"{name}_samples.png", nrow=8, scale=3)
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    def cell(v: object) -> str:
-        if isinstance(v, float):
-            return f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"
-        return str(v)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def machine() -> str:
