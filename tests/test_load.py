@@ -31,7 +31,9 @@ def test_one_loader_for_gpt_reward_and_ppo_folders(tmp_path, tok):
     kinds = {name: genlab.load(tmp_path / name) for name in ("gpt", "rm", "ppo")}
     assert {n: k.kind for n, k in kinds.items()} == {"gpt": "gpt", "rm": "reward", "ppo": "ppo"}
     assert all(k.files["tokenizer"].to_json() == tok.to_json() for k in kinds.values())
-    assert isinstance(kinds["rm"].model, RewardModel) and isinstance(kinds["ppo"].model, PolicyValue)
+    assert isinstance(kinds["rm"].model, RewardModel) and isinstance(
+        kinds["ppo"].model, PolicyValue
+    )
     # the text generator of a PPO folder is its policy, with the same weights as saved
     generator, _ = load_gpt(tmp_path / "ppo")
     assert isinstance(generator, GPT) and torch.equal(generator.wte.weight, gpt.wte.weight)

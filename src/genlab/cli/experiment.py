@@ -12,7 +12,7 @@ import typer
 from genlab.cli._app import app
 from genlab.core.errors import GenlabError
 from genlab.recipes.experiments import diffusion_guidance, diffusion_prediction, diffusion_steps
-from genlab.recipes.experiments.report import DOCS_DIR
+from genlab.recipes.experiments.report import DOCS_DIR, SWEEPS_DIR
 
 experiment = typer.Typer(
     help="Run an experiment: a claim, measured, written to docs/experiments/.",
@@ -30,6 +30,23 @@ Seed = Annotated[int, typer.Option("--seed", min=0, help="Captions and initial n
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward.")]
 Precision = Annotated[str, typer.Option("--precision", help="fp32 or bf16 while sampling.")]
 OutDir = Annotated[Path, typer.Option("--out-dir", help="Where the page and figures go.")]
+SweepDir = Annotated[
+    Path,
+    typer.Option(
+        "--sweep-dir",
+        help="Where each setting's run folder goes (under the experiment's name); settings "
+        "already measured there are reused.",
+    ),
+]
+Parallel = Annotated[
+    int,
+    typer.Option(
+        "--parallel",
+        min=1,
+        help="Settings run at once, each in its own process (seconds per image are "
+        "comparable only at 1).",
+    ),
+]
 
 
 Images = Annotated[int, typer.Option("--n", min=2, help="Generated images per table row.")]
@@ -74,6 +91,8 @@ def steps(
     batch_size: BatchSize = 100,
     precision: Precision = "fp32",
     out_dir: OutDir = DOCS_DIR,
+    sweep_dir: SweepDir = SWEEPS_DIR,
+    parallel: Parallel = 1,
 ) -> None:
     """DDPM's 1000 ancestral steps against DDIM at 10/20/50/100: FID, adherence, s/image."""
     counts = _numbers(ddim_steps, int, "--ddim-steps")
@@ -88,6 +107,8 @@ def steps(
         batch_size,
         precision,
         out_dir,
+        sweep_dir,
+        parallel,
         _command(ctx),
     )
     typer.echo(f"wrote {out_dir / diffusion_steps.NAME}.md")
@@ -115,6 +136,8 @@ def prediction(
     batch_size: BatchSize = 100,
     precision: Precision = "fp32",
     out_dir: OutDir = DOCS_DIR,
+    sweep_dir: SweepDir = SWEEPS_DIR,
+    parallel: Parallel = 1,
 ) -> None:
     """Predict the noise or the image: arms trained alike but for --prediction, then sampled."""
     arms = [p.strip() for p in predictions.split(",") if p.strip()]
@@ -132,6 +155,8 @@ def prediction(
         batch_size,
         precision,
         out_dir,
+        sweep_dir,
+        parallel,
         _command(ctx),
     )
     typer.echo(f"wrote {out_dir / diffusion_prediction.NAME}.md")
@@ -151,10 +176,23 @@ def guidance_sweep(
     batch_size: BatchSize = 100,
     precision: Precision = "fp32",
     out_dir: OutDir = DOCS_DIR,
+    sweep_dir: SweepDir = SWEEPS_DIR,
+    parallel: Parallel = 1,
 ) -> None:
     """Classifier-free guidance scale from 0 to 8: caption adherence against FID."""
     values = _numbers(scales, float, "--scales")
     diffusion_guidance.run_experiment(
-        run, features, n, values, steps, seed, batch_size, precision, out_dir, _command(ctx)
+        run,
+        features,
+        n,
+        values,
+        steps,
+        seed,
+        batch_size,
+        precision,
+        out_dir,
+        sweep_dir,
+        parallel,
+        _command(ctx),
     )
     typer.echo(f"wrote {out_dir / diffusion_guidance.NAME}.md")
