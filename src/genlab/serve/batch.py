@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from genlab.methods.autoregressive.padding import left_pad
-from genlab.nets.gpt import GPT, KVCache, positions_from_mask
+from genlab.nets.gpt import GPT, positions_from_mask
+from genlab.nets.transformer import KVCache
 from genlab.serve.sequences import Row
 
 # Spare cache columns allocated past the longest row, so that the cache is regrown (a copy)
