@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from genlab.core.errors import GenlabError
-from genlab.methods.autoregressive.scoring import token_logprobs
 from genlab.methods.autoregressive.decoding import (
     Decoder,
     SamplingConfig,
@@ -12,6 +11,7 @@ from genlab.methods.autoregressive.decoding import (
     process_logits,
     stream,
 )
+from genlab.methods.autoregressive.scoring import token_logprobs
 from genlab.nets.gpt import GPT, GPTConfig
 
 
