@@ -57,7 +57,7 @@ def reply(
     room = min(max_new_tokens, model.config.block_size // 2)
     ids, kept = fit_prompt(tokenizer, messages, model.config.block_size - room)
     decoder = tokenizer.stream_decoder(skip_special=True)
-    ends = {tokenizer.eot_id, tokenizer.eos_id, tokenizer.bos_id}
+    ends = set(tokenizer.stop_ids)
     pieces = []
     for token, _ in stream(
         model,

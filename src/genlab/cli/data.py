@@ -10,8 +10,7 @@ import typer
 
 from genlab.cli._app import app
 from genlab.core.errors import GenlabError
-from genlab.data.grid import save_grid
-from genlab.data.images import DigitsDataset, ShapesDataset, export_images
+from genlab.data.images import DigitsDataset, ShapesDataset, export_images, save_grid
 from genlab.data.tinyworld import DEFAULT_HELD_OUT, TinyWorldConfig, write_tinyworld
 
 data = typer.Typer(

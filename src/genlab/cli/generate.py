@@ -39,10 +39,10 @@ def generate(
         top_k=top_k,
         top_p=top_p,
         repetition_penalty=repetition_penalty,
-        stop=[tok.eos_id, tok.bos_id, tok.eot_id],
+        stop=list(tok.stop_ids),
         seed=seed,
     ):
-        if token in (tok.eos_id, tok.bos_id, tok.eot_id):
+        if token in tok.stop_ids:
             break
         sys.stdout.write(decoder.push(token))
         sys.stdout.flush()

@@ -2,142 +2,71 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from genlab.cli._app import app
+from genlab.cli.options import config_command, convert
 from genlab.core.device import pick_device
-from genlab.core.errors import GenlabError
-from genlab.core.train_config import TrainConfig
-from genlab.recipes.diffusion import DataSpec, ImageTrainConfig, sample_run, train_diffusion
+from genlab.recipes.diffusion import ImageTrainConfig, train_diffusion
+from genlab.recipes.diffusion_eval import sample_run
 
 image = typer.Typer(
     help="Image generation: train a conditional diffusion model, sample grids.",
     no_args_is_help=True,
 )
 app.add_typer(image, name="image")
-
-
-def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError as e:
-        raise GenlabError(
-            f"--{what} takes comma-separated integers like 1,2,2; got '{text}'"
-        ) from e
+UNET = "UNet: the preset's unless overridden here (or by unet_overrides={...})"
 
 
 @image.command()
+@config_command(
+    ImageTrainConfig, aliases={"train.eval_every": "--sample-every", "train.seed": "--seed"}
+)
 def train(
-    out: Annotated[Path, typer.Option("--out", help="Run folder (checkpoints, grids).")],
-    model: Annotated[str, typer.Option("--model", help="Model family: ddpm.")] = "ddpm",
-    data: Annotated[
-        str, typer.Option("--data", help="shapes, digits (built in) or a folder of images.")
-    ] = "shapes",
-    size: Annotated[int, typer.Option("--size", min=8, help="Image side in pixels.")] = 32,
-    n_images: Annotated[
-        int, typer.Option("--n-images", min=1, help="Shapes: how many scenes to draw.")
-    ] = 20_000,
-    two_shape_fraction: Annotated[
-        float,
-        typer.Option("--two-shape-fraction", min=0.0, max=1.0, help="Shapes: two-shape scenes."),
-    ] = 0.0,
-    preset: Annotated[str, typer.Option("--preset", help="UNet size: tiny, small, base.")] = "tiny",
+    cfg: ImageTrainConfig,
     base_channels: Annotated[
-        int | None, typer.Option("--base-channels", min=8, help="Override the preset's width.")
+        int | None, typer.Option("--base-channels", min=8, help="Width.", rich_help_panel=UNET)
     ] = None,
     channel_mults: Annotated[
-        str | None, typer.Option("--channel-mults", help="Override, e.g. 1,2,2.")
+        str | None,
+        typer.Option(
+            "--channel-mults", metavar="INT,...", help="e.g. 1,2,2.", rich_help_panel=UNET
+        ),
     ] = None,
-    num_res_blocks: Annotated[int | None, typer.Option("--num-res-blocks", min=1)] = None,
+    num_res_blocks: Annotated[
+        int | None, typer.Option("--num-res-blocks", min=1, rich_help_panel=UNET)
+    ] = None,
     attn_levels: Annotated[
-        str | None, typer.Option("--attn-levels", help="Levels with attention, e.g. 1,2.")
+        str | None,
+        typer.Option("--attn-levels", metavar="INT,...", help="e.g. 1,2.", rich_help_panel=UNET),
     ] = None,
-    norm_groups: Annotated[int | None, typer.Option("--norm-groups", min=1)] = None,
-    text_dim: Annotated[
-        int, typer.Option("--text-dim", min=8, help="Caption embedding size.")
-    ] = 64,
-    prediction: Annotated[
-        str, typer.Option("--prediction", help="Network target: v, eps or x0.")
-    ] = "v",
-    schedule: Annotated[
-        str, typer.Option("--schedule", help="Noise schedule: linear, cosine, scaled_linear.")
-    ] = "linear",
-    cond_drop: Annotated[
-        float, typer.Option("--cond-drop", min=0.0, max=1.0, help="Caption dropout (for CFG).")
-    ] = 0.1,
-    snr_gamma: Annotated[
-        float,
-        typer.Option("--snr-gamma", min=0.0, help="Min-SNR-gamma loss weighting; 0: plain MSE."),
-    ] = 1.0,
-    snr_floor: Annotated[
-        float,
-        typer.Option("--snr-floor", min=0.0, help="Weight kept by the noisiest steps."),
-    ] = 0.1,
-    ema_decay: Annotated[float, typer.Option("--ema-decay", min=0.0, max=0.99999)] = 0.999,
-    max_steps: Annotated[int, typer.Option("--max-steps", min=1)] = 2000,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
-    lr: Annotated[float, typer.Option("--lr", min=0.0)] = 1e-3,
-    warmup_steps: Annotated[int, typer.Option("--warmup-steps", min=0)] = 100,
-    sample_every: Annotated[
-        int, typer.Option("--sample-every", min=0, help="Steps between eval + sample grid.")
-    ] = 200,
-    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=0)] = 200,
-    precision: Annotated[
-        str, typer.Option("--precision", help="fp32, bf16 (CPU or GPU) or fp16 (CUDA).")
-    ] = "fp32",
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, mps.")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Weights, batches and noise.")] = 0,
+    norm_groups: Annotated[
+        int | None, typer.Option("--norm-groups", min=1, rich_help_panel=UNET)
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
 ) -> None:
     """Train a caption-conditioned DDPM (built-in shapes unless --data is given)."""
-    overrides = {
+    ints = tuple[int, ...]
+    unet = {
         "base_channels": base_channels,
-        "channel_mults": _ints(channel_mults, "channel-mults"),
+        "channel_mults": channel_mults and convert(channel_mults, ints, "--channel-mults"),
         "num_res_blocks": num_res_blocks,
-        "attn_levels": _ints(attn_levels, "attn-levels"),
+        "attn_levels": attn_levels and convert(attn_levels, ints, "--attn-levels"),
         "norm_groups": norm_groups,
     }
-    cfg = ImageTrainConfig(
-        out=str(out),
-        model=model,
-        data=DataSpec(
-            data=data, size=size, n_images=n_images, two_shape_fraction=two_shape_fraction
-        ),
-        preset=preset,
-        unet_overrides={k: v for k, v in overrides.items() if v is not None},
-        text_dim=text_dim,
-        prediction=prediction,
-        schedule=schedule,
-        cond_drop=cond_drop,
-        snr_gamma=snr_gamma or None,
-        snr_floor=snr_floor if snr_gamma else 0.0,
-        ema_decay=ema_decay,
-        train=TrainConfig(
-            max_steps=max_steps,
-            batch_size=batch_size,
-            lr=lr,
-            warmup_steps=warmup_steps,
-            weight_decay=0.0,
-            eval_every=sample_every,
-            eval_batches=4,
-            checkpoint_every=checkpoint_every,
-            precision=precision,
-            compile=compile,
-            device=device,
-            seed=seed,
-        ),
-    )
+    given = {k: v for k, v in unet.items() if v is not None}
+    cfg = replace(cfg, unet_overrides={**cfg.unet_overrides, **given})
+    if not cfg.snr_gamma:  # the documented --snr-gamma 0 (or none): the plain MSE, no floor
+        cfg = replace(cfg, snr_gamma=None, snr_floor=0.0)
     metrics = train_diffusion(cfg, resume=resume)
     line = f"trained {int(metrics['params']):,} parameters to step {int(metrics['step'])}"
     if "eval_loss" in metrics:
         line += f"; eval loss {metrics['eval_loss']:.4f}"
-    typer.echo(f"{line}; run folder {out} (samples in {out}/samples)")
+    typer.echo(f"{line}; run folder {cfg.out} (samples in {cfg.out}/samples)")
 
 
 @image.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -11,14 +12,15 @@ import torch
 import typer
 
 from genlab.cli._app import app
+from genlab.cli.options import config_command
 from genlab.core.checkpoint import CONFIG_FILE
 from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_json
 from genlab.core.train_config import TrainConfig
 from genlab.data.images import ImageFolderDataset
-from genlab.methods.diffusion.model import KIND as DIFFUSION_KIND
-from genlab.methods.diffusion.model import load_diffusion
+from genlab.methods.diffusion.text_conditioned import KIND as DIFFUSION_KIND
+from genlab.methods.diffusion.text_conditioned import load_diffusion
 from genlab.metrics.adherence import caption_adherence
 from genlab.metrics.features import (
     DATASETS,
@@ -27,12 +29,8 @@ from genlab.metrics.features import (
     load_feature_net,
     train_feature_net,
 )
-from genlab.recipes.diffusion import (
-    DataSpec,
-    evaluate_samples,
-    read_data_spec,
-    reference_set,
-)
+from genlab.recipes.diffusion import DataSpec, read_data_spec
+from genlab.recipes.diffusion_eval import evaluate_samples, reference_set
 
 metrics = typer.Typer(
     help="Measure generated images: FID with genlab features, caption adherence.",
@@ -41,37 +39,36 @@ metrics = typer.Typer(
 app.add_typer(metrics, name="metrics")
 
 
-@metrics.command("train-features")
-def train_features(
-    data: Annotated[str, typer.Option("--data", help="shapes or digits.")] = "shapes",
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Folder (default: $GENLAB_HOME/features/DATA-SIZE)."),
-    ] = None,
-    size: Annotated[int, typer.Option("--size", min=8, help="Image side in pixels.")] = 32,
-    n_images: Annotated[int, typer.Option("--n-images", min=100, help="Shapes scenes.")] = 20_000,
-    max_steps: Annotated[int, typer.Option("--max-steps", min=1)] = 1500,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 128,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, mps.")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
-) -> None:
-    """Train the feature network + attribute classifier that FID and adherence use."""
-    if data not in DATASETS:
-        raise GenlabError(f"--data must be one of {', '.join(DATASETS)}, got '{data}'")
-    folder = out or default_features_dir(data, size)
-    train = TrainConfig(
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr=2e-3,
-        warmup_steps=50,
-        weight_decay=0.01,
-        eval_every=500,
-        eval_batches=4,
-        checkpoint_every=500,
-        device=device,
-        seed=seed,
+@dataclass
+class FeatureTrainConfig:
+    """What ``genlab metrics train-features`` trains: the arguments of ``train_feature_net``."""
+
+    data: str = "shapes"  # shapes or digits
+    out: str | None = None  # folder; default: $GENLAB_HOME/features/DATA-SIZE
+    size: int = 32  # image side in pixels
+    n_images: int = 20_000  # shapes scenes to draw
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            max_steps=1500,
+            batch_size=128,
+            lr=2e-3,
+            warmup_steps=50,
+            weight_decay=0.01,
+            eval_every=500,
+            eval_batches=4,
+            checkpoint_every=500,
+        )
     )
-    acc = train_feature_net(folder, data, size, n_images, train)
+
+
+@metrics.command("train-features")
+@config_command(FeatureTrainConfig)
+def train_features(cfg: FeatureTrainConfig) -> None:
+    """Train the feature network + attribute classifier that FID and adherence use."""
+    if cfg.data not in DATASETS:
+        raise GenlabError(f"--data must be one of {', '.join(DATASETS)}, got '{cfg.data}'")
+    folder = cfg.out or default_features_dir(cfg.data, cfg.size)
+    acc = train_feature_net(folder, cfg.data, cfg.size, cfg.n_images, cfg.train)
     parts = ", ".join(f"{k[4:]} {v:.3f}" for k, v in acc.items() if k.startswith("acc_"))
     typer.echo(f"feature net in {folder}; held-out accuracy: {parts}")
 
