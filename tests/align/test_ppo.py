@@ -325,15 +325,15 @@ def test_cli_runs_a_tiny_job_against_a_reward_model(tmp_path, sft, tok, capsys):
     gpt, _ = load_gpt(policy)
     torch.manual_seed(0)
     save_reward_model(tmp_path / "rm", RewardModel.from_gpt(gpt), tok)
-    out = tmp_path / "rlhf"
+    out = tmp_path / "ppo"
     args = [
-        "rlhf",
+        "ppo",
         "--policy", str(policy),
         "--reward", str(tmp_path / "rm"),
         "--out", str(out),
         "--prompts", str(prompts),
-        "--steps", "2",
-        "--batch-size", "8",
+        "--iterations", "2",
+        "--rollout-size", "8",
         "--minibatch-size", "4",
         "--ppo-epochs", "2",
         "--max-new-tokens", "6",
@@ -344,10 +344,10 @@ def test_cli_runs_a_tiny_job_against_a_reward_model(tmp_path, sft, tok, capsys):
     main(args)
     printed = capsys.readouterr().out
     assert "done: 2 iterations" in printed and f"genlab chat {out}" in printed
-    log = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+    log = rollout_log(out)
     assert len(log) == 2 and all(math.isfinite(r["reward"]) for r in log)
-    saved = json.loads((out / "config.json").read_text())
-    assert saved["kind"] == "gpt" and saved["train"]["adaptive_kl"] is True
+    assert json.loads((out / "config.json").read_text())["kind"] == "ppo"
+    assert json.loads((out / "ppo.json").read_text())["adaptive_kl"] is True
     load_gpt(out)
     with pytest.raises(SystemExit) as e:
         main([*args[:-2], "--seed", "4", "--resume"])
