@@ -15,15 +15,9 @@ import typer
 from typer.testing import CliRunner
 
 from genlab.cli import app, main
-from genlab.cli.metrics import FeatureTrainConfig
-from genlab.cli.options import (
-    build_config,
-    config_command,
-    convert,
-    field_help,
-    option_names,
-    settings,
-)
+from genlab.cli.options import config_command, option_names
+from genlab.core.config import build_config, convert, field_help, settings
+from genlab.metrics.features import FeatureTrainConfig
 from genlab.recipes.diffusion import ImageTrainConfig
 from genlab.recipes.pretrain import PretrainConfig
 from genlab.recipes.stages import DPOStage, PPOStage, RewardStage, SFTStage

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from genlab.cli._app import app
-from genlab.cli.options import config_command, convert
+from genlab.cli.options import config_command
+from genlab.core.config import convert
 from genlab.core.device import pick_device
 from genlab.recipes.diffusion import ImageTrainConfig, train_diffusion
 from genlab.recipes.diffusion_eval import sample_run

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -17,13 +16,13 @@ from genlab.core.checkpoint import CONFIG_FILE
 from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_json
-from genlab.core.train_config import TrainConfig
 from genlab.data.images import ImageFolderDataset
 from genlab.methods.diffusion.text_conditioned import KIND as DIFFUSION_KIND
 from genlab.methods.diffusion.text_conditioned import load_diffusion
 from genlab.metrics.adherence import caption_adherence
 from genlab.metrics.features import (
     DATASETS,
+    FeatureTrainConfig,
     default_features_dir,
     feature_fid,
     load_feature_net,
@@ -37,28 +36,6 @@ metrics = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(metrics, name="metrics")
-
-
-@dataclass
-class FeatureTrainConfig:
-    """What ``genlab metrics train-features`` trains: the arguments of ``train_feature_net``."""
-
-    data: str = "shapes"  # shapes or digits
-    out: str | None = None  # folder; default: $GENLAB_HOME/features/DATA-SIZE
-    size: int = 32  # image side in pixels
-    n_images: int = 20_000  # shapes scenes to draw
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            max_steps=1500,
-            batch_size=128,
-            lr=2e-3,
-            warmup_steps=50,
-            weight_decay=0.01,
-            eval_every=500,
-            eval_batches=4,
-            checkpoint_every=500,
-        )
-    )
 
 
 @metrics.command("train-features")
