@@ -134,8 +134,8 @@ def make_dpo_step(beta: float):
 class DPOConfig:
     """The policy to tune (an SFT run, also the frozen reference), and how."""
 
-    policy: str = "runs/sft"
-    out: str = "runs/dpo"
+    policy: str = "runs/sft"  # GPT folder to tune (an SFT run); also the frozen reference
+    out: str = "runs/dpo"  # run folder to write
     beta: float = 0.1  # strength of the implicit KL leash to the reference
     train: TrainConfig = field(default_factory=lambda: fine_tuning(200, 3e-4, 10))
 

@@ -20,7 +20,7 @@ class PPOConfig:
 
     policy: str = "runs/sft"  # GPT run folder the policy and the frozen reference start from
     reward: str | None = "runs/reward"  # reward model run folder (unused with a reward_fn)
-    out: str = "runs/ppo"
+    out: str = "runs/ppo"  # run folder to write
     iterations: int = 100  # PPO iterations (rollout + optimisation)
     rollout_size: int = 32  # answers sampled per iteration
     samples_per_prompt: int = 1  # answers per prompt (rollout_size / this prompts per iteration)
@@ -39,18 +39,18 @@ class PPOConfig:
     vf_coef: float = 0.1  # weight of the value loss
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     normalize_reward: bool = True  # divide scores by a running std after removing its mean
-    max_new_tokens: int = 48
+    max_new_tokens: int = 48  # longest answer sampled
     temperature: float = 1.0  # of the sampling policy (the one PPO optimises)
     sample_every: int = 10  # write samples.jsonl every N iterations (and the first and last)
     samples_shown: int = 4  # answers written each time
     checkpoint_every: int = 25  # iterations between checkpoints; 0: only at the end
-    keep_last: int = 2
+    keep_last: int = 2  # checkpoints kept on disk
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA)
-    device: str = "auto"
-    seed: int = 0
-    progress: bool = True
-    tensorboard: bool = True
-    plots: bool = True
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    seed: int = 0  # decides the prompts, samples and minibatch order
+    progress: bool = True  # show a progress bar
+    tensorboard: bool = True  # also log to TensorBoard (when installed)
+    plots: bool = True  # draw plots/*.png at the end
 
     @property
     def steps_per_iteration(self) -> int:

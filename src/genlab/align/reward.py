@@ -211,7 +211,7 @@ class RewardConfig:
     """Where the reward model starts, where it is written, and how it trains."""
 
     base: str = "runs/sft"  # a GPT folder (SFT run, as in InstructGPT, or a pretraining run)
-    out: str = "runs/reward"
+    out: str = "runs/reward"  # run folder to write
     train: TrainConfig = field(default_factory=lambda: fine_tuning(300, 3e-4, 20))
 
 

@@ -138,7 +138,7 @@ class SFTConfig:
     """What to fine-tune, where to write it, and how to train."""
 
     base: str = "runs/pretrain"  # a GPT folder (pretraining run)
-    out: str = "runs/sft"
+    out: str = "runs/sft"  # run folder to write
     packed: bool = True  # pack short conversations into full rows (segment ids)
     train: TrainConfig = field(default_factory=lambda: fine_tuning(400, 1e-3, 20))
 

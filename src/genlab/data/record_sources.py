@@ -54,7 +54,7 @@ def _inherited_files(run: str | os.PathLike) -> Files:
 class ConversationData(WorldChoice):
     """SFT's demonstrations: ``data`` is "tinyworld" or a ``{"messages"}`` JSONL."""
 
-    data: str = tw.TINYWORLD
+    data: str = tw.TINYWORLD  # "tinyworld" or a JSONL file of records
     n_train: int = 12000  # TinyWorld demonstrations
     n_eval: int = 300  # TinyWorld validation demonstrations (validation loss)
     val_fraction: float = 0.05  # of a user's JSONL, held out for the validation loss
@@ -75,7 +75,7 @@ class ConversationData(WorldChoice):
 class ComparisonData(WorldChoice):
     """Comparisons for the reward model and DPO: "tinyworld" or a comparisons JSONL."""
 
-    data: str = tw.TINYWORLD
+    data: str = tw.TINYWORLD  # "tinyworld" or a JSONL file of records
     n_pairs: int = 4000  # TinyWorld comparisons to train on
     n_eval_pairs: int = 400  # held-out comparisons per split (validation, test), judge-ordered
     label_noise: float = 0.1  # fraction of flipped training labels (raters disagree)
@@ -104,7 +104,7 @@ class ComparisonData(WorldChoice):
 class PromptData(WorldChoice):
     """PPO's prompt pool: "tinyworld" (the train split) or a JSONL of prompts."""
 
-    prompts: str = tw.TINYWORLD
+    prompts: str = tw.TINYWORLD  # "tinyworld" or a JSONL file of prompts
     prompts_per_family: int = 200  # TinyWorld prompts drawn per task family
 
     def load(self, base: str, seed: int) -> tuple[list[Prompt], Files]:

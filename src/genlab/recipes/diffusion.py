@@ -61,7 +61,7 @@ class DataSpec:
     """Which images a run trains on; saved in ``RUN/recipe.json`` so samplers and metrics know."""
 
     data: str = "shapes"  # "shapes", "digits" or a folder of images
-    size: int = 32
+    size: int = 32  # image side in pixels
     n_images: int = 20_000  # shapes only (digits has 1,437 training images, a folder its own)
     two_shape_fraction: float = 0.0  # shapes only: share of two-shape scenes and captions
     seed: int = 0  # shapes only: the scenes drawn
@@ -88,22 +88,22 @@ class DataSpec:
 class ImageTrainConfig:
     """A diffusion run: data, network, forward process and trainer settings."""
 
-    out: str = "runs/ddpm"
-    model: str = "ddpm"
+    out: str = "runs/ddpm"  # run folder to write
+    model: str = "ddpm"  # the image model family
     data: DataSpec = field(default_factory=DataSpec)
-    preset: str = "tiny"
+    preset: str = "tiny"  # UNet size preset
     unet_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. base_channels=32
-    text_dim: int = 64
-    text_layers: int = 2
+    text_dim: int = 64  # caption encoder width
+    text_layers: int = 2  # caption encoder depth
     prediction: str = "v"  # trains fastest on a CPU budget: see docs/diffusion.md
-    schedule: str = "linear"
-    num_train_timesteps: int = 1000
-    cond_drop: float = 0.1
+    schedule: str = "linear"  # noise schedule: linear | cosine | scaled_linear
+    num_train_timesteps: int = 1000  # diffusion steps T
+    cond_drop: float = 0.1  # caption dropout for classifier-free guidance
     snr_gamma: float | None = 1.0  # Min-SNR-gamma loss weighting; None: the plain MSE
     snr_floor: float = 0.1  # the weight the noisiest steps keep (with snr_gamma)
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999  # weight average decay
     grid_sampler_steps: int = 50  # DDIM steps of the sample grids written while training
-    grid_guidance: float = 3.0
+    grid_guidance: float = 3.0  # guidance scale of the sample grids
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             max_steps=2000,

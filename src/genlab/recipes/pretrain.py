@@ -38,18 +38,18 @@ from genlab.nets.gpt import GPT, GPTConfig
 class PretrainConfig:
     """What to pretrain on and which model; ``train`` holds the trainer's settings."""
 
-    out: str = "runs/pretrain"
+    out: str = "runs/pretrain"  # run folder to write
     data: str = TINYWORLD  # "tinyworld", a file, a folder, a .jsonl, or "hf:NAME[:SPLIT]"
-    text_field: str = "text"
+    text_field: str = "text"  # the text field of JSONL records
     builtin_chars: int = 1_500_000  # size of the built-in corpus
-    preset: str = "mini"
+    preset: str = "mini"  # model size: tiny | mini | small | base | gpt2
     block_size: int | None = 128  # None: the preset's
     vocab_size: int | None = None  # of a trained tokenizer; default: the preset's
     tokenizer: str | None = None  # an existing tokenizer file/folder instead of training one
     pos: str | None = None  # "learned" or "rope"; default: the preset's
-    dropout: float = 0.0
+    dropout: float = 0.0  # dropout probability in the model
     init_from: str | None = None  # "hf:FOLDER": continue a local transformers GPT-2
-    val_fraction: float = 0.02
+    val_fraction: float = 0.02  # of the tokens held out for eval_loss
     tokenizer_sample_chars: int = 20_000_000  # text the tokenizer trains on, at most
     # Sized to finish in minutes on a 2-core laptop CPU: 500 steps of 16 x 128 tokens.
     train: TrainConfig = field(
