@@ -19,6 +19,10 @@ from genlab.cli.options import config_command, option_names
 from genlab.core.config import build_config, convert, field_help, settings
 from genlab.metrics.features import FeatureTrainConfig
 from genlab.recipes.diffusion import ImageTrainConfig
+from genlab.recipes.experiments import diffusion_guidance, diffusion_prediction, diffusion_steps
+from genlab.recipes.experiments.diffusion_guidance import GuidanceConfig
+from genlab.recipes.experiments.diffusion_prediction import PredictionConfig
+from genlab.recipes.experiments.diffusion_steps import StepsConfig
 from genlab.recipes.pretrain import PretrainConfig
 from genlab.recipes.stages import DPOStage, PPOStage, RewardStage, SFTStage
 
@@ -275,6 +279,9 @@ VERBS = {  # command path -> the config its options are generated from
     ("reward",): RewardStage,
     ("dpo",): DPOStage,
     ("ppo",): PPOStage,
+    ("experiment", "diffusion-steps"): StepsConfig,
+    ("experiment", "diffusion-guidance"): GuidanceConfig,
+    ("experiment", "diffusion-prediction"): PredictionConfig,
 }
 
 
@@ -426,3 +433,87 @@ def test_documented_command_lines_parse(monkeypatch, line):
         monkeypatch.setattr(f"genlab.cli.{target}", record)
     main(shlex.split(line))
     assert len(done) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiment verbs: their documented command lines, and the one each page records
+
+EXPERIMENTS = (diffusion_steps, diffusion_guidance, diffusion_prediction)
+
+
+def documented_experiment_lines() -> list[str]:
+    """Every ``genlab experiment`` command line in README.md, docs/ (the experiments' pages
+    included) and the experiments' docstrings."""
+    root = Path(__file__).resolve().parents[2]
+    pages = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+    pages += [root / "src/genlab/recipes/experiments" / f"{m.NAME}.py" for m in EXPERIMENTS]
+    found = []
+    for page in pages:
+        text = page.read_text().replace("\\\n", " ")
+        found += [m.strip() for m in re.findall(r"genlab (experiment [^`\n#]*)", text)]
+    return found
+
+
+@pytest.fixture
+def experiments(monkeypatch) -> list[tuple[Any, str]]:
+    """What each experiment verb would run: its config and the command line its page records."""
+    seen: list[tuple[Any, str]] = []
+    for module in EXPERIMENTS:
+        monkeypatch.setattr(
+            module, "run_experiment", lambda cfg, command: seen.append((cfg, command))
+        )
+    return seen
+
+
+@pytest.mark.parametrize("line", documented_experiment_lines())
+def test_documented_experiment_lines_parse_and_their_record_rebuilds_them(experiments, line):
+    main(shlex.split(line))
+    [(cfg, command)] = experiments
+    args = shlex.split(command)
+    assert args[:3] == ["genlab", *line.split()[:2]]
+    main(args[1:])  # the page's command line: every setting spelled out, the same config
+    assert experiments[1] == (cfg, command)
+
+
+def test_documented_experiment_flags_reach_the_config(experiments):
+    main(
+        shlex.split(
+            "experiment diffusion-prediction --base runs/shapes32 --runs runs/prediction "
+            "--max-steps 600 --n 128 --features runs/f --precision bf16 --predictions eps,x0 "
+            "--guidance 3.0 --steps 50 --seed 0 --batch-size 100 --out-dir docs/experiments"
+        )
+    )
+    main(shlex.split("experiment diffusion-steps --ddim-steps 10,20 --ddpm-steps 9 --parallel 2"))
+    main(shlex.split("experiment diffusion-guidance --scales 0,1.5 --sweep-dir s"))
+    (prediction, command), (steps, _), (guidance, _) = experiments
+    assert prediction == PredictionConfig(
+        run="runs/shapes32",
+        runs="runs/prediction",
+        max_steps=600,
+        n=128,
+        features="runs/f",
+        precision="bf16",
+    )
+    assert command.startswith("genlab experiment diffusion-prediction --base runs/shapes32 ")
+    assert "--no-reuse-base" in command and "--features runs/f" in command
+    assert (steps.ddim_steps, steps.ddpm_steps, steps.parallel) == ((10, 20), 9, 2)
+    assert (guidance.scales, guidance.sweep_dir) == ((0.0, 1.5), "s")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("diffusion-steps --ddim-steps ''", "invalid experiment setting ddim_steps=()"),
+        ("diffusion-steps --ddim-steps 10,x", "--ddim-steps takes comma-separated values"),
+        ("diffusion-steps --n 1", "invalid experiment setting n=1: at least 2"),
+        ("diffusion-guidance --scales -1", "invalid experiment setting scales=(-1.0,)"),
+        ("diffusion-prediction --predictions eps,eps", "of eps, x0, v, each once"),
+        ("diffusion-prediction --max-steps 0", "invalid experiment setting max_steps=0"),
+        ("diffusion-steps --precision fp8", "--precision takes one of fp32, bf16, fp16"),
+    ],
+)
+def test_bad_experiment_settings_are_one_line(capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        main(["experiment", *shlex.split(args)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and err.count("\n") == 1, err

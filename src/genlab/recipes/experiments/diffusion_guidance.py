@@ -11,51 +11,46 @@ samples one run at each scale with the same captions and initial noise.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from genlab.core.sweep import grid, markdown_table
-from genlab.metrics.features import default_features_dir, load_feature_net
-from genlab.recipes.diffusion import read_data_spec
-from genlab.recipes.diffusion_eval import real_baseline, reference_set
 from genlab.recipes.experiments.report import new_figure, save_figure, write_page, write_results
-from genlab.recipes.experiments.sampling import sweep_samples, weights_digest
+from genlab.recipes.experiments.sampling import Check, ExperimentConfig, baseline, sweep_samples
 
 NAME = "diffusion_guidance"
 
 
-def run_experiment(
-    run: Path,
-    features: Path | None,
-    n: int,
-    scales: list[float],
-    steps: int,
-    seed: int,
-    batch_size: int,
-    precision: str,
-    out_dir: Path,
-    sweep_dir: Path,
-    parallel: int = 1,
-    command: str = "",
-) -> list[dict[str, float]]:
-    """Sample ``run`` at each guidance scale, one sweep point each (in
+@dataclass
+class GuidanceConfig(ExperimentConfig):
+    """One run sampled at each classifier-free guidance scale."""
+
+    scales: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)  # guidance scales, a row each
+    steps: int = 50  # DDIM steps
+
+    def checks(self) -> dict[str, Check]:
+        return {
+            **super().checks(),
+            "scales": (min(self.scales, default=-1) >= 0, "one or more, each at least 0"),
+            "steps": (self.steps >= 1, "at least 1"),
+        }
+
+
+def run_experiment(cfg: GuidanceConfig, command: str = "") -> list[dict[str, float]]:
+    """Sample ``cfg.run`` at each guidance scale, one sweep point each (in
     ``sweep_dir/diffusion_guidance``, reused on a rerun), and write the page into ``out_dir``."""
-    spec = read_data_spec(run)
-    features = features or default_features_dir(spec.data, spec.size)
-    net = load_feature_net(features)
-    reference, _ = reference_set(spec, n)
-    real = real_baseline(spec, net, reference)
+    cfg.validate()
+    run, out_dir = Path(cfg.run), Path(cfg.out_dir)
+    ref = baseline(cfg)
+    real = ref.real
     fixed = {
         "run": str(run),
-        "features": str(features),
-        "weights": weights_digest(run, features),
-        "n": n,
+        **cfg.sweep_settings(ref.features, run),
         "sampler": "ddim",
-        "steps": steps,
-        "seed": seed,
-        "batch_size": batch_size,
-        "precision": precision,
+        "steps": cfg.steps,
     }
-    rows, strips = sweep_samples(grid(guidance=scales), fixed, sweep_dir / NAME, parallel)
+    points = grid(guidance=cfg.scales)
+    rows, strips = sweep_samples(points, fixed, Path(cfg.sweep_dir) / NAME, cfg.parallel)
     write_results(out_dir, NAME, {"rows": rows, "real_images": real}, strips)
 
     fig = new_figure(10, 4)
@@ -96,7 +91,7 @@ def run_experiment(
         ax.grid(alpha=0.3)
     save_figure(fig, out_dir / f"{NAME}.png")
 
-    headers = ["guidance s", f"FID (genlab {net.config.data} features)", "adherence"]
+    headers = ["guidance s", f"FID (genlab {ref.net.config.data} features)", "adherence"]
     headers += [a.replace("adherence_", "") for a in attrs]
     body = [[r["guidance"], r["fid"], r["adherence"], *[r[a] for a in attrs]] for r in rows]
     body.append(["real images", real["fid"], real["adherence"], *[real[a] for a in attrs]])
@@ -107,8 +102,7 @@ def run_experiment(
         f"Lowest FID at s = {best_fid['guidance']:g} ({best_fid['fid']:.3g}, adherence "
         f"{best_fid['adherence']:.3f}); highest adherence at s = {best_adh['guidance']:g} "
         f"({best_adh['adherence']:.3f}, FID {best_adh['fid']:.3g}).",
-        f"Real images (another draw of {n}) score FID {real['fid']:.3g} against the reference "
-        f"and adherence {real['adherence']:.3f}: the floor and ceiling at this sample size.",
+        ref.finding(cfg.n),
     ]
     write_page(
         out_dir / f"{NAME}.md",
@@ -119,10 +113,11 @@ def run_experiment(
         f"{NAME}.png",
         [
             f"run: `{run}`",
-            f"n = {n} generated images per scale, one per caption of {n} reference images "
-            f"(FID reference: those {len(reference)} real images); FID with so few images is "
-            "biased upwards: compare rows, not with other tables",
-            f"DDIM {steps} steps, eta 0, trailing spacing, x0 not clipped, network in {precision}",
+            f"n = {cfg.n} generated images per scale, one per caption of {cfg.n} reference "
+            f"images (FID reference: those {ref.n_reference} real images); FID with so few "
+            "images is biased upwards: compare rows, not with other tables",
+            f"DDIM {cfg.steps} steps, eta 0, trailing spacing, x0 not clipped, network in "
+            f"{cfg.precision}",
             f"samples: [{NAME}_samples.png]({NAME}_samples.png) (first 8 per scale, rows in "
             "table order)",
         ],

@@ -12,7 +12,7 @@ samples both with the same sampler, captions and initial noise.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,43 @@ from genlab.core.errors import GenlabError
 from genlab.core.io import read_json
 from genlab.core.logging import METRICS_FILE, read_metrics
 from genlab.core.sweep import markdown_table, point_dir, run_sweep
-from genlab.metrics.features import default_features_dir, load_feature_net
+from genlab.methods.diffusion.schedule import PREDICTIONS
+from genlab.metrics.features import load_feature_net
 from genlab.recipes.diffusion import config_from_run, train_diffusion
 from genlab.recipes.experiments.report import new_figure, save_figure, write_page, write_results
-from genlab.recipes.experiments.sampling import sample_point, sweep_samples, weights_digest
+from genlab.recipes.experiments.sampling import Check, ExperimentConfig, sample_point, sweep_samples
 
 NAME = "diffusion_prediction"
 TRAIN_POINT = f"{__name__}:train_point"
 EVALUATE_POINT = f"{__name__}:evaluate_point"
+
+
+@dataclass
+class PredictionConfig(ExperimentConfig):
+    """Arms trained like the base run but for their target, then sampled alike."""
+
+    run: str = "runs/shapes32"  # the base run, whose settings every arm is trained with
+    runs: str = "runs/prediction"  # folder for the arms' runs
+    max_steps: int | None = None  # each arm's training steps; none: the base run's
+    predictions: tuple[str, ...] = ("eps", "x0")  # the arms' targets: eps, x0 or v
+    reuse_base: bool = False  # the base run is the arm of its own target
+    guidance: float = 3.0  # classifier-free guidance scale
+    steps: int = 50  # DDIM steps
+
+    def checks(self) -> dict[str, Check]:
+        targets = set(self.predictions)
+        return {
+            **super().checks(),
+            "max_steps": (self.max_steps is None or self.max_steps >= 1, "at least 1"),
+            "predictions": (
+                bool(targets)
+                and targets <= set(PREDICTIONS)
+                and len(targets) == len(self.predictions),
+                f"one or more of {', '.join(PREDICTIONS)}, each once",
+            ),
+            "guidance": (self.guidance >= 0, "at least 0"),
+            "steps": (self.steps >= 1, "at least 1"),
+        }
 
 
 def _finished(run: Path, steps: int) -> bool:
@@ -64,56 +93,38 @@ def evaluate_point(settings: dict[str, Any], run_dir: Path) -> dict[str, float]:
     return {"final_eval_loss": final, **sample_point(settings, run_dir)}
 
 
-def run_experiment(
-    base: Path,
-    runs: Path,
-    max_steps: int | None,
-    predictions: list[str],
-    reuse_base: bool,
-    features: Path | None,
-    n: int,
-    guidance: float,
-    steps: int,
-    seed: int,
-    batch_size: int,
-    precision: str,
-    out_dir: Path,
-    sweep_dir: Path,
-    parallel: int = 1,
-    command: str = "",
-) -> list[dict[str, float | str]]:
-    """Train one arm per target as a sweep in ``runs`` (finished arms are kept), sample each
-    as a sweep in ``sweep_dir/diffusion_prediction``, and write the page into ``out_dir``."""
-    cfg = config_from_run(base)
-    max_steps = max_steps or cfg.train.max_steps
-    features = features or default_features_dir(cfg.data.data, cfg.data.size)
+def run_experiment(cfg: PredictionConfig, command: str = "") -> list[dict[str, float | str]]:
+    """Train one arm per target as a sweep in ``cfg.runs`` (finished arms are kept), sample
+    each as a sweep in ``sweep_dir/diffusion_prediction``, and write the page into
+    ``out_dir``."""
+    cfg.validate()
+    base, out_dir = Path(cfg.run), Path(cfg.out_dir)
+    base_cfg = config_from_run(base)
+    max_steps = cfg.max_steps or base_cfg.train.max_steps
+    features = cfg.features_dir(base_cfg.data)
     net = load_feature_net(features)
     # the base run already is the arm of its own target when trained alike
-    alike = reuse_base and cfg.snr_gamma is None and cfg.train.max_steps == max_steps
-    reused = cfg.prediction if alike and cfg.prediction in predictions else None
+    alike = cfg.reuse_base and base_cfg.snr_gamma is None and base_cfg.train.max_steps == max_steps
+    reused = base_cfg.prediction if alike and base_cfg.prediction in cfg.predictions else None
     if reused and not _finished(base, max_steps):
         raise GenlabError(f"{base} has not reached step {max_steps} yet")
     budget = {"base": str(base), "max_steps": max_steps}
-    trained = [{"prediction": p} for p in predictions if p != reused]
-    run_sweep(TRAIN_POINT, trained, runs, budget, parallel)
+    trained = [{"prediction": p} for p in cfg.predictions if p != reused]
+    run_sweep(TRAIN_POINT, trained, cfg.runs, budget, cfg.parallel)
     arms = {
-        p: base if p == reused else point_dir(runs, TRAIN_POINT, {"prediction": p}, budget)
-        for p in predictions
+        p: base if p == reused else point_dir(cfg.runs, TRAIN_POINT, {"prediction": p}, budget)
+        for p in cfg.predictions
     }
 
     fixed = {
-        "features": str(features),
-        "weights": weights_digest(*arms.values(), features),
-        "n": n,
+        **cfg.sweep_settings(features, *arms.values()),
         "sampler": "ddim",
-        "steps": steps,
-        "guidance": guidance,
-        "seed": seed,
-        "batch_size": batch_size,
-        "precision": precision,
+        "steps": cfg.steps,
+        "guidance": cfg.guidance,
     }
     points = [{"prediction": p, "run": str(run)} for p, run in arms.items()]
-    rows, strips = sweep_samples(points, fixed, sweep_dir / NAME, parallel, EVALUATE_POINT)
+    out = Path(cfg.sweep_dir) / NAME
+    rows, strips = sweep_samples(points, fixed, out, cfg.parallel, EVALUATE_POINT)
     write_results(out_dir, NAME, rows, strips)
 
     fig = new_figure(10, 4)
@@ -141,7 +152,9 @@ def run_experiment(
         [i + 0.2 for i in x], [r["adherence"] for r in rows], 0.4, color="C1", label="adherence"
     )
     ax_bar.set_xticks(list(x), [f"{p}-prediction" for p in names])
-    ax_bar.set(ylabel="FID (genlab features)", title=f"samples (DDIM {steps}, s = {guidance})")
+    ax_bar.set(
+        ylabel="FID (genlab features)", title=f"samples (DDIM {cfg.steps}, s = {cfg.guidance})"
+    )
     twin.set(ylabel="caption adherence", ylim=(0, 1))
     handles = ax_bar.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     ax_bar.legend(handles=handles, loc="upper right", fontsize=8)
@@ -178,11 +191,12 @@ def run_experiment(
         f"{NAME}.png",
         [
             f"runs: {', '.join(f'`{r}`' for r in arms.values())} (settings of `{base}`, "
-            f"{max_steps} steps of {cfg.train.batch_size} images each), each trained on the "
-            "plain mean squared error of its own target (no Min-SNR weighting)",
-            f"n = {n} generated images per run, one per caption of {n} reference images; FID "
-            "with so few images is biased upwards: compare rows, not with other tables",
-            f"DDIM {steps} steps, eta 0, guidance {guidance}, network in {precision}",
+            f"{max_steps} steps of {base_cfg.train.batch_size} images each), each trained on "
+            "the plain mean squared error of its own target (no Min-SNR weighting)",
+            f"n = {cfg.n} generated images per run, one per caption of {cfg.n} reference "
+            "images; FID with so few images is biased upwards: compare rows, not with other "
+            "tables",
+            f"DDIM {cfg.steps} steps, eta 0, guidance {cfg.guidance}, network in {cfg.precision}",
             f"samples: [{NAME}_samples.png]({NAME}_samples.png) (first 8 per run, rows in "
             "table order)",
         ],

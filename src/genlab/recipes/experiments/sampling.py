@@ -1,29 +1,113 @@
-"""One point of a sampling experiment: sample a trained run at one setting and measure it.
+"""A sampling experiment's shared settings, and one point of it: sample a trained run at one
+setting and measure it.
 
 The diffusion experiments are sweeps (``genlab.core.sweep``) of ``sample_point`` over samplers,
 step counts, guidance scales or runs. Each point loads its run, draws one image per reference
 caption from the same seed (so every point starts from the same noise) and keeps its first 8
-images for the page's sample strip.
+images for the page's sample strip. Each experiment's config extends :class:`ExperimentConfig`,
+and ``genlab experiment`` generates its options from that config.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
+from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_save_tensors, load_tensors
 from genlab.core.sweep import Point, point_dir, run_sweep
 from genlab.methods.diffusion.text_conditioned import load_diffusion
-from genlab.metrics.features import load_feature_net
-from genlab.recipes.diffusion import read_data_spec
-from genlab.recipes.diffusion_eval import evaluate_samples, reference_set
+from genlab.metrics.features import FeatureNet, default_features_dir, load_feature_net
+from genlab.recipes.diffusion import DataSpec, read_data_spec
+from genlab.recipes.diffusion_eval import evaluate_samples, real_baseline, reference_set
+from genlab.recipes.experiments.report import DOCS_DIR, SWEEPS_DIR
 
 SAMPLE_POINT = "genlab.recipes.experiments.sampling:sample_point"
 STRIP_FILE = "samples.safetensors"  # a point's first 8 images, for the sample strip
+Check = tuple[bool, str]  # a setting's range check and the rule it states
+
+
+@dataclass
+class ExperimentConfig:
+    """What every sampling experiment sets: the run and feature net, the images per row and
+    their seed, and where the page and the sweep's run folders go."""
+
+    run: str = "runs/shapes32"  # a run of 'genlab image train'
+    features: str | None = None  # feature network folder; none: genlab's cache
+    n: int = 500  # generated images per table row
+    seed: int = 0  # decides the captions and the initial noise
+    batch_size: int = 100  # images per forward
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # the network's precision while sampling
+    out_dir: str = str(DOCS_DIR)  # where the page and its figures go
+    sweep_dir: str = str(SWEEPS_DIR)  # a run folder per setting, reused once measured
+    parallel: int = 1  # settings run at once, one process each (time them only at 1)
+
+    def checks(self) -> dict[str, Check]:
+        """Each setting's range check; an experiment adds its own."""
+        return {
+            "n": (self.n >= 2, "at least 2"),
+            "seed": (self.seed >= 0, "at least 0"),
+            "batch_size": (self.batch_size >= 1, "at least 1"),
+            "parallel": (self.parallel >= 1, "at least 1"),
+        }
+
+    def validate(self) -> None:
+        """Refuse the first setting out of range, in one line."""
+        for name, (ok, rule) in self.checks().items():
+            if not ok:
+                value = getattr(self, name)
+                raise GenlabError(f"invalid experiment setting {name}={value!r}: {rule}")
+
+    def features_dir(self, spec: DataSpec) -> Path:
+        """The feature net: ``features``, else genlab's cached one for the run's data."""
+        return Path(self.features) if self.features else default_features_dir(spec.data, spec.size)
+
+    def sweep_settings(self, features: Path, *runs: Path) -> Point:
+        """The settings every point of the sweep shares: the feature net, a digest of its and
+        ``runs``' weights, the images per row, their seed, batch size and precision."""
+        return {
+            "features": str(features),
+            "weights": weights_digest(*runs, features),
+            "n": self.n,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "precision": self.precision,
+        }
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What a sampled run's rows are measured with and against: the run's data, the feature
+    net, the number of reference images, and another draw of real images measured alike (the
+    floor of FID and the ceiling of adherence at this sample size)."""
+
+    spec: DataSpec
+    features: Path
+    net: FeatureNet
+    n_reference: int
+    real: dict[str, float]
+
+    def finding(self, n: int) -> str:
+        """What the real images score, for the page (``n``: the images per row)."""
+        return (
+            f"Real images (another draw of {n}) score FID {self.real['fid']:.3g} against the "
+            f"reference and adherence {self.real['adherence']:.3f}: the floor and ceiling at "
+            "this sample size."
+        )
+
+
+def baseline(cfg: ExperimentConfig) -> Baseline:
+    """The baseline of ``cfg.run`` with ``cfg.n`` reference images."""
+    spec = read_data_spec(cfg.run)
+    features = cfg.features_dir(spec)
+    net = load_feature_net(features)
+    reference, _ = reference_set(spec, cfg.n)
+    return Baseline(spec, features, net, len(reference), real_baseline(spec, net, reference))
 
 
 def sample_point(settings: dict[str, Any], run_dir: Path) -> dict[str, float]:
