@@ -1,5 +1,7 @@
 """The Typer application that every verb module registers its commands on."""
 
+import os
+
 import typer
 
 app = typer.Typer(
@@ -14,3 +16,9 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """genlab: build, train and measure generative models. Add --debug for tracebacks."""
+
+
+def say(text: str) -> None:
+    """Print a verb's closing line once: under torchrun, from rank 0 only."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(text)

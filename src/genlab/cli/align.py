@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from genlab.cli._app import app
+from genlab.cli._app import app, say
 from genlab.cli.options import config_command
 from genlab.recipes.stages import DPOStage, RewardStage, SFTStage, run_dpo, run_reward, run_sft
 
@@ -24,11 +24,11 @@ def sft_cmd(
 ) -> None:
     """Supervised fine-tuning: learn to answer from demonstrations (assistant tokens only)."""
     metrics = run_sft(stage, resume=resume)
-    typer.echo(
+    say(
         f"done: {int(metrics['step'])} steps on {int(metrics['conversations'])} conversations, "
         f"held-out loss {metrics.get('eval_loss', float('nan')):.3f}"
     )
-    typer.echo(f"chat with it: genlab chat {stage.sft.out}")
+    say(f"chat with it: genlab chat {stage.sft.out}")
 
 
 @app.command("reward")
@@ -38,11 +38,11 @@ def reward_cmd(
 ) -> None:
     """Train a reward model on comparisons (Bradley-Terry loss)."""
     metrics = run_reward(stage, resume=resume)
-    typer.echo(
+    say(
         f"done: {int(metrics['step'])} steps, held-out pairwise accuracy "
         f"{metrics['test_accuracy']:.1%} on {int(metrics['test_pairs'])} comparisons"
     )
-    typer.echo(f"use it for PPO: genlab ppo --policy SFT_RUN --reward {stage.reward.out}")
+    say(f"use it for PPO: genlab ppo --policy SFT_RUN --reward {stage.reward.out}")
 
 
 @app.command("dpo")
@@ -52,8 +52,8 @@ def dpo_cmd(
 ) -> None:
     """Direct preference optimisation of an SFT model on comparisons."""
     metrics = run_dpo(stage, resume=resume)
-    typer.echo(
+    say(
         f"done: {int(metrics['step'])} steps on {int(metrics['train_pairs'])} comparisons, "
         f"held-out loss {metrics.get('eval_loss', float('nan')):.3f} (log 2 = 0.693 at the start)"
     )
-    typer.echo(f"chat with it: genlab chat {stage.dpo.out}")
+    say(f"chat with it: genlab chat {stage.dpo.out}")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from genlab.cli._app import app
+from genlab.cli._app import app, say
 from genlab.cli.options import config_command
 from genlab.core.config import convert
 from genlab.core.device import pick_device
@@ -67,7 +67,7 @@ def train(
     line = f"trained {int(metrics['params']):,} parameters to step {int(metrics['step'])}"
     if "eval_loss" in metrics:
         line += f"; eval loss {metrics['eval_loss']:.4f}"
-    typer.echo(f"{line}; run folder {cfg.out} (samples in {cfg.out}/samples)")
+    say(f"{line}; run folder {cfg.out} (samples in {cfg.out}/samples)")
 
 
 @image.command()
@@ -107,7 +107,7 @@ def sample(
         precision=precision,
         device=str(pick_device(device)),
     )
-    typer.echo(f"wrote {len(images)} samples to {out}")
+    say(f"wrote {len(images)} samples to {out}")
     if not prompt:
         for caption in dict.fromkeys(captions):
-            typer.echo(f"  {caption}")
+            say(f"  {caption}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from genlab.cli._app import app
+from genlab.cli._app import app, say
 from genlab.cli.options import config_command
 from genlab.recipes.stages import PPOStage, run_ppo
 
@@ -20,9 +20,9 @@ def ppo_cmd(
     """RLHF: optimise the policy against the reward model by PPO, on a KL leash to SFT."""
     metrics = run_ppo(stage, resume=resume)
     out = Path(stage.ppo.out)
-    typer.echo(
+    say(
         f"done: {int(metrics['step'])} iterations, reward {metrics['reward']:.3f}, "
         f"KL to the SFT model {metrics['kl']:.3f} nats per answer"
     )
-    typer.echo(f"samples as the policy changed: {out / 'samples.jsonl'}")
-    typer.echo(f"chat with the result: genlab chat {out}")
+    say(f"samples as the policy changed: {out / 'samples.jsonl'}")
+    say(f"chat with the result: genlab chat {out}")

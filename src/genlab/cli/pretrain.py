@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from genlab.cli._app import app
+from genlab.cli._app import app, say
 from genlab.cli.options import config_command
 from genlab.recipes.pretrain import PretrainConfig, pretrain
 
@@ -18,8 +18,8 @@ def pretrain_cmd(
     """Pretrain a GPT (built-in TinyWorld text unless --data is given)."""
     metrics = pretrain(cfg, resume=resume)
     if "eval_loss" in metrics:
-        typer.echo(
+        say(
             f"done: {int(metrics['step'])} steps, validation loss {metrics['eval_loss']:.3f}, "
             f"perplexity {metrics['eval_perplexity']:.2f}"
         )
-    typer.echo(f'continue text with: genlab generate --checkpoint {cfg.out} --prompt "..."')
+    say(f'continue text with: genlab generate --checkpoint {cfg.out} --prompt "..."')

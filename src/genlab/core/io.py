@@ -20,7 +20,8 @@ from safetensors.torch import load_file, save
 from genlab.core.errors import GenlabError
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (a crash cannot undo it)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # some filesystems do not allow opening folders
@@ -55,7 +56,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -54,10 +54,10 @@ from genlab.core.checkpoint import (
 from genlab.core.distributed import all_gather_object, barrier, dist_info, is_fsdp, unwrap
 from genlab.core.errors import GenlabError
 from genlab.core.io import (
-    _fsync_dir,
     atomic_save_tensors,
     atomic_write_bytes,
     atomic_write_json,
+    fsync_dir,
     load_tensors,
     read_json,
 )
@@ -328,10 +328,10 @@ class RunFolder:
             if other_step >= step:
                 _remove_checkpoint(folder)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         for name in (MODEL_FILE, OPTIMIZER_FILE, STATE_FILE):
             _publish(final / name, self.path / name)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         for _, folder in _step_dirs(self.path)[: -self.keep_last]:
             _remove_checkpoint(folder)
         for stale in (self.path / CHECKPOINTS_DIR).glob(".step_*.tmp"):

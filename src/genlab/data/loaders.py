@@ -26,7 +26,7 @@ import numpy as np
 
 from genlab.core.distributed import dist_info
 from genlab.core.errors import GenlabError
-from genlab.core.io import _fsync_dir, atomic_write_json, read_json
+from genlab.core.io import atomic_write_json, fsync_dir, read_json
 from genlab.data.records import iter_jsonl
 
 TEXT_SUFFIXES = (".txt", ".md", ".text")
@@ -152,7 +152,7 @@ def write_token_file(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return total
 
 
