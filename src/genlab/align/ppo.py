@@ -52,6 +52,7 @@ from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
 from genlab.core.io import read_json
 from genlab.core.phases import OptimizerGroup, Phase
+from genlab.core.run import check_unchanged
 from genlab.core.trainer import Trainer
 from genlab.data.records import Prompt
 from genlab.methods.autoregressive.checkpoint import TOKENIZER_FILE, load_gpt
@@ -105,13 +106,8 @@ def _check_resume(cfg: PPOConfig, resume: bool) -> None:
     path = Path(cfg.out) / SETTINGS_FILE
     if not resume or not path.is_file():
         return
-    before = read_json(path, "PPO settings")
-    for name in DATA_FIELDS:
-        if name in before and before[name] != getattr(cfg, name):
-            raise GenlabError(
-                f"cannot resume {cfg.out} with {name}={getattr(cfg, name)!r}: the run used "
-                f"{before[name]!r}"
-            )
+    kept = {name: getattr(cfg, name) for name in DATA_FIELDS}
+    check_unchanged(path.parent, read_json(path, "PPO settings"), kept)
 
 
 def ppo(

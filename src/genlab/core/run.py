@@ -195,6 +195,18 @@ def _remove_checkpoint(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def check_unchanged(run: Path, saved: Mapping[str, Any], kept: Mapping[str, Any]) -> None:
+    """A resumed run must keep the settings in ``kept`` that it recorded in ``saved``: they
+    decide which data each step reads."""
+    for name, now in kept.items():
+        before = saved.get(name)
+        if before is not None and before != now:
+            raise GenlabError(
+                f"cannot resume {run} with {name}={now}: the run used {before}, "
+                "and the data order depends on it"
+            )
+
+
 class RunFolder:
     """A run folder: its config, its checkpoints, and saving/loading them (see module doc).
 
@@ -256,13 +268,7 @@ class RunFolder:
                     f"{self.path} is not a genlab run folder (no config.json): cannot resume"
                 )
             return False
-        for name, now in kept.items():
-            before = saved.get("train", {}).get(name)
-            if before is not None and before != now:
-                raise GenlabError(
-                    f"cannot resume {self.path} with {name}={now}: the run used {before}, "
-                    "and the data order depends on it"
-                )
+        check_unchanged(self.path, saved.get("train", {}), kept)
         return self.has_checkpoints()
 
     def write_config(self) -> None:
