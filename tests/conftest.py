@@ -9,6 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
@@ -21,3 +24,14 @@ def pytest_report_header() -> str:
     if references_required():
         return f"reference libraries: required ({REQUIRE_ENV}=1, a missing one fails)"
     return f"reference libraries: optional (a missing one skips; {REQUIRE_ENV}=1 fails instead)"
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test on one intra-op thread: tiny models gain nothing from more, and on a busy
+    2-core machine OpenMP threads waiting for each other make each small step many times
+    slower. Folders and modules of tiny models use it for every test."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,12 +17,8 @@ TEXT = [
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test in this folder runs on one thread (see ``one_thread``)."""
 
 
 @pytest.fixture(scope="session")

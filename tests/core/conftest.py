@@ -8,7 +8,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-import torch
 
 TOY_SCRIPT = Path(__file__).with_name("trainer_toy.py")
 
@@ -34,10 +33,5 @@ def toy_script() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Toy models gain nothing from intra-op threads, and on a busy 2-core machine OpenMP
-    threads waiting for each other make each tiny step many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test in this folder runs on one thread (see ``one_thread``)."""

@@ -23,13 +23,7 @@ from genlab.methods.diffusion.text_conditioned import (
 from genlab.nets.text_encoder import TextEncoder, TextEncoderConfig
 from genlab.nets.unet import UNetConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CAPTIONS = ["a small red circle on the left", "a large blue star at the top", "a blue circle"]

@@ -23,13 +23,7 @@ from genlab.metrics.features import FeatureNet, FeatureNetConfig
 from genlab.recipes.diffusion import DataSpec, ImageTrainConfig, train_diffusion
 from genlab.recipes.diffusion_eval import sample_run
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(out: Path, max_steps: int = 4) -> ImageTrainConfig:
