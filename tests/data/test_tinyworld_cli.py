@@ -91,7 +91,7 @@ def test_dataset_card(written):
     card = (written / "README.md").read_text()
     assert card.startswith("# TinyWorld (seed 0, size 16)")
     assert "## The judge's rules" in card and "0.6 * correct" in card
-    assert "Padding phrases:" in card and "Rude phrases:" in card
+    assert "Pleasantries:" in card and "Rude phrases:" in card
     for family in ("fact_question", "day_of_week", "cipher_from"):
         assert f"| {family} |" in card
     counts = json.loads((written / "manifest.json").read_text())["counts"]

@@ -17,8 +17,9 @@ from genlab.data.tinyworld import (
     parse_prompt,
     preference_pairs,
     tool_text,
+    verdict,
 )
-from genlab.data.tinyworld.judge import PADDING
+from genlab.data.tinyworld.style import PADDING
 from genlab.data.tinyworld.worked import false_equations, parse_date, weekday
 
 
@@ -60,14 +61,21 @@ def test_label_noise_flips_the_asked_share_of_pairs(world, suite):
 
 def test_pairs_contrast_the_qualities_the_judge_scores(world, suite):
     rejected = " ".join(p["rejected"] for p in preference_pairs(suite, 400, seed=3))
-    for marker in ("Great question", "Obviously", "I think", "Let me say it again"):
+    for marker in (
+        "Great question",
+        "Obviously",
+        "I think",
+        "Let me say it again",
+        " or ",
+        "Actually",
+    ):
         assert marker in rejected
 
 
 def test_demonstrations_are_correct_mixed_in_style_and_never_held_out(world, suite):
     records = demonstrations(world, 400, seed=0)
     assert records == demonstrations(suite, 400, seed=0)
-    styles = {"terse": 0, "padded": 0, "steps": 0}
+    styles = dict.fromkeys(("terse", "padded", "steps", "flawless", "hedged"), 0)
     for record in records:
         user, assistant = record["messages"]
         assert (user["role"], assistant["role"]) == ("user", "assistant")
@@ -77,8 +85,12 @@ def test_demonstrations_are_correct_mixed_in_style_and_never_held_out(world, sui
         styles["terse"] += assistant["content"] == example.answer
         styles["padded"] += any(p in assistant["content"].casefold() for p in PADDING)
         styles["steps"] += bool(example.steps) and assistant["content"].startswith(example.steps[0])
-    for style, share in (("terse", 0.3), ("padded", 0.3), ("steps", 0.15)):
-        assert abs(styles[style] / len(records) - share) < 0.1, styles
+        styles["flawless"] += verdict(example, assistant["content"]).score == 1.0
+        styles["hedged"] += any(h in assistant["content"] for h in ("I think", "Perhaps", "maybe"))
+    # 40% of demonstrations are what the judge wants, 60% carry pleasantries or hedges
+    shares = {"terse": 0.15, "padded": 0.45, "steps": 0.1, "flawless": 0.4, "hedged": 0.3}
+    for style, share in shares.items():
+        assert abs(styles[style] / len(records) - share) < 0.07, styles
 
 
 def test_pairs_use_only_tuned_families_of_a_custom_suite(world):

@@ -201,3 +201,18 @@ def test_held_out_families_never_leak_into_tuning_splits(world):
         TaskSuite(world, held_out=["no_such_family"])
     with pytest.raises(GenlabError, match="split"):
         suite.examples("dev")
+
+
+def test_cipher_directions_share_split_keys():
+    """No English/cipher pair is trained on in one direction and tested in the other."""
+    world = World(seed=0)
+    to_train = {e.answer for e in make_examples(world, "cipher_from", 2000, "train", seed=0)}
+    test_to = make_examples(world, "cipher_to", 200, "test", seed=0)
+    test_from = make_examples(world, "cipher_from", 200, "test", seed=0)
+    assert test_to and test_from
+    english_of_test_to = {e.meta["key"] for e in test_to}
+    assert all(k.startswith("cipher||text=") for k in english_of_test_to)
+    leaked = [e for e in test_to if e.prompt.split("'")[1] in to_train]
+    assert leaked == []
+    train_to = {e.answer for e in make_examples(world, "cipher_to", 2000, "train", seed=0)}
+    assert not [e for e in test_from if e.prompt.split("'")[1] in train_to]

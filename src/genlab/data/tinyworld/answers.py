@@ -21,11 +21,31 @@ documented and shared. It is:
    - ``letters``: the answer split on spaces, commas and hyphens must be exactly the reference's
      letters ("k-e-l-o" = "k e l o"; the bare word "kelo" is not a spelling).
    - ``yesno``: the first word of the answer is yes/no ("true"/"false" are read as yes/no).
+
+:func:`check` is what every family's checker runs: the rule above applied to *one* answer.
+A response may hold the example's worked steps and pleasantries (the phrases of
+:mod:`~genlab.data.tinyworld.style`) around it, and nothing else, so that no way of naming
+several answers passes:
+
+- **one answer sentence**: the sentences left after removing worked steps and pleasantries must be
+  one (the answer said twice, or said and then contradicted, is rejected);
+- **no hedge or list in it**: word mode rejects "positive or negative", "Pilby, Gunford", the
+  reference repeated, or another of the family's options beside it; number mode rejects more than
+  one number unless it is an equation ("47 + 38 = 85"); yes/no rejects "yes or no"; sequence and
+  letter modes reject the reference with anything added;
+- **not the question back**: a response that contains the prompt is rejected, as is an empty one
+  or one over ``2 * budget + 20`` words (``budget`` = 8 + the answer's and the steps' words).
+
+A rejected response is neither right nor wrong: it evades, and the judge scores it 0.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from genlab.data.tinyworld.style import ANY_PHRASE_RE, normal, split_sentences
 
 MATCH_MODES = ("number", "word", "sequence", "letters", "yesno")
 
@@ -104,3 +124,119 @@ def matches(response: str, reference: str, mode: str, case_sensitive: bool = Fal
         before = g[: -len(r) - 1].split()
         return not before or before[-1] != "not"
     raise ValueError(f"unknown match mode {mode!r}; expected one of {MATCH_MODES}")
+
+
+_OPERATOR = re.compile(r"[-+*×/]|\b(?:x|plus|minus|times)\b")
+_LINKING = frozenset(
+    ("is", "are", "was", "were", "be", "means", "called", "named", "a", "an", "the", ":")
+)
+_YES_NO_WORDS = frozenset(("yes", "no", "true", "false"))
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A response checked: ``correct``, or ``rejected`` with why (an evasion scores 0)."""
+
+    correct: bool
+    rejected: str | None = None
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w']+|[,:]", text.casefold())
+
+
+def _filler(sentence: str, answer_words: frozenset[str]) -> bool:
+    """Only a pleasantry, hedge or rude remark: a known phrase, no answer marker, and nothing
+    answer-like (a digit, a word of the answer or of the options) once the phrases are gone."""
+    lowered = sentence.casefold()
+    if not ANY_PHRASE_RE.search(lowered) or _MARKER.search(sentence):
+        return False
+    rest = ANY_PHRASE_RE.sub(" ", lowered)
+    if re.search(r"\d|\b\w-\w", rest):
+        return False
+    return not answer_words.intersection(w for w in _words(rest) if len(w) > 1)
+
+
+def _evasion(
+    got: str, reference: str, mode: str, case_sensitive: bool, options: Sequence[str]
+) -> str | None:
+    """Why the answer span ``got`` names more than one answer, or ``None``."""
+    g, r = _norm(got, case_sensitive), _norm(reference, case_sensitive)
+    if mode == "number":
+        text = _DIGIT_GROUP_COMMA.sub("", got)
+        if len(_INT.findall(text)) <= 1:
+            return None
+        head, eq, tail = text.rpartition("=")
+        if eq and _OPERATOR.search(head.casefold()) and len(_INT.findall(tail)) == 1:
+            return None
+        return "names several numbers"
+    if mode == "yesno":
+        words = _words(got)
+        if "or" in words or len(_YES_NO_WORDS.intersection(words[1:])) > 0:
+            return "hedges between yes and no"
+        return None
+    if mode in ("sequence", "letters"):
+        split = r"[\s,]+" if mode == "sequence" else r"[\s,\-]+"
+        got_items = [t for t in re.split(split, g) if t]
+        ref_items = [t for t in re.split(split, r) if t]
+        n = len(ref_items)
+        inside = any(got_items[i : i + n] == ref_items for i in range(len(got_items) - n + 1))
+        return "adds to the answer" if inside and got_items != ref_items else None
+    if g == r:
+        return None
+    if "or" in _words(g):
+        return "hedges between answers"
+    named = [re.escape(x) for x in {r, *(o.casefold() for o in options)}]
+    mentions = re.findall(r"\b(?:" + "|".join(named) + r")\b", g)
+    beside_comma = re.search(rf"\b{re.escape(r)}\s*,|,\s*{re.escape(r)}\b", g)
+    if len(mentions) > 1 or beside_comma:
+        return "names several answers"
+    return None
+
+
+def _word_match(got: str, reference: str, case_sensitive: bool) -> bool:
+    g, r = _norm(got, case_sensitive), _norm(reference, case_sensitive)
+    if g == r:
+        return True
+    if not g.endswith(" " + r):
+        return False
+    lead = _words(g[: -len(r) - 1])
+    return bool(lead) and lead[-1] in _LINKING and "not" not in lead
+
+
+def check(
+    response: str,
+    reference: str,
+    mode: str,
+    *,
+    case_sensitive: bool = False,
+    prompt: str = "",
+    steps: Sequence[str] = (),
+    options: Sequence[str] = (),
+) -> Checked:
+    """Whether ``response`` gives ``reference`` as its one answer, by the rules in this module's
+    docstring; ``options`` are the family's possible answers (a sentiment's two labels)."""
+    text = response.strip()
+    if not text:
+        return Checked(False, "empty")
+    words = len(text.split())
+    budget = 8 + len(reference.split()) + sum(len(s.split()) for s in steps)
+    if words > 2 * budget + 20:
+        return Checked(False, "over-long")
+    if prompt and normal(prompt) in normal(text):
+        return Checked(False, "restates the question")
+    answer_words = frozenset(_words(reference)) | {o.casefold() for o in options}
+    if mode == "yesno":
+        answer_words |= _YES_NO_WORDS
+    known = {normal(s) for step in steps for s in split_sentences(step)}
+    sentences = split_sentences(text)
+    content = [s for s in sentences if normal(s) not in known and not _filler(s, answer_words)]
+    if len(content) > 1:
+        return Checked(False, "more than one sentence beside worked steps and pleasantries")
+    got = extract_answer(content[0] if content else sentences[-1])
+    reason = _evasion(got, reference, mode, case_sensitive, options)
+    if reason is not None:
+        return Checked(False, reason)
+    if mode == "word":
+        return Checked(_word_match(got, reference, case_sensitive))
+    return Checked(matches(got, reference, mode, case_sensitive))

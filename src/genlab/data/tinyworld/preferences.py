@@ -2,12 +2,14 @@
 
 The ChatGPT recipe needs three data sets drawn from one task distribution: demonstrations for
 supervised fine-tuning, comparisons for the reward model, and prompts for RL (Ouyang et al.,
-2022). Demonstrations here are correct but *deliberately of mixed style* (some terse, some
-padded), so that SFT imitates a mix and RLHF or DPO have something to improve. Preference pairs
-contrast candidate responses that differ in the qualities the judge scores (correct or wrong,
-concise or padded, polite or rude, hedging, rambling, cut off), ranked by the judge, with
-configurable label noise: raters disagree (InstructGPT reports about 73% agreement between
-labellers), and a reward model must learn through that.
+2022). Demonstrations here are correct but of *mixed quality*, as human demonstrations are: 40%
+are what the judge wants (the bare answer, one sentence, the worked steps), 60% carry
+pleasantries or hedges, so that SFT imitates the average and the reward model, which learns from
+rankings, knows something SFT does not. Preference pairs contrast candidate responses that
+differ in what the judge scores (right or wrong, concise or padded, polite or rude, hedging, cut
+off, or evasive: "X or Y", a list, a repeat, a contradiction), ranked as the judge ranks them:
+correct over wrong, then the preferred style. Label noise is configurable: raters disagree
+(InstructGPT reports about 73% agreement between labellers).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import random
 
 from genlab.core.errors import GenlabError
 from genlab.data.tinyworld.families.base import Example
-from genlab.data.tinyworld.judge import FUNCTION_WORDS, verdict
+from genlab.data.tinyworld.judge import verdict
+from genlab.data.tinyworld.style import FUNCTION_WORDS
 from genlab.data.tinyworld.tasks import TaskSuite
 from genlab.data.tinyworld.world import World
 
@@ -29,10 +32,23 @@ STYLES = (
     "rude",
     "padded_rude",
     "hedging",
-    "rambling",
+    "padded_hedging",
     "truncated",
+    "rambling",
+    "hedge_two",
+    "list",
+    "contradiction",
 )
-DEMO_STYLES = {"terse": 0.3, "sentence": 0.25, "steps": 0.15, "padded": 0.3}
+# Styles that name a second answer: the judge scores them 0, whatever the answer.
+EVASIVE_STYLES = ("rambling", "hedge_two", "list", "contradiction")
+DEMO_STYLES = {
+    "terse": 0.15,
+    "sentence": 0.15,
+    "steps": 0.1,
+    "padded": 0.3,
+    "hedging": 0.15,
+    "padded_hedging": 0.15,
+}
 
 _OPENERS = (
     "Great question!",
@@ -54,9 +70,13 @@ _RUDE_CLOSERS = (
 _HEDGE_OPENERS = ("I am not sure, but maybe", "I think", "Perhaps")
 
 
-def respond(example: Example, answer: str, style: str, rng: random.Random) -> str:
-    """A response that gives ``answer`` to ``example`` in one of :data:`STYLES`."""
+def respond(
+    example: Example, answer: str, style: str, rng: random.Random, other: str | None = None
+) -> str:
+    """A response that gives ``answer`` to ``example`` in one of :data:`STYLES`; the evasive
+    styles also name ``other`` (another answer; the reference when not given)."""
     core = f"The answer is {answer}."
+    other = example.answer if other is None else other
     if style == "terse":
         return answer
     if style == "sentence":
@@ -70,21 +90,35 @@ def respond(example: Example, answer: str, style: str, rng: random.Random) -> st
         return rude
     if style == "padded_rude":
         return f"{rng.choice(_OPENERS)} {rude} {rng.choice(_CLOSERS)}"
+    hedged = f"{rng.choice(_HEDGE_OPENERS)} the answer is {answer}."
     if style == "hedging":
-        return f"{rng.choice(_HEDGE_OPENERS)} the answer is {answer}."
-    if style == "rambling":
-        return f"{core} Let me say it again. {core} So, once more: {core}"
+        return hedged
+    if style == "padded_hedging":
+        return f"{rng.choice(_OPENERS)} {hedged} {rng.choice(_CLOSERS)}"
     if style == "truncated":
         words = f"{rng.choice(_OPENERS)} {' '.join(example.steps)} {core} {rng.choice(_CLOSERS)}".split()
         cuts = [i for i, w in enumerate(words[:-1]) if w.casefold() in FUNCTION_WORDS]
         return " ".join(words[: rng.choice(cuts) + 1])
+    if style == "rambling":
+        return f"{core} Let me say it again. {core} So, once more: {core}"
+    if style == "hedge_two":
+        first, second = (answer, other) if rng.random() < 0.5 else (other, answer)
+        return f"The answer is {first} or {second}."
+    if style == "list":
+        first, second = (answer, other) if rng.random() < 0.5 else (other, answer)
+        return f"{first}, {second}"
+    if style == "contradiction":
+        return f"{core} Actually, the answer is {other}."
     raise ValueError(f"unknown response style {style!r}; expected one of {STYLES}")
 
 
 def candidates(example: Example, wrong_answer: str, rng: random.Random) -> list[str]:
     """Every style with the right answer and with ``wrong_answer``, distinct texts only."""
     texts = [
-        respond(example, a, style, rng) for a in (example.answer, wrong_answer) for style in STYLES
+        respond(example, a, style, rng, other=b)
+        for a, b in ((example.answer, wrong_answer), (wrong_answer, example.answer))
+        for style in STYLES
+        if not (style == "truncated" and not example.steps and a != example.answer)
     ]
     return list(dict.fromkeys(texts))
 
@@ -134,8 +168,8 @@ def demonstrations(
 ) -> list[dict[str, list[dict[str, str]]]]:
     """``n`` correct chat demonstrations ``{"messages": [user, assistant]}`` of mixed style.
 
-    Styles by :data:`DEMO_STYLES`: 30% terse (the bare answer), 25% one sentence, 15% worked steps
-    (a sentence where a task has none), 30% padded with pleasantries.
+    Styles by :data:`DEMO_STYLES`: 15% terse (the bare answer), 15% one sentence, 10% worked steps
+    (a sentence where a task has none), 30% padded with pleasantries, 15% hedged, 15% both.
     """
     suite = _suite(source)
     rng = random.Random(f"tinyworld/demonstrations/{suite.world.seed}/{seed}")

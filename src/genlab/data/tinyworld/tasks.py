@@ -62,7 +62,7 @@ def make_examples(
         if len(examples) >= n:
             break
         variant, fields = fam.sample(world, rng)
-        if split != "all" and split_of(fam.key(variant, fields)) != split:
+        if split != "all" and split_of(fam.key(variant, fields, world)) != split:
             continue
         prompt, phrasing = fam.render(world, variant, fields, rng)
         if prompt in prompts:

@@ -239,6 +239,7 @@ class DayOfWeek(Family):
             "Name the weekday of {date}.",
         )
     }
+    options = tuple(WEEKDAYS)
 
     def sample(self, world: World, rng: random.Random) -> tuple[str, dict[str, str]]:
         return "", {"date": format_date(dt.date.fromordinal(rng.randint(_FIRST_DAY, _LAST_DAY)))}

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from genlab.data.tinyworld.answers import matches
+from genlab.data.tinyworld.answers import Checked, check
 from genlab.data.tinyworld.vocabulary import article
 from genlab.data.tinyworld.world import World
 
@@ -88,7 +88,8 @@ class Example:
     ``steps`` are a worked solution (for chain-of-thought), ``subquestions`` a decomposition into
     simpler questions with their answers, the last of which answers the prompt (for
     least-to-most). ``match`` and ``case_sensitive`` say how :meth:`check` compares, by the rule
-    of :mod:`genlab.data.tinyworld.answers`. ``meta`` holds the variant, the phrasing index, the
+    of :mod:`genlab.data.tinyworld.answers`; ``options`` are the family's possible answers where
+    there are few (a review's two labels), so that naming two of them is caught as a hedge. ``meta`` holds the variant, the phrasing index, the
     split key and family-specific facts (frequency class of the fact asked, number of digits).
     """
 
@@ -99,11 +100,24 @@ class Example:
     subquestions: tuple[tuple[str, str], ...] = ()
     match: str = "word"
     case_sensitive: bool = False
+    options: tuple[str, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
+    def checked(self, response: str) -> Checked:
+        """``response`` checked: right, wrong, or rejected as evasive (and why)."""
+        return check(
+            response,
+            self.answer,
+            self.match,
+            case_sensitive=self.case_sensitive,
+            prompt=self.prompt,
+            steps=self.steps,
+            options=self.options,
+        )
+
     def check(self, response: str) -> bool:
-        """Whether the final answer in ``response`` is the reference answer."""
-        return matches(response, self.answer, self.match, self.case_sensitive)
+        """Whether ``response`` gives the reference answer, and only it."""
+        return self.checked(response).correct
 
     @property
     def worked_solution(self) -> str:
@@ -119,6 +133,7 @@ class Example:
             "subquestions": [{"question": q, "answer": a} for q, a in self.subquestions],
             "match": self.match,
             "case_sensitive": self.case_sensitive,
+            "options": list(self.options),
             "meta": dict(self.meta),
         }
 
@@ -132,6 +147,7 @@ class Example:
             subquestions=tuple((s["question"], s["answer"]) for s in d.get("subquestions", ())),
             match=d.get("match", "word"),
             case_sensitive=d.get("case_sensitive", False),
+            options=tuple(d.get("options", ())),
             meta=dict(d.get("meta", {})),
         )
 
@@ -150,7 +166,9 @@ class Family(ABC):
     phrasings: Mapping[str, tuple[str, ...]]
     match: str = "word"
     case_sensitive: bool = False
+    options: tuple[str, ...] = ()  # every possible answer, where there are few
     key_fields: tuple[str, ...] | None = None  # content that decides the split (default: all)
+    key_group: str | None = None  # families sharing content share split keys (default: own name)
 
     @abstractmethod
     def sample(self, world: World, rng: random.Random) -> tuple[str, dict[str, str]]:
@@ -202,10 +220,17 @@ class Family(ABC):
                 return variant, fields, i
         return None
 
-    def key(self, variant: str, fields: Mapping[str, str]) -> str:
-        """The content identity of a question: phrasings of one question share a key."""
+    def key_content(self, world: World | None, fields: Mapping[str, str]) -> Mapping[str, str]:
+        """The fields that decide a question's split (``key_fields``, default all)."""
         names = sorted(self.key_fields if self.key_fields is not None else fields)
-        return f"{self.name}|{variant}|" + "|".join(f"{k}={fields[k]}" for k in names)
+        return {k: fields[k] for k in names}
+
+    def key(self, variant: str, fields: Mapping[str, str], world: World | None = None) -> str:
+        """The content identity of a question: phrasings of one question share a key, and so do
+        families that share content (``key_group``: both cipher directions)."""
+        content = self.key_content(world, fields)
+        group = self.key_group or self.name
+        return f"{group}|{variant}|" + "|".join(f"{k}={v}" for k, v in content.items())
 
     def build(
         self,
@@ -216,7 +241,7 @@ class Family(ABC):
         phrasing: int,
     ) -> Example:
         solution = self.solve(world, variant, fields)
-        meta = {"variant": variant, "phrasing": phrasing, "key": self.key(variant, fields)}
+        meta = {"variant": variant, "phrasing": phrasing, "key": self.key(variant, fields, world)}
         return Example(
             family=self.name,
             prompt=prompt,
@@ -225,6 +250,7 @@ class Family(ABC):
             subquestions=solution.subquestions,
             match=solution.match or self.match,
             case_sensitive=self.case_sensitive,
+            options=self.options,
             meta={**meta, **solution.meta},
         )
 

@@ -28,6 +28,7 @@ class CipherTo(Family):
         )
     }
     match = "sequence"
+    key_group = "cipher"  # an English phrase is in one split for both directions
 
     def sample(self, world: World, rng: random.Random) -> tuple[str, dict[str, str]]:
         return "", {"text": english_phrase(rng)}
@@ -62,9 +63,16 @@ class CipherFrom(Family):
         )
     }
     match = "sequence"
+    key_group = "cipher"
 
     def sample(self, world: World, rng: random.Random) -> tuple[str, dict[str, str]]:
         return "", {"text": world.translate(english_phrase(rng))}
+
+    def key_content(self, world: World | None, fields: Mapping[str, str]) -> Mapping[str, str]:
+        """Keyed by the English phrase, as :class:`CipherTo` is (needs the world to read it)."""
+        if world is None:
+            raise ValueError("the cipher's split key needs the world that speaks it")
+        return {"text": " ".join(world.english[w] for w in fields["text"].split())}
 
     def solve(self, world: World | None, variant: str, fields: Mapping[str, str]) -> Solution:
         words = fields["text"].split()
@@ -134,6 +142,7 @@ class Sentiment(Family):
         )
     }
     key_fields = ("review",)
+    options = ("positive", "negative")
 
     def sample(self, world: World, rng: random.Random) -> tuple[str, dict[str, str]]:
         thing, town = rng.choice(world.objects), rng.choice(world.towns)
