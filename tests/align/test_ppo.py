@@ -27,6 +27,7 @@ from genlab.core.errors import GenlabError
 from genlab.core.io import load_tensors
 from genlab.data.record_sources import PromptData
 from genlab.data.records import read_prompts
+from genlab.data.tinyworld import World, make_examples
 from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import load_gpt, save_gpt
 from genlab.nets.gpt import GPT, GPTConfig
@@ -60,6 +61,14 @@ def says_e(prompts, responses):
     return [float("e" in r) for r in responses]
 
 
+def shuns_e(prompts, responses):
+    """Toy gold score that the toy reward games: 1 without the letter e."""
+    return [1.0 - s for s in says_e(prompts, responses)]
+
+
+HELDOUT = [f"say no {i}" for i in range(6)]
+
+
 def toy_config(tmp_path, sft, **kw) -> PPOConfig:
     policy, _ = sft
     settings = dict(
@@ -73,6 +82,8 @@ def toy_config(tmp_path, sft, **kw) -> PPOConfig:
         lr=2e-2,
         value_lr=1e-2,
         kl_coef=0.0,
+        max_kl=0.0,  # the toy drifts ~17 nats and games its gold score (shuns_e): no guard,
+        max_gap=0.0,  # but in the guard's tests
         max_new_tokens=8,
         sample_every=4,
         checkpoint_every=0,
@@ -86,7 +97,10 @@ def toy_config(tmp_path, sft, **kw) -> PPOConfig:
 
 
 def run_toy(cfg: PPOConfig, sft, resume: bool = False) -> dict[str, float]:
-    return ppo(cfg, read_prompts(sft[1]), resume=resume, reward_fn=says_e)
+    prompts = read_prompts(sft[1])
+    return ppo(
+        cfg, prompts, resume=resume, reward_fn=says_e, heldout_prompts=HELDOUT, gold_fn=shuns_e
+    )
 
 
 def rollout_log(run) -> list[dict]:
@@ -232,6 +246,15 @@ def test_prompts_come_from_the_policys_tinyworld_families_or_a_file(tmp_path, sf
     from_file, kept = PromptData(prompts=str(prompts)).load(str(policy), seed=0)
     assert from_file[0] == "say yes 0" and from_file[-1] == [{"role": "user", "content": "hi"}]
     assert kept == {"tinyworld.json": (policy / "tinyworld.json").read_bytes()}
+    # held out: the validation split, scored by the judge; a user's file, without a gold score
+    held, gold = PromptData(heldout_per_family=3).heldout(str(policy), seed=0)
+    examples = make_examples(World(0), "max_list", 3, "validation", 0)
+    assert held == [e.prompt for e in examples] and not set(held) & set(pool)
+    right = gold(held, [f"The answer is {e.answer}." for e in examples])
+    assert all(0 <= g <= 1 for g in right) and sum(right) > sum(gold(held, ["ugh"] * 3))
+    assert PromptData(prompts=str(prompts)).heldout(str(policy), 0) == ([], None)
+    listed = PromptData(prompts=str(prompts), heldout_prompts=str(prompts))
+    assert listed.heldout(str(policy), 0) == (from_file, None)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "no prompt here"}\n')
     with pytest.raises(GenlabError, match=r"bad.jsonl:1 holds neither"):
@@ -281,7 +304,7 @@ def test_kl_penalty_holds_the_policy_near_the_reference(tmp_path, sft):
 
 
 def test_resume_continues_the_run_exactly(tmp_path, sft):
-    settings = dict(adaptive_kl=True, kl_coef=0.05, checkpoint_every=1)
+    settings = dict(adaptive_kl=True, kl_coef=0.05, checkpoint_every=1, eval_every=1)
     run_toy(toy_config(tmp_path / "a", sft, iterations=4, **settings), sft)
     part = toy_config(tmp_path / "b", sft, iterations=2, **settings)
     run_toy(part, sft)
@@ -305,8 +328,12 @@ def test_resume_continues_the_run_exactly(tmp_path, sft):
         {k: v for k, v in r.items() if k not in drop} for r in lb
     ]
     assert rollout_log(b)[-1]["kl_coef"] != 0.05  # the adaptive coefficient moved, restored
+    assert [r["iteration"] for r in lb if "heldout_kl" in r] == [0, 1, 2, 3, 4]
+    for name in ("heldout.jsonl", "guard.json"):
+        assert (a / name).read_text() == (b / name).read_text(), name
     state = json.loads((b / "state.json").read_text())
     assert state["callbacks"]["ppo"]["reward_moments"]["count"] == 4 * 32
+    assert state["callbacks"]["ppo_monitor"]["best"]["iteration"] >= 0
 
 
 def test_cli_runs_a_tiny_job_against_a_reward_model(tmp_path, sft, tok, capsys):

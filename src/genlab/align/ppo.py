@@ -22,10 +22,12 @@ rollout when an iteration begins), and the policy and value head are two optimiz
 one phase, so PPO gets fp16 loss scaling, exact resume and DDP like every other method. The
 buffer is also a trainer callback: at each iteration's end it logs the rollout's statistics,
 adapts ``beta`` and writes ``samples.jsonl``; its state (``beta``, the reward moments) travels in
-every checkpoint. Checkpoints fall on iteration boundaries, so a resumed run collects the next
-rollout from the same weights with the same seed: it continues exactly. Under torchrun every
-process samples the whole rollout (same seed, same answers) and trains on its share of each
-minibatch.
+every checkpoint. A second callback (:mod:`genlab.align.ppo_monitor`) scores the policy's
+answers to held-out prompts every few iterations with the reward and a gold function, and stops
+the run when it drifts too far or games the reward. Checkpoints fall on iteration boundaries, so
+a resumed run collects the next rollout from the same weights with the same seed: it continues
+exactly. Under torchrun every process samples the whole rollout (same seed, same answers) and
+trains on its share of each minibatch.
 
 The run folder's model is the policy with its value head (kind ``ppo``, see
 :mod:`genlab.align.policy`); ``genlab chat RUN`` opens the policy.
@@ -46,6 +48,7 @@ from torch import Tensor, nn
 from genlab.align.policy import KIND, PolicyValue
 from genlab.align.ppo_config import PPOConfig
 from genlab.align.ppo_losses import masked_mean, ppo_losses
+from genlab.align.ppo_monitor import HeldoutMonitor
 from genlab.align.reward import load_reward_model
 from genlab.align.rollout import RewardFn, Rollouts, make_queries
 from genlab.core.device import pick_device
@@ -117,11 +120,16 @@ def ppo(
     resume: bool = False,
     *,
     reward_fn: RewardFn | None = None,
+    heldout_prompts: Sequence[Prompt] = (),
+    gold_fn: RewardFn | None = None,
 ) -> dict[str, float]:
     """Tune the policy in ``cfg.policy`` by PPO on ``prompts`` into the run folder ``cfg.out``.
 
     The reward is the reward model in ``cfg.reward``, or ``reward_fn(prompts, responses)`` (a
-    score per answer) when given. ``resume`` continues the run from its newest checkpoint.
+    score per answer) when given. Every ``cfg.eval_every`` iterations the policy answers
+    ``heldout_prompts``, scored by the reward and by ``gold_fn`` (same signature; None: no gold
+    score), and the guard (``cfg.max_kl``, ``cfg.max_gap``) may end the run early: see
+    :mod:`genlab.align.ppo_monitor`. ``resume`` continues the run from its newest checkpoint.
     Returns the trainer's last metrics and the last iteration's rollout statistics.
     """
     cfg.validate()
@@ -144,6 +152,7 @@ def ppo(
         reward_fn,
         Path(cfg.out) / SAMPLES_FILE,
     )
+    monitor = HeldoutMonitor(rollouts, heldout_prompts, gold_fn, Path(cfg.out))
     settings = json.dumps(dataclasses.asdict(cfg), indent=2).encode()
     trainer = Trainer(
         model,
@@ -158,7 +167,7 @@ def ppo(
             SETTINGS_FILE: settings,
             **(extra_files or {}),
         },
-        callbacks=[rollouts],
+        callbacks=[rollouts, monitor],  # the monitor reads the rollout's KL: after it
         optimizers={
             "policy": OptimizerGroup("policy"),
             "value": OptimizerGroup("value_head", lr=cfg.value_lr),

@@ -15,7 +15,8 @@ class PPOConfig:
     ``lr`` and ``kl_coef`` come from runs on the ``mini`` preset and TinyWorld: at ``lr=1e-4`` the
     policy collapsed to one-word answers even with the judge itself as the reward; with
     ``kl_coef=0.05`` it drifted 20+ nats from SFT and exploited a weak reward model; ``3e-5`` and
-    ``0.2`` kept it within ~4 nats and raised the judge's score.
+    ``0.2`` kept it within ~4 nats and raised the judge's score. ``max_kl`` stops a run well
+    before the 20+ nats where those runs wrote gibberish (:mod:`genlab.align.ppo_monitor`).
     """
 
     policy: str = "runs/sft"  # GPT run folder the policy and the frozen reference start from
@@ -43,6 +44,9 @@ class PPOConfig:
     temperature: float = 1.0  # of the sampling policy (the one PPO optimises)
     sample_every: int = 10  # write samples.jsonl every N iterations (and the first and last)
     samples_shown: int = 4  # answers written each time
+    eval_every: int = 5  # iterations between held-out evaluations (and at 0 and the end); 0: off
+    max_kl: float = 8.0  # stop when the rollout's or held-out KL passes this (nats/answer); 0: off
+    max_gap: float = 0.1  # stop when held-out gold drops this far from its best, reward not; 0: off
     checkpoint_every: int = 25  # iterations between checkpoints; 0: only at the end
     keep_last: int = 2  # checkpoints kept on disk
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA)
@@ -78,6 +82,9 @@ class PPOConfig:
             "temperature": self.temperature > 0,
             "sample_every": self.sample_every >= 0,
             "samples_shown": self.samples_shown >= 0,
+            "eval_every": self.eval_every >= 0,
+            "max_kl": self.max_kl >= 0,
+            "max_gap": self.max_gap >= 0,
             "checkpoint_every": self.checkpoint_every >= 0,
         }
         for name, ok in checks.items():

@@ -198,11 +198,9 @@ def batch_queries(queries: Sequence[Query], iteration: int, n: int, seed: int) -
     return chosen
 
 
-def _iteration_seed(seed: int, iteration: int, stream: int) -> int:
-    return (seed * 1_000_003 + iteration * 7 + stream) % (2**62)
-
-
-def _iteration_seed(seed: int, iteration: int, stream: int) -> int:
+def iteration_seed(seed: int, iteration: int, stream: int) -> int:
+    """The seed of one random stream of an iteration: 0 sampling, 1 minibatch order, 2 the
+    held-out monitor's sampling (:mod:`genlab.align.ppo_monitor`)."""
     return (seed * 1_000_003 + iteration * 7 + stream) % (2**62)
 
 
@@ -269,7 +267,7 @@ class Rollouts(Callback):
             max_new_tokens=cfg.max_new_tokens,
             temperature=cfg.temperature,
             samples_per_prompt=cfg.samples_per_prompt,
-            seed=_iteration_seed(cfg.seed, iteration, 0),
+            seed=iteration_seed(cfg.seed, iteration, 0),
             chunk_size=cfg.minibatch_size,
             precision=cfg.precision,
         )
@@ -282,7 +280,7 @@ class Rollouts(Callback):
         rewards = token_rewards(scores, self.kl, self.kl_ctl.value, r.mask)
         advantages, self.returns = gae(rewards, r.values, r.mask, cfg.gamma, cfg.lam)
         self.advantages = masked_whiten(advantages, r.mask)
-        generator = torch.Generator().manual_seed(_iteration_seed(cfg.seed, iteration, 1))
+        generator = torch.Generator().manual_seed(iteration_seed(cfg.seed, iteration, 1))
         device = r.ids.device
         self.orders = [
             torch.randperm(len(r), generator=generator).to(device) for _ in range(cfg.ppo_epochs)
@@ -293,7 +291,7 @@ class Rollouts(Callback):
 
     def on_start(self, trainer: Trainer) -> None:
         if trainer.info.is_main:
-            _trim_samples(self.samples_path, trainer.step // self.cfg.steps_per_iteration)
+            trim_jsonl(self.samples_path, "step", trainer.step // self.cfg.steps_per_iteration)
 
     def on_step_end(self, trainer: Trainer) -> None:
         """At an iteration's end: log the rollout, adapt beta, write samples."""
@@ -356,13 +354,14 @@ def _write_samples(path: Path, iteration: int, rollout: Rollout, kl: Tensor, n: 
         f.writelines(lines)
 
 
-def _trim_samples(path: Path, iteration: int) -> None:
-    """Drop sample records past ``iteration`` (a resumed run writes them again)."""
+def trim_jsonl(path: Path, key: str, iteration: int) -> None:
+    """Drop the records of ``path`` whose ``key`` is past ``iteration`` (a resumed run writes
+    them again)."""
     if not path.is_file():
         return
     kept = []
     for line in path.read_text().splitlines():
         with contextlib.suppress(json.JSONDecodeError):
-            if json.loads(line)["step"] <= iteration:
+            if json.loads(line)[key] <= iteration:
                 kept.append(line + "\n")
     atomic_write_bytes(path, "".join(kept).encode())

@@ -147,6 +147,7 @@ class Trainer:
                 if callback.name in saved:
                     callback.load_state_dict(saved[callback.name])
         self._checkpoint_step = self.step
+        self.stop_requested = False
         self.folder.write_config()
         self.logger = MetricsLogger(
             self.run_dir,
@@ -339,9 +340,16 @@ class Trainer:
             set_lr(optimizer, (cfg.lr if base is None else base) * factor)
         return cfg.lr * factor
 
+    def request_stop(self) -> None:
+        """End the run after the current step, with a checkpoint there, as if it were the last:
+        how a callback's guard stops training (PPO's against reward hacking). Every rank must
+        request it at the same step."""
+        self.stop_requested = True
+
     def fit(self, until: int | None = None) -> dict[str, float]:
         """Train from the current step to ``max_steps`` (or stop after step ``until``, with a
-        checkpoint there, to interleave other work); return the last logged metrics."""
+        checkpoint there, to interleave other work, or when a callback requests a stop); return
+        the last logged metrics."""
         cfg = self.config
         end = cfg.max_steps if until is None else min(until, cfg.max_steps)
         bar = ProgressBar(cfg.max_steps, self.step, enabled=self.info.is_main and cfg.progress)
@@ -349,7 +357,7 @@ class Trainer:
         window = MetricsWindow()
         start_time = time.perf_counter()
         try:
-            while self.step < end:
+            while self.step < end and not self.stop_requested:
                 tic = time.perf_counter()
                 lr = self.set_lr()
                 loss, grad_norm, metrics = self.train_step(self.step)
@@ -358,9 +366,10 @@ class Trainer:
                 for callback in self.callbacks:
                     callback.on_step_end(self)
                 window.add(loss, metrics, cfg.batch_size, time.perf_counter() - tic)
-                done = self.step == cfg.max_steps
+                done = self.step == cfg.max_steps or self.stop_requested
+                final = self.step == end or self.stop_requested
                 bar.update(1, loss=loss, **window.rate_postfix())
-                if self.step % cfg.log_every == 0 or self.step == end:
+                if self.step % cfg.log_every == 0 or final:
                     record = {
                         **window.summary(),
                         "lr": lr,
@@ -379,14 +388,14 @@ class Trainer:
                             + ", ".join(f"{k} {v:.4g}" for k, v in record.items())
                         )
                         last.update(record)
-                if _every(self.step, cfg.checkpoint_every) or self.step == end:
+                if _every(self.step, cfg.checkpoint_every) or final:
                     self.save_checkpoint()
         except BaseException:
             bar.close()
             self.close(failed=True)
             raise
         bar.close()
-        if self.step >= cfg.max_steps:
+        if self.step >= cfg.max_steps or self.stop_requested:
             if cfg.plots and self.info.is_main and self.logger.path.is_file():
                 from genlab.core.plot import plot_run
 

@@ -10,6 +10,7 @@ them keeps (``tinyworld.json``: which world and families, so later stages pick t
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ from genlab.data.records import (
     split_records,
 )
 from genlab.data.tinyworld import records as tw
+from genlab.data.tinyworld.judge import verdict
 
 Files = dict[str, bytes]
+GoldFn = Callable[[Sequence[Prompt], Sequence[str]], list[float]]
 
 
 @dataclass
@@ -102,10 +105,13 @@ class ComparisonData(WorldChoice):
 
 @dataclass
 class PromptData(WorldChoice):
-    """PPO's prompt pool: "tinyworld" (the train split) or a JSONL of prompts."""
+    """PPO's prompt pool: "tinyworld" (the train split) or a JSONL of prompts; and the held-out
+    prompts its over-optimisation monitor answers."""
 
     prompts: str = tw.TINYWORLD  # "tinyworld" or a JSONL file of prompts
     prompts_per_family: int = 200  # TinyWorld prompts drawn per task family
+    heldout_prompts: str | None = None  # JSONL of held-out prompts (default TinyWorld's; no gold)
+    heldout_per_family: int = 16  # TinyWorld validation prompts per family for the monitor
 
     def load(self, base: str, seed: int) -> tuple[list[Prompt], Files]:
         """The prompts and the run's extra files."""
@@ -114,3 +120,21 @@ class PromptData(WorldChoice):
         world_seed, families = self.resolve(base)
         suite = tw.task_suite(world_seed, families)
         return tw.prompts(suite, self.prompts_per_family, seed), _world_files(world_seed, families)
+
+    def heldout(self, base: str, seed: int) -> tuple[list[Prompt], GoldFn | None]:
+        """The held-out prompts and their gold score: ``heldout_prompts`` (no gold), else for
+        TinyWorld its validation prompts, scored by the judge (Gao et al.'s gold reward)."""
+        if self.heldout_prompts is not None:
+            return read_prompts(self.heldout_prompts), None
+        if self.prompts != tw.TINYWORLD:
+            return [], None
+        world_seed, families = self.resolve(base)
+        suite = tw.task_suite(world_seed, families)
+        examples = {
+            e.prompt: e for e in suite.examples("validation", self.heldout_per_family, seed)
+        }
+
+        def judge(prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
+            return [verdict(examples[p], r).score for p, r in zip(prompts, responses, strict=True)]
+
+        return list(examples), judge

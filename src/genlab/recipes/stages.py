@@ -66,7 +66,8 @@ def run_reward(stage: RewardStage, resume: bool = False) -> dict[str, float]:
 def run_ppo(stage: PPOStage, resume: bool = False) -> dict[str, float]:
     cfg = stage.ppo
     prompts, files = stage.data.load(cfg.policy, cfg.seed)
-    return ppo(cfg, prompts, files, resume)
+    heldout, gold_fn = stage.data.heldout(cfg.policy, cfg.seed)
+    return ppo(cfg, prompts, files, resume, heldout_prompts=heldout, gold_fn=gold_fn)
 
 
 def run_dpo(stage: DPOStage, resume: bool = False) -> dict[str, float]:

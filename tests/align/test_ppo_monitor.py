@@ -1,0 +1,154 @@
+"""PPO's held-out monitor and guard: the gap rule on synthetic numbers; the logged scores are
+those of the logged answers; a run gaming its reward is stopped, and says why."""
+
+from __future__ import annotations
+
+import json
+import logging
+from statistics import fmean
+
+import pytest
+
+from genlab.align.ppo import ppo
+from genlab.align.ppo_config import PPOConfig
+from genlab.align.ppo_monitor import Best, Guard
+from genlab.core.logging import read_metrics
+
+PROMPTS = [f"say yes {i}" for i in range(12)]
+HELDOUT = [f"say no {i}" for i in range(6)]
+GUARD_KEYS = {
+    "stopped",
+    "iteration",
+    "iterations",
+    "reason",
+    "kept_iteration",
+    "best_gold_iteration",
+    "best_gold",
+    "max_kl",
+    "max_gap",
+}
+
+
+def says_e(prompts, responses):
+    """A gameable reward: 1 when the answer contains the letter e (a byte token)."""
+    return [float("e" in r) for r in responses]
+
+
+def shuns_e(prompts, responses):
+    """The gold score that reward games: 1 without the letter e."""
+    return [1.0 - s for s in says_e(prompts, responses)]
+
+
+def run(tmp_path, base, **kw) -> dict[str, float]:
+    """The toy PPO run: at lr 2e-2 and no KL penalty the policy learns to say e within a few
+    iterations and drifts 10+ nats from its start."""
+    settings = dict(
+        policy=str(base),
+        reward=None,
+        out=str(tmp_path / "run"),
+        iterations=8,
+        rollout_size=16,
+        minibatch_size=8,
+        ppo_epochs=4,
+        lr=2e-2,
+        value_lr=1e-2,
+        kl_coef=0.0,
+        max_new_tokens=8,
+        eval_every=2,
+        max_kl=0.0,
+        max_gap=0.0,
+        checkpoint_every=0,
+        device="cpu",
+        progress=False,
+        tensorboard=False,
+        plots=False,
+    )
+    cfg = PPOConfig(**{**settings, **kw})
+    return ppo(cfg, PROMPTS, reward_fn=says_e, heldout_prompts=HELDOUT, gold_fn=shuns_e)
+
+
+def test_guard_rules_on_synthetic_numbers():
+    guard = Guard(max_kl=8.0, max_gap=0.1)
+    assert guard.check_kl(8.0, "rollout KL") is None
+    assert guard.check_kl(9.06, "held-out KL") == "held-out KL 9.1 > max_kl 8"
+    assert Guard(max_kl=0.0, max_gap=0.1).check_kl(50.0, "rollout KL") is None
+    # (iteration, held-out reward, held-out gold): gold peaks at 10 and falls while reward rises
+    evaluations = [
+        (0, 0.0, 0.50),
+        (5, 0.5, 0.70),
+        (10, 0.9, 0.80),  # the best gold score
+        (15, 1.2, 0.75),  # 0.05 below: within the gap
+        (20, 0.7, 0.60),  # 0.2 below, but the reward fell too: not gaming
+        (25, 0.9, 0.69),  # 0.11 below with the reward back at its value at the best: trip
+        (30, 2.0, 0.10),
+    ]
+    tripped = [(it, guard.check_gap(it, r, g)) for it, r, g in evaluations]
+    assert [it for it, reason in tripped if reason] == [25, 30]
+    assert tripped[5][1] == (
+        "held-out gold score 0.690 fell 0.110 > max_gap 0.1 below its best (0.800 at "
+        "iteration 10) while the held-out reward went 0.900 -> 0.900"
+    )
+    assert guard.best == Best(10, 0.80, 0.9)
+    off = Guard(max_kl=8.0, max_gap=0.0)
+    assert not any(off.check_gap(it, r, g) for it, r, g in evaluations)
+    assert off.best == Best(10, 0.80, 0.9)  # still tracked: guard.json names the peak
+
+
+def test_monitor_logs_the_scores_of_its_answers(tmp_path, base):
+    run(tmp_path / "a", base, iterations=4)
+    folder = tmp_path / "a" / "run"
+    evaluations = [r for r in read_metrics(folder) if "heldout_reward" in r]
+    assert [r["iteration"] for r in evaluations] == [0, 2, 4]  # before any update, every 2
+    answers = [json.loads(line) for line in (folder / "heldout.jsonl").open()]
+    for record in evaluations:
+        mine = [a for a in answers if a["iteration"] == record["iteration"]]
+        prompts, responses = [a["prompt"] for a in mine], [a["response"] for a in mine]
+        assert prompts == HELDOUT
+        assert record["heldout_gold"] == fmean(shuns_e(prompts, responses))
+        assert record["heldout_reward"] == fmean(says_e(prompts, responses))
+        assert record["heldout_kl"] == pytest.approx(fmean(a["kl"] for a in mine), abs=1e-4)
+    assert evaluations[0]["heldout_kl"] == 0.0  # the policy is the reference
+    assert evaluations[-1]["heldout_kl"] > 1.0
+    guard = json.loads((folder / "guard.json").read_text())
+    assert guard.keys() == GUARD_KEYS
+    assert guard["stopped"] is False and guard["reason"] is None and guard["iteration"] == 4
+    golds = [r["heldout_gold"] for r in evaluations]
+    assert guard["best_gold"] == max(golds)
+    assert guard["best_gold_iteration"] == evaluations[golds.index(max(golds))]["iteration"]
+
+    run(tmp_path / "off", base, iterations=2, eval_every=0)
+    assert not any("heldout_reward" in r for r in read_metrics(tmp_path / "off" / "run"))
+    assert not (tmp_path / "off" / "run" / "heldout.jsonl").exists()
+
+
+@pytest.mark.parametrize("rule", ["max_kl", "max_gap"])
+def test_guard_stops_a_run_that_games_its_reward(tmp_path, base, caplog, rule):
+    settings = {"max_kl": 5.0} if rule == "max_kl" else {"max_gap": 0.1, "eval_every": 1}
+    with caplog.at_level(logging.WARNING, logger="genlab.align.ppo_monitor"):
+        metrics = run(tmp_path, base, iterations=12, **settings)
+    folder = tmp_path / "run"
+    guard = json.loads((folder / "guard.json").read_text())
+    stop = guard["iteration"]
+    assert guard["stopped"] is True and guard["kept_iteration"] == stop and 0 < stop < 12
+    records = read_metrics(folder)
+    steps = 4 * 16 // 8  # ppo_epochs x minibatches
+    assert metrics["step"] == stop and records[-1]["step"] == stop * steps
+    assert json.loads((folder / "state.json").read_text())["step"] == stop * steps
+    assert f"PPO stopped at iteration {stop}: {guard['reason']}" in caplog.text
+    rollouts = {r["iteration"]: r["kl"] for r in records if "reward" in r}
+    evaluations = [r for r in records if "heldout_reward" in r]
+    assert max(rollouts) == evaluations[-1]["iteration"] == stop  # evaluated at the stop
+    # the rule trips first at the stop, on the logged numbers
+    if rule == "max_kl":  # the rollout's KL at every iteration, the held-out one when evaluated
+        tripped = [i for i, kl in rollouts.items() if kl > 5]
+        tripped += [r["iteration"] for r in evaluations if r["heldout_kl"] > 5]
+        assert min(tripped) == stop and guard["reason"].split()[1] == "KL"
+    else:
+        replay = Guard(max_kl=0.0, max_gap=0.1)
+        tripped = [
+            r["iteration"]
+            for r in evaluations
+            if replay.check_gap(r["iteration"], r["heldout_reward"], r["heldout_gold"])
+        ]
+        assert tripped == [stop] and guard["reason"].startswith("held-out gold score")
+        assert guard["best_gold_iteration"] < stop
