@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from genlab.core.callbacks import EvalHook
+from genlab.core.callbacks import Callback, EvalHook
 from genlab.core.errors import GenlabError
 from genlab.core.logging import read_metrics
 from genlab.core.optim import warmup_cosine
@@ -142,3 +142,16 @@ def test_compiled_model_trains_the_same_and_saves_plain_names(toy, tmp_path, mon
     assert a.keys() == b.keys() and not any("_orig_mod" in k for k in a)
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
+
+
+def test_a_callback_can_stop_the_run_with_a_checkpoint_there(toy, tmp_path):
+    class StopAt7(Callback):
+        def on_step_end(self, trainer) -> None:
+            if trainer.step == 7:
+                trainer.request_stop()
+
+    trainer = toy.make_trainer(tmp_path / "run", max_steps=20, callbacks=[StopAt7()])
+    final = trainer.fit()
+    assert trainer.step == 7 and final["step"] == 7
+    assert latest_checkpoint(tmp_path / "run").name == "step_000007"
+    assert max(r["step"] for r in read_metrics(tmp_path / "run")) == 7

@@ -43,6 +43,9 @@ class PretrainConfig:
     text_field: str = "text"  # the text field of JSONL records
     builtin_chars: int = 1_500_000  # size of the built-in corpus
     preset: str = "mini"  # model size: tiny | mini | small | base | gpt2
+    n_layer: int | None = None  # the preset's shape, changed (None: the preset's)
+    n_head: int | None = None
+    n_embd: int | None = None
     block_size: int | None = 128  # None: the preset's
     vocab_size: int | None = None  # of a trained tokenizer; default: the preset's
     tokenizer: str | None = None  # an existing tokenizer file/folder instead of training one
@@ -130,6 +133,9 @@ def build_model(cfg: PretrainConfig, tokenizer: Tokenizer) -> GPT:
         overrides["block_size"] = cfg.block_size
     if cfg.pos:
         overrides["pos"] = cfg.pos
+    for name in ("n_layer", "n_head", "n_embd"):
+        if getattr(cfg, name) is not None:
+            overrides[name] = getattr(cfg, name)
     return GPT(GPTConfig.preset(cfg.preset, **overrides))
 
 
