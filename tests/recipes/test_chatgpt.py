@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import replace
 
@@ -48,11 +49,25 @@ def test_smoke_demo_runs_end_to_end_and_writes_a_complete_report(tmp_path, capsy
             assert 0.0 <= m["win_rate_vs_sft_sampled"] <= 1.0
     assert models["sft"]["kl_to_sft"] == 0.0 and models["pretrained"]["kl_to_sft"] is None
     assert models["ppo"]["kl_to_sft"] is not None and models["dpo"]["kl_to_sft"] is not None
-    assert len(report["goals"]) == 4 and all(isinstance(g["met"], bool) for g in report["goals"])
+    assert models["best_of_n"]["kl_to_sft"] == pytest.approx(math.log(8) - 7 / 8)  # analytic
+    # per-item outcomes behind every rate, and the goal figures with intervals over them
+    ev, figures = report["evaluation"], report["figures"]
+    assert ev["split"] == "test"
+    items = ev["outcomes"]["models"]
+    assert len(items["sft"]["exact_greedy"]) == ev["prompts"]
+    assert len(items["ppo"]["win_vs_sft_sampled"]) == ev["prompts"] * ev["settings"]["samples"]
+    pairs = ev["outcomes"]["reward_pairs"]
+    assert sum(pairs) / len(pairs) == report["stages"]["reward"]["metrics"]["test_accuracy"]
+    assert figures["sft_exact"]["mean"] == models["sft"]["accuracy_greedy"]
+    assert figures["dpo_win"]["mean"] == pytest.approx(models["dpo"]["win_rate_vs_sft_sampled"])
+    assert all(f["low"] - 1e-12 <= f["mean"] <= f["high"] + 1e-12 for f in figures.values())
+    assert set(report["goals_met"]) == {"sft", "reward", "ppo", "dpo"}
+    assert all(isinstance(met, bool) for met in report["goals_met"].values())
     for plot in report["plots"]:
         assert (out / plot).stat().st_size > 1000
     md = (out / "report.md").read_text()
-    assert "| ppo |" in md and "## Goals" in md and "genlab chat" in md
+    assert "| ppo |" in md and "| best_of_n |" in md and "## Goals" in md and "genlab chat" in md
+    assert "test split" in md and "% [" in md  # the goal table's intervals
     answers = (out / "answers.jsonl").read_text().splitlines()
     assert len(answers) == report["evaluation"]["prompts"]
     assert seconds < 180  # about 30 s on a quiet 2-core machine
@@ -77,3 +92,10 @@ def test_unknown_preset_is_a_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--preset", "huge", "--out", str(tmp_path / "x")])
     assert exit_info.value.code == 2 and "unknown demo preset" in capsys.readouterr().err
+
+
+def test_unknown_eval_split_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--preset", "smoke", "--out", str(tmp_path / "x"), "--eval-split", "train"])
+    assert exit_info.value.code == 2 and "unknown eval split" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # refused before anything ran

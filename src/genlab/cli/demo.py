@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
 
 from genlab.cli._app import app
-from genlab.recipes.chatgpt import PRESETS, preset_config, run_chatgpt
+from genlab.recipes.chatgpt import (
+    PRESETS,
+    aggregate,
+    benchmarks_section,
+    demo_command,
+    preset_config,
+    run_chatgpt,
+    run_seeds,
+    write_section,
+)
+from genlab.recipes.chatgpt.evaluate import EVAL_SPLITS
+from genlab.recipes.chatgpt.report import format_figure
 
 
 @app.command("demo")
@@ -17,15 +29,46 @@ def demo_cmd(
         "demo", help=f"{' or '.join(PRESETS)}: demo takes ~15 min on 2 cores, smoke seconds."
     ),
     seed: int = typer.Option(0, min=0, help="Seed of the world, the data and every stage."),
+    seeds: int | None = typer.Option(
+        None,
+        min=1,
+        help="Run seeds SEED..SEED+N-1, each into OUT/seed-K, and report the goals over them "
+        "(means with 95% bootstrap intervals) in OUT/report.md.",
+    ),
+    eval_split: str = typer.Option(
+        "test", help=f"{' or '.join(EVAL_SPLITS)}: evaluate tuning runs on validation."
+    ),
+    benchmarks: Path | None = typer.Option(
+        None, help="Also write the goal table into this Markdown page (e.g. docs/benchmarks.md)."
+    ),
     resume: bool = typer.Option(
-        False, "--resume", help="Keep the stages a previous run in --out finished."
+        False, "--resume", help="Keep the stages (and seeds) a previous run in --out finished."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
 ) -> None:
     """Pretrain -> SFT -> reward model -> PPO and DPO on TinyWorld, then a measured report."""
+    if seeds is not None:
+        command = f"genlab demo --out {out} --preset {preset} --seed {seed} --seeds {seeds}"
+        if eval_split != "test":
+            command += f" --eval-split {eval_split}"
+        summary = run_seeds(
+            preset,
+            out,
+            range(seed, seed + seeds),
+            eval_split=eval_split,
+            resume=resume,
+            progress=progress,
+            command=command,
+            benchmarks=benchmarks,
+        )
+        typer.echo(f"{len(summary['seeds'])} seeds; report: {out / 'report.md'}")
+        _echo_goals(summary["goals"])
+        return
     cfg = preset_config(preset, str(out), seed=seed, progress=progress)
-    command = f"genlab demo --out {out} --preset {preset} --seed {seed}"
-    report = run_chatgpt(cfg, resume=resume, command=command)
+    cfg = replace(cfg, eval=replace(cfg.eval, split=eval_split))
+    report = run_chatgpt(cfg, resume=resume, command=demo_command(cfg))
+    if benchmarks is not None:
+        write_section(benchmarks, benchmarks_section(aggregate([report], report["command"])))
     models = report["evaluation"]["models"]
     typer.echo(f"done in {report['wall_seconds'] / 60:.1f} min; report: {out / 'report.md'}")
     for name, m in models.items():
@@ -34,11 +77,16 @@ def demo_cmd(
             f"  {name:10s} exact {m['accuracy_greedy']:.1%}  judge {m['judge_sampled']:.3f}"
             + (f"  win vs SFT {win:.1%}" if win is not None else "")
         )
-    for goal in report["goals"]:
-        typer.echo(
-            f"  goal {'met' if goal['met'] else 'NOT met'}: {goal['goal']}: "
-            f"{goal['measured']:.1%} (target {goal['target']:.0%})"
-        )
+    _echo_goals(report["goals"])
     typer.echo("chat with the result:")
     for line in report["chat_commands"]:
         typer.echo(f"  {line}")
+
+
+def _echo_goals(rows: list[dict]) -> None:
+    for row in rows:
+        met = "" if row["met"] is None else "  met" if row["met"] else "  NOT met"
+        typer.echo(
+            f"  {row['label']}: {format_figure(row['figure'], row['measured'])}"
+            + (f" (target {row['target']}){met}" if row["target"] else "")
+        )

@@ -14,31 +14,49 @@ run folder under ``out``:
 4. ``ppo``: the SFT model is optimised against the reward model with PPO on a KL leash to the SFT
    model (``genlab.align.ppo``), and, as the alternative without a reward model,
    ``dpo``: direct preference optimisation on the same comparisons (``genlab.align.dpo``).
+   Best-of-n (``genlab.align.best_of_n``: the reward model's pick of n SFT samples) is the
+   baseline that trains nothing.
 
-Then every stage answers the same held-out prompts and is scored by TinyWorld's checkers and
-judge (:mod:`genlab.recipes.chatgpt.evaluate`): the pretrained model few-shot prompted, SFT, PPO and DPO
-in one table, with win rates against SFT, the KL to SFT and the reward model's view. The run
-writes ``report.md``, ``report.json``, ``answers.jsonl`` (every answer) and plots; the goals
-below are measured and reported as met or not, never asserted.
+Then every model answers the same held-out prompts and is scored by TinyWorld's checkers and
+judge (:mod:`genlab.recipes.chatgpt.evaluate`): the pretrained model few-shot prompted, SFT, PPO,
+DPO and best-of-n in one table, with win rates against SFT, the KL to SFT and the reward model's
+view. The run writes ``report.md``, ``report.json`` (with every per-item outcome),
+``answers.jsonl`` (every answer) and plots; the goals are measured with 95% bootstrap intervals
+and reported as met or not, never asserted. ``run_seeds`` runs several seeds and reports the
+goals over them (:mod:`genlab.recipes.chatgpt.seeds`).
 
 Presets: ``demo`` (about 15 minutes on 2 CPU cores) and ``smoke`` (well under a minute, for
 tests). A run interrupted between stages continues with ``resume=True``: finished stages are
 kept.
 
 One module per part: ``presets`` (the settings), ``pipeline`` (the stages in order),
-``evaluate`` (answers and scores), ``report`` (goals, plots, Markdown), ``run`` (all of it).
+``evaluate`` (answers and scores), ``report`` (goals, plots, Markdown), ``run`` (all of it),
+``seeds`` (several seeds, one report over them).
 """
 
 from genlab.recipes.chatgpt.pipeline import STAGES, run_stages
 from genlab.recipes.chatgpt.presets import PRESETS, ChatGPTConfig, preset_config
-from genlab.recipes.chatgpt.run import EVALUATED_MODELS, run_chatgpt
+from genlab.recipes.chatgpt.run import EVALUATED_MODELS, demo_command, run_chatgpt
+from genlab.recipes.chatgpt.seeds import (
+    aggregate,
+    benchmarks_section,
+    run_seeds,
+    seed_config,
+    write_section,
+)
 
 __all__ = [
     "EVALUATED_MODELS",
     "PRESETS",
     "STAGES",
     "ChatGPTConfig",
+    "aggregate",
+    "benchmarks_section",
+    "demo_command",
     "preset_config",
     "run_chatgpt",
+    "run_seeds",
     "run_stages",
+    "seed_config",
+    "write_section",
 ]

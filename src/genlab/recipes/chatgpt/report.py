@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import platform
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,66 +13,139 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from genlab.align.best_of_n import best_of_n_kl
 from genlab.core.device import pick_device
 from genlab.core.io import atomic_write_bytes
 from genlab.core.logging import read_metrics
+from genlab.metrics.bootstrap import Interval, bootstrap_mean
 from genlab.recipes.chatgpt.pipeline import STAGES
 
 GOALS = {
-    "sft_accuracy": 0.80,
-    "reward_accuracy": 0.90,
-    "win_rate": 0.65,
+    "sft_exact": 0.85,  # SFT's exact answers on held-out prompts (greedy), mean at least
+    "reward_accuracy": 0.90,  # the reward model's pairwise accuracy on held-out comparisons
+    "win_rate": 0.65,  # PPO's and DPO's win rate against SFT (sampled answers), mean at least
+    "win_rate_low": 0.55,  # ... and its lower 95% bound above this
+    "exact_drop": 0.01,  # PPO's and DPO's exact answers (greedy) at most 1 point below SFT's
 }
+TUNED = ("ppo", "dpo")  # the models held to the win-rate goal
+COMPARED = (*TUNED, "best_of_n")  # compared with SFT in the goal table (best-of-n: a baseline)
+_EPS = 1e-9  # a mean over seeds of exactly -1 point must count as -1 point
 
 
-def check_goals(stages: dict[str, Any], models: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's goals for the demo preset, each with its measured figure, whether it is met,
-    and when it is not, what the numbers say limits it."""
-    sft_m, goals = models["sft"], []
-    weak = [f"{f} {a:.0%}" for f, a in sft_m["accuracy_by_family"].items() if a < 0.8]
-    goals.append(
+def goal_figures(runs: Sequence[Mapping[str, Any]]) -> dict[str, Interval]:
+    """Every figure of the goal table from each seed's per-item outcomes (a report's
+    ``evaluation.outcomes``): the mean over seeds with its 95% stratified bootstrap interval,
+    which for one seed is an interval over its prompts (or comparisons) alone."""
+
+    def items(name: str, key: str) -> list[list[float]]:
+        return [run["models"][name][key] for run in runs]
+
+    sft = items("sft", "exact_greedy")
+    figures = {
+        "sft_exact": bootstrap_mean(sft),
+        "reward_accuracy": bootstrap_mean([run["reward_pairs"] for run in runs]),
+    }
+    for name in COMPARED:
+        figures[f"{name}_win"] = bootstrap_mean(items(name, "win_vs_sft_sampled"))
+        diffs = [  # paired by prompt: the same prompts answered by both
+            [a - b for a, b in zip(mine, base, strict=True)]
+            for mine, base in zip(items(name, "exact_greedy"), sft, strict=True)
+        ]
+        figures[f"{name}_exact_vs_sft"] = bootstrap_mean(diffs)
+        if all("kl_to_sft" in run["models"][name] for run in runs):
+            figures[f"{name}_kl"] = bootstrap_mean(items(name, "kl_to_sft"))
+    return figures
+
+
+def check_goals(figures: Mapping[str, Interval]) -> list[dict[str, Any]]:
+    """The goal table: each figure with its goal, target and whether it is met (``None`` where
+    it has none: KL, and the best-of-n baseline). A goal is met when all its rows are."""
+    f, g = figures, GOALS
+    checks: list[tuple[str | None, str, str, str | None, bool | None]] = [
+        # goal, figure, label, target, met
+        ("sft", "sft_exact", "SFT exact answers (greedy)", f">= {g['sft_exact']:.0%}",
+         f["sft_exact"].mean >= g["sft_exact"] - _EPS),
+        ("reward", "reward_accuracy", "reward model pairwise accuracy (held-out comparisons)",
+         f">= {g['reward_accuracy']:.0%}", f["reward_accuracy"].mean >= g["reward_accuracy"] - _EPS),
+    ]  # fmt: skip
+    for name in COMPARED:
+        goal = name if name in TUNED else None  # best-of-n: a baseline, held to no goal
+        win, diff = f[f"{name}_win"], f[f"{name}_exact_vs_sft"]
+        checks += [
+            (goal, f"{name}_win", f"{name} win rate vs SFT (sampled, ties half)",
+             f">= {g['win_rate']:.0%}, lower bound > {g['win_rate_low']:.0%}",
+             win.mean >= g["win_rate"] - _EPS and win.low > g["win_rate_low"]),
+            (goal, f"{name}_exact_vs_sft", f"{name} exact (greedy) minus SFT's",
+             f">= -{100 * g['exact_drop']:.0f} point", diff.mean >= -g["exact_drop"] - _EPS),
+            (None, f"{name}_kl", f"{name} KL to SFT (nats per answer)", None, None),
+        ]  # fmt: skip
+    return [
         {
-            "goal": "SFT exact answers on held-out prompts (greedy)",
-            "target": GOALS["sft_accuracy"],
-            "measured": sft_m["accuracy_greedy"],
-            "met": sft_m["accuracy_greedy"] >= GOALS["sft_accuracy"],
-            "note": "families below 80%: " + (", ".join(weak) or "none"),
+            "goal": goal,
+            "figure": key,
+            "label": label,
+            "target": target if goal else None,
+            "measured": f[key].to_dict(),
+            "met": met if goal else None,
         }
-    )
-    rm = stages["reward"]["metrics"]
-    goals.append(
-        {
-            "goal": "reward model pairwise accuracy on held-out comparisons",
-            "target": GOALS["reward_accuracy"],
-            "measured": rm["test_accuracy"],
-            "met": rm["test_accuracy"] >= GOALS["reward_accuracy"],
-            "note": "trained on labels with 10% flipped; held-out pairs ordered by the judge",
-        }
-    )
-    ceiling = 1.0 - 0.5 * sft_m["perfect_share_sampled"]
-    for name in ("ppo", "dpo"):
-        m = models[name]
-        correct = (
-            m["accuracy_greedy"] >= sft_m["accuracy_greedy"]
-            and m["accuracy_sampled"] >= sft_m["accuracy_sampled"]
+        for goal, key, label, target, met in checks
+        if key in f
+    ]
+
+
+def goals_met(rows: Sequence[Mapping[str, Any]]) -> dict[str, bool]:
+    """Each goal (sft, reward, ppo, dpo) and whether every row of it is met."""
+    met: dict[str, bool] = {}
+    for row in rows:
+        if row["goal"] is not None:
+            met[row["goal"]] = met.get(row["goal"], True) and bool(row["met"])
+    return met
+
+
+def goal_notes(sft: Mapping[str, Any]) -> list[str]:
+    """What SFT's numbers say limits the goals: its weak families, and the win-rate ceiling set
+    by SFT answers the judge already scores in full (against them a model can only tie)."""
+    weak = [f"{f} {a:.0%}" for f, a in sft["accuracy_by_family"].items() if a < 0.8]
+    perfect = sft["perfect_share_sampled"]
+    return [
+        "SFT's families below 80% exact: " + (", ".join(weak) or "none") + ".",
+        f"{perfect:.0%} of SFT's sampled answers get the judge's full score, which caps a win "
+        f"rate against SFT at {1.0 - 0.5 * perfect:.1%}.",
+    ]
+
+
+def format_point(key: str, value: float) -> str:
+    """A figure alone, by its name: KL in nats, a judge score in [0, 1], a difference of exact
+    rates in points, any other rate in %."""
+    if "kl" in key:
+        return f"{value:.2f}"
+    if "judge" in key:
+        return f"{value:.3f}"
+    if key.endswith("_exact_vs_sft"):
+        return f"{100 * value:+.1f} pts"
+    return f"{value:.1%}"
+
+
+def format_figure(key: str, interval: Interval | Mapping[str, float]) -> str:
+    """A figure with its interval, ``"65.2% [60.1, 70.3]"``, in ``format_point``'s unit."""
+    i = interval if isinstance(interval, Interval) else Interval(**interval)
+    if "kl" in key or "judge" in key:
+        return i.format(percent=False, digits=2 if "kl" in key else 3)
+    if key.endswith("_exact_vs_sft"):
+        return f"{format_point(key, i.mean)} [{100 * i.low:+.1f}, {100 * i.high:+.1f}]"
+    return i.format(percent=True)
+
+
+def render_goal_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The goal table's Markdown lines: figure, target, mean [95% interval], met."""
+    lines = ["| figure | target | mean [95% interval] | met |", "|---|---|---|---|"]
+    for r in rows:
+        met = "" if r["met"] is None else "yes" if r["met"] else "**no**"
+        lines.append(
+            f"| {r['label']} | {r['target'] or '-'} "
+            f"| {format_figure(r['figure'], r['measured'])} | {met} |"
         )
-        goals.append(
-            {
-                "goal": f"{name.upper()} preferred by the judge over SFT (sampled answers, ties "
-                "half), correctness not lower",
-                "target": GOALS["win_rate"],
-                "measured": m["win_rate_vs_sft_sampled"],
-                "met": m["win_rate_vs_sft_sampled"] >= GOALS["win_rate"] and correct,
-                "note": (
-                    f"exact answers {m['accuracy_greedy']:.1%} greedy / "
-                    f"{m['accuracy_sampled']:.1%} sampled vs SFT's {sft_m['accuracy_greedy']:.1%}"
-                    f" / {sft_m['accuracy_sampled']:.1%}; {sft_m['perfect_share_sampled']:.0%} "
-                    f"of SFT's answers already get the judge's full score, which caps the win "
-                    f"rate at {ceiling:.1%}; KL to SFT {m['kl_to_sft']:.2f} nats"
-                ),
-            }
-        )
-    return goals
+    return lines
 
 
 def _png(fig: Figure) -> bytes:
@@ -161,6 +235,24 @@ def _num(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+def evaluation_note(prompts: int, settings: Mapping[str, Any]) -> str:
+    """What the evaluation measured on: the split, the decoding, the best-of-n baseline."""
+    split = (
+        "test split"
+        if settings["split"] == "test"
+        else "**validation split**: a tuning run; the figures that count are the test split's"
+    )
+    n = settings["best_of_n"]
+    return (
+        f"{prompts} prompts ({settings['n_per_family']} per family, {split}); greedy: one "
+        f"answer at temperature 0; sampled: {settings['samples']} answers per prompt at "
+        f"temperature {settings['temperature']}. The pretrained model is prompted "
+        f"{settings['shots']}-shot. best_of_n: each answer the reward model's best of {n} SFT "
+        f"samples (its first pick stands for greedy); its KL to SFT is the analytic "
+        f"log n - (n-1)/n = {best_of_n_kl(n):.2f} nats (Stiennon et al., 2020), not an estimate."
+    )
+
+
 def render_report(report: dict[str, Any]) -> str:
     """``report.md`` from ``report.json``'s content."""
     r, ev = report, report["evaluation"]
@@ -194,15 +286,12 @@ def render_report(report: dict[str, Any]) -> str:
     for name in STAGES:
         steps = int(st[name]["metrics"].get("step", 0))
         lines.append(f"| {name} | {steps} | {st[name]['seconds']:.0f} s | {results[name]} |")
-    n, k = ev["prompts"], ev["settings"]["samples"]
+    n = ev["prompts"]
     lines += [
         "",
         "## Evaluation on held-out prompts",
         "",
-        f"{n} prompts (test split, {ev['settings']['n_per_family']} per family); greedy: one "
-        f"answer at temperature 0; sampled: {k} answers per prompt at temperature "
-        f"{ev['settings']['temperature']}. The pretrained model is prompted "
-        f"{ev['settings']['shots']}-shot.",
+        evaluation_note(n, ev["settings"]),
         "",
         "| model | exact (greedy) | exact (sampled) | judge (greedy) | judge (sampled) "
         "| win vs SFT (greedy) | win vs SFT (sampled) | KL to SFT (nats) | reward model |",
@@ -226,14 +315,13 @@ def render_report(report: dict[str, Any]) -> str:
         "",
         "## Goals",
         "",
-        "| goal | target | measured | met | note |",
-        "|---|---|---|---|---|",
+        f"Mean over the {n} prompts (the comparisons, for the reward model) with a 95% bootstrap "
+        "interval; `genlab demo --seeds N` measures over seeds too.",
+        "",
+        *render_goal_table(r["goals"]),
+        "",
+        *[f"- {note}" for note in goal_notes(models["sft"])],
     ]
-    for g in r["goals"]:
-        lines.append(
-            f"| {g['goal']} | {_pct(g['target'])} | {_pct(g['measured'])} "
-            f"| {'yes' if g['met'] else '**no**'} | {g['note']} |"
-        )
     lines += ["", "## What each model says", ""]
     for t in r["transcript"]:
         lines.append(f"**{t['prompt']}** (reference: {t['reference']})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,44 +17,80 @@ from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.recipes.chatgpt.evaluate import (
     StageAnswers,
     answer_all,
+    answer_best_of_n,
     heldout_examples,
+    pair_outcomes,
     summarize,
     transcript,
 )
-from genlab.recipes.chatgpt.pipeline import run_stages, say
+from genlab.recipes.chatgpt.pipeline import run_stages, say, stage_configs
 from genlab.recipes.chatgpt.presets import ChatGPTConfig
-from genlab.recipes.chatgpt.report import check_goals, machine, plot_report, render_report
+from genlab.recipes.chatgpt.report import (
+    check_goals,
+    goal_figures,
+    goals_met,
+    machine,
+    plot_report,
+    render_report,
+)
 
-EVALUATED_MODELS = ("pretrained", "sft", "ppo", "dpo")  # evaluated, in the table's order
+# evaluated, in the table's order; each but best_of_n is the stage folder of that name
+EVALUATED_MODELS = ("pretrained", "sft", "ppo", "dpo", "best_of_n")
+FOLDERS = {"pretrained": "pretrain", "sft": "sft", "ppo": "ppo", "dpo": "dpo"}
 
 
-def evaluate_stages(cfg: ChatGPTConfig) -> tuple[dict[str, Any], list[dict], list[dict]]:
-    """Answers of the four models to the held-out prompts, scored; returns (summary by model,
-    a transcript of a few prompts, every answer as records)."""
+@dataclass
+class Evaluation:
+    """Every model's summary and per-item outcomes, the reward model's per-pair outcomes, a
+    transcript of a few prompts and every answer as records."""
+
+    models: dict[str, dict[str, Any]]
+    outcomes: dict[str, Any]  # {"models": {name: {key: items}}, "reward_pairs": items}
+    shown: list[dict[str, Any]]
+    records: list[dict[str, Any]]
+
+
+def heldout_pairs(cfg: ChatGPTConfig) -> list[dict[str, Any]]:
+    """The reward stage's held-out comparisons of the evaluated split, as ``run_reward`` loads
+    them (held-out pairs do not depend on the training count, so none are drawn)."""
+    stage = stage_configs(cfg)["reward"]
+    data = replace(stage.data, n_pairs=0)
+    _, validation, test, _ = data.load(stage.reward.base, stage.reward.train.seed)
+    return test if cfg.eval.split == "test" else validation
+
+
+def evaluate_stages(cfg: ChatGPTConfig) -> Evaluation:
+    """Answers of every model to the held-out prompts of ``cfg.eval.split``, scored, and the
+    reward model's view of the held-out comparisons."""
     root = Path(cfg.out)
     device = pick_device("auto")
     settings = cfg.eval
-    examples = heldout_examples(cfg.seed, cfg.families, settings.n_per_family, settings.seed)
+    examples = heldout_examples(
+        cfg.seed, cfg.families, settings.n_per_family, settings.seed, settings.split
+    )
     reward_model = load_reward_model(root / "reward", device)
     reference, tokenizer = load_gpt(root / "sft", device)
     answers: dict[str, StageAnswers] = {}
-    folders = {"pretrained": "pretrain", "sft": "sft", "ppo": "ppo", "dpo": "dpo"}
     for name in EVALUATED_MODELS:
-        model, _ = load_gpt(root / folders[name], device)
+        if name == "best_of_n":
+            answers[name] = answer_best_of_n(reference, tokenizer, examples, settings, reward_model)
+            continue
+        model, _ = load_gpt(root / FOLDERS[name], device)
         answers[name] = answer_all(
             model,
             tokenizer,
             examples,
             settings,
             few_shot_world=cfg.seed if name == "pretrained" else None,
-            reference=reference,
+            reference=None if name == "sft" else reference,
             reward_model=reward_model,
         )
-    summary = {
-        name: summarize(examples, a, None if name == "sft" else answers["sft"])
-        for name, a in answers.items()
-    }
-    summary["sft"]["kl_to_sft"] = 0.0
+    models, outcomes = {}, {}
+    for name, a in answers.items():
+        models[name], outcomes[name] = summarize(
+            examples, a, None if name == "sft" else answers["sft"]
+        )
+    models["sft"]["kl_to_sft"] = 0.0  # the reference itself
     records = [
         {
             "family": e.family,
@@ -67,7 +103,21 @@ def evaluate_stages(cfg: ChatGPTConfig) -> tuple[dict[str, Any], list[dict], lis
         }
         for i, e in enumerate(examples)
     ]
-    return summary, transcript(examples, answers, 2 * len(cfg.families)), records
+    return Evaluation(
+        models=models,
+        outcomes={
+            "models": outcomes,
+            "reward_pairs": pair_outcomes(reward_model, heldout_pairs(cfg)),
+        },
+        shown=transcript(examples, answers, 2 * len(cfg.families)),
+        records=records,
+    )
+
+
+def demo_command(cfg: ChatGPTConfig) -> str:
+    """The ``genlab demo`` command line that runs ``cfg`` alone."""
+    split = "" if cfg.eval.split == "test" else f" --eval-split {cfg.eval.split}"
+    return f"genlab demo --out {cfg.out} --preset {cfg.preset} --seed {cfg.seed}{split}"
 
 
 def run_chatgpt(cfg: ChatGPTConfig, resume: bool = False, command: str = "") -> dict[str, Any]:
@@ -78,15 +128,16 @@ def run_chatgpt(cfg: ChatGPTConfig, resume: bool = False, command: str = "") -> 
     start_machine = machine()
     tic = time.perf_counter()
     stages = run_stages(cfg, resume=resume)
-    say("evaluating every stage on held-out prompts")
+    say(f"evaluating every model on held-out prompts ({cfg.eval.split} split)")
     eval_tic = time.perf_counter()
-    models, shown, records = evaluate_stages(cfg)
+    ev = evaluate_stages(cfg)
     eval_seconds = time.perf_counter() - eval_tic
-    write_jsonl(root / "answers.jsonl", records)
-    plots = plot_report(root, models, cfg.families)
+    write_jsonl(root / "answers.jsonl", ev.records)
+    plots = plot_report(root, ev.models, cfg.families)
+    figures = goal_figures([ev.outcomes])
+    goals = check_goals(figures)
     report = {
-        "command": command
-        or f"genlab demo --out {cfg.out} --preset {cfg.preset} --seed {cfg.seed}",
+        "command": command or demo_command(cfg),
         "preset": cfg.preset,
         "seed": cfg.seed,
         "families": list(cfg.families),
@@ -96,18 +147,22 @@ def run_chatgpt(cfg: ChatGPTConfig, resume: bool = False, command: str = "") -> 
         "wall_seconds": time.perf_counter() - tic,
         "stages": stages,
         "evaluation": {
+            "split": cfg.eval.split,
             "seconds": eval_seconds,
-            "prompts": len(records),
+            "prompts": len(ev.records),
             "settings": asdict(cfg.eval),
-            "models": models,
+            "models": ev.models,
+            "outcomes": ev.outcomes,  # per item, for bootstrap intervals (genlab.metrics)
         },
-        "goals": check_goals(stages, models),
-        "transcript": shown,
+        "figures": {key: interval.to_dict() for key, interval in figures.items()},
+        "goals": goals,
+        "goals_met": goals_met(goals),
+        "transcript": ev.shown,
         "plots": plots,
         "chat_commands": [
             f"genlab chat {root / 'ppo'}",
             f"genlab chat {root / 'dpo'}",
-            f"genlab chat {root / 'sft'} --message {shlex.quote(shown[0]['prompt'])}",
+            f"genlab chat {root / 'sft'} --message {shlex.quote(ev.shown[0]['prompt'])}",
         ],
         "config": json.loads(json.dumps(asdict(cfg), default=str)),
     }
