@@ -8,17 +8,23 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import typer
 
 from genlab.cli._app import app
 from genlab.cli.options import config_command, option_names
 from genlab.core.config import format_value
-from genlab.recipes.experiments import diffusion_guidance, diffusion_prediction, diffusion_steps
+from genlab.recipes.experiments import (
+    diffusion_guidance,
+    diffusion_prediction,
+    diffusion_steps,
+    rlhf_vs_size,
+)
 from genlab.recipes.experiments.diffusion_guidance import GuidanceConfig
 from genlab.recipes.experiments.diffusion_prediction import PredictionConfig
 from genlab.recipes.experiments.diffusion_steps import StepsConfig
-from genlab.recipes.experiments.sampling import ExperimentConfig
+from genlab.recipes.experiments.rlhf_vs_size import RLHFSizeConfig
 
 experiment = typer.Typer(
     help="Run an experiment: a claim, measured, written to docs/experiments/.",
@@ -28,9 +34,10 @@ app.add_typer(experiment, name="experiment")
 PREDICTION_ALIASES = {"run": "--base"}  # the flag its docs and pages use for the base run
 
 
-def command_line(verb: str, cfg: ExperimentConfig, aliases: Mapping[str, str] | None = None) -> str:
-    """``cfg`` as the ``genlab experiment VERB`` command line that makes it again, every
-    setting spelled out (defaults too, should they change), by its alias where it has one."""
+def command_line(verb: str, cfg: Any, aliases: Mapping[str, str] | None = None) -> str:
+    """``cfg`` (an experiment's config) as the ``genlab experiment VERB`` command line that
+    makes it again, every setting spelled out (defaults too, should they change), by its alias
+    where it has one."""
     parts = ["genlab", "experiment", verb]
     for key, flags in option_names(type(cfg), aliases).items():
         flag, value = flags[-1], getattr(cfg, key)
@@ -41,9 +48,7 @@ def command_line(verb: str, cfg: ExperimentConfig, aliases: Mapping[str, str] | 
     return " ".join(parts)
 
 
-def _run(
-    module: ModuleType, cfg: ExperimentConfig, aliases: Mapping[str, str] | None = None
-) -> None:
+def _run(module: ModuleType, cfg: Any, aliases: Mapping[str, str] | None = None) -> None:
     """Run ``module``'s experiment, recording the command line that makes it again (the verb
     is its ``NAME`` dashed), and say where its page went."""
     module.run_experiment(cfg, command_line(module.NAME.replace("_", "-"), cfg, aliases))
@@ -69,3 +74,10 @@ def prediction(cfg: PredictionConfig) -> None:
 def guidance(cfg: GuidanceConfig) -> None:
     """Classifier-free guidance scale from 0 to 8: caption adherence against FID."""
     _run(diffusion_guidance, cfg)
+
+
+@experiment.command("rlhf-vs-size")
+@config_command(RLHFSizeConfig)
+def rlhf_vs_size_verb(cfg: RLHFSizeConfig) -> None:
+    """Small RLHF vs big SFT: the demo's PPO and DPO against SFT on a model 4x its size."""
+    _run(rlhf_vs_size, cfg)
