@@ -14,10 +14,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from genlab.align.best_of_n import best_of_n_kl
+from genlab.align.ppo_monitor import GUARD_FILE
 from genlab.core.device import pick_device
 from genlab.core.io import atomic_write_bytes
 from genlab.core.logging import read_metrics
 from genlab.metrics.bootstrap import Interval, bootstrap_mean
+from genlab.recipes.chatgpt.overoptimisation import plot_overoptimisation
 from genlab.recipes.chatgpt.pipeline import STAGES
 
 GOALS = {
@@ -163,7 +165,8 @@ def _curve(ax: Any, records: list[dict], key: str, label: str) -> None:
 
 def plot_report(root: Path, models: dict[str, Any], families: tuple[str, ...]) -> list[str]:
     """``plots/losses.png`` (every stage's training curve), ``plots/ppo.png`` (reward and KL at the
-    end of each PPO iteration) and ``plots/accuracy_by_family.png``; returns their paths relative to root."""
+    end of each PPO iteration), ``plots/accuracy_by_family.png`` and, when PPO's monitor ran,
+    ``plots/overoptimisation.png``; returns their paths relative to root."""
     out = root / "plots"
     fig = Figure(figsize=(12, 7), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
@@ -211,7 +214,11 @@ def plot_report(root: Path, models: dict[str, Any], families: tuple[str, ...]) -
     ax.grid(alpha=0.3, axis="y")
     ax.legend()
     atomic_write_bytes(out / "accuracy_by_family.png", _png(fig))
-    return ["plots/losses.png", "plots/ppo.png", "plots/accuracy_by_family.png"]
+    plots = ["plots/losses.png", "plots/ppo.png", "plots/accuracy_by_family.png"]
+    if (root / "ppo" / GUARD_FILE).is_file():
+        plot_overoptimisation(root / "ppo", out / "overoptimisation.png")
+        plots.append("plots/overoptimisation.png")
+    return plots
 
 
 def machine() -> dict[str, Any]:
@@ -322,6 +329,17 @@ def render_report(report: dict[str, Any]) -> str:
         "",
         *[f"- {note}" for note in goal_notes(models["sft"])],
     ]
+    if r.get("ppo_stop"):
+        lines += [
+            "",
+            "## PPO: the reward model's score against the judge's",
+            "",
+            "Every few iterations the policy answers held-out (validation) prompts; the reward "
+            "model and the judge score the answers (Gao et al., 2022: the judge's score rises, "
+            "then falls as KL grows while the reward model's keeps rising). " + r["ppo_stop"],
+            "",
+            "![plots/overoptimisation.png](plots/overoptimisation.png)",
+        ]
     lines += ["", "## What each model says", ""]
     for t in r["transcript"]:
         lines.append(f"**{t['prompt']}** (reference: {t['reference']})")

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from genlab.align.ppo_monitor import GUARD_FILE
 from genlab.align.reward import load_reward_model
 from genlab.core.device import pick_device
 from genlab.core.io import atomic_write_bytes, atomic_write_json
@@ -23,6 +24,7 @@ from genlab.recipes.chatgpt.evaluate import (
     summarize,
     transcript,
 )
+from genlab.recipes.chatgpt.overoptimisation import describe_stop
 from genlab.recipes.chatgpt.pipeline import run_stages, say, stage_configs
 from genlab.recipes.chatgpt.presets import ChatGPTConfig
 from genlab.recipes.chatgpt.report import (
@@ -159,6 +161,7 @@ def run_chatgpt(cfg: ChatGPTConfig, resume: bool = False, command: str = "") -> 
         "goals_met": goals_met(goals),
         "transcript": ev.shown,
         "plots": plots,
+        "ppo_stop": describe_stop(root / "ppo") if (root / "ppo" / GUARD_FILE).is_file() else None,
         "chat_commands": [
             f"genlab chat {root / 'ppo'}",
             f"genlab chat {root / 'dpo'}",
