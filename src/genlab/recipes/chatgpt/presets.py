@@ -67,10 +67,10 @@ def demo_config(out: str = "runs/demo", seed: int = 0, progress: bool = True) ->
             preset="mini",  # 4 layers, 4 heads, 128 wide
             block_size=256,
             vocab_size=1024,
-            train=stage_train(350, 2e-3, 32, 30, eval_every=100, **{**common, "weight_decay": 0.1}),
+            train=stage_train(600, 2e-3, 32, 50, eval_every=100, **{**common, "weight_decay": 0.1}),
         ),
         sft=SFTStage(
-            SFTConfig(train=stage_train(200, 1e-3, 32, 10, eval_every=100, **common)),
+            SFTConfig(train=stage_train(400, 1e-3, 32, 10, eval_every=100, **common)),
             ConversationData(n_train=12000, n_eval=300),
         ),
         reward=RewardStage(
@@ -93,7 +93,7 @@ def demo_config(out: str = "runs/demo", seed: int = 0, progress: bool = True) ->
             PromptData(),
         ),
         dpo=DPOStage(
-            DPOConfig(beta=0.1, train=stage_train(80, 5e-5, 32, 10, eval_every=40, **common)),
+            DPOConfig(beta=0.1, train=stage_train(125, 5e-5, 32, 10, eval_every=50, **common)),
             ComparisonData(n_pairs=4000, n_eval_pairs=200),
         ),
         eval=EvalSettings(n_per_family=50, samples=2, seed=seed),
