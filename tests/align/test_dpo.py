@@ -70,6 +70,27 @@ def test_loss_is_log_2_when_the_policy_is_the_reference(tok, make_gpt):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.parameters())
 
 
+def test_nll_weight_adds_the_chosen_answers_per_token_nll(tok, make_gpt):
+    policy = make_gpt().eval()
+    tensors, _ = encode_preference_pairs(tok, PAIRS, 64)
+    ref_chosen, ref_rejected = reference_logprobs(copy.deepcopy(policy), tensors, batch_size=2)
+    batch = (*tensors, ref_chosen, ref_rejected)
+    plain, _ = make_dpo_step(0.1)(policy, batch)
+    rpo, metrics = make_dpo_step(0.1, nll_weight=0.5)(policy, batch)
+    chosen_x, chosen_y = tensors[0], tensors[1]
+    with torch.no_grad():
+        logp = F.log_softmax(policy(chosen_x)[0], dim=-1)
+    picked = [
+        logp[r, i, t].item()
+        for r in range(len(chosen_y))
+        for i, t in enumerate(chosen_y[r].tolist())
+        if t != IGNORE
+    ]
+    nll = -sum(picked) / len(picked)
+    assert metrics["chosen_nll"].item() == pytest.approx(nll, rel=1e-4)
+    assert rpo.item() == pytest.approx(plain.item() + 0.5 * nll, rel=1e-4)
+
+
 def test_dpo_on_a_user_jsonl_moves_probability_to_the_chosen_answers(
     tmp_path, tok, base, train_config
 ):

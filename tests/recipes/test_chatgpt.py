@@ -68,7 +68,7 @@ def test_smoke_demo_runs_end_to_end_and_writes_a_complete_report(tmp_path, capsy
     answers = (out / "answers.jsonl").read_text().splitlines()
     assert len(answers) == report["evaluation"]["prompts"]
     assert "plots/overoptimisation.png" in report["plots"]
-    assert report["ppo_stop"].startswith(("ran all", "stopped at")) and report["ppo_stop"] in md
+    assert report["ppo_stop"].startswith(("Ran all", "Stopped at")) and report["ppo_stop"] in md
 
 
 @pytest.mark.slow

@@ -54,8 +54,8 @@ def test_a_run_that_ran_all_its_iterations(tmp_path):
     guard = guard_record(False, 60, best=(35, 0.9))
     folder = write(tmp_path, RAN_ALL, guard)
     assert describe_stop(folder) == (
-        "ran all 60 iterations; the held-out judge score peaked at iteration 35 (0.900) and was "
-        "0.800 at the end, at a held-out KL of 4.0 nats"
+        "Ran all 60 iterations; the held-out judge score peaked at iteration 35 (0.900) and was "
+        "0.800 at the end, at a held-out KL of 4.0 nats."
     )
     plot_overoptimisation(folder, tmp_path / "plots" / "overoptimisation.png")
     assert (tmp_path / "plots" / "overoptimisation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -71,9 +71,9 @@ def test_a_run_the_guard_stopped(tmp_path):
     reason = "held-out KL 9.1 > max_kl 8"
     folder = write(tmp_path, evaluations, guard_record(True, 12, reason, best=(5, 0.7)))
     assert describe_stop(folder) == (
-        "stopped at iteration 12 of 60: held-out KL 9.1 > max_kl 8; the held-out judge score "
+        "Stopped at iteration 12 of 60: held-out KL 9.1 > max_kl 8; the held-out judge score "
         "peaked at iteration 5 (0.700) and was 0.600 at the stop, at a held-out KL of 9.1 nats; "
-        "the policy kept is iteration 12's"
+        "the policy kept is iteration 12's."
     )
     plot_overoptimisation(folder, tmp_path / "stop.png")
     assert (tmp_path / "stop.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -82,10 +82,10 @@ def test_a_run_the_guard_stopped(tmp_path):
 def test_a_run_without_gold_or_evaluations(tmp_path):
     evaluations = [(0, 0.0, None, 0.0), (60, 2.0, None, 4.12)]
     folder = write(tmp_path / "a", evaluations, guard_record(False, 60), gold=False)
-    assert describe_stop(folder) == "ran all 60 iterations; the held-out KL was 4.1 nats at the end"
+    assert describe_stop(folder) == "Ran all 60 iterations; the held-out KL was 4.1 nats at the end."
     plot_overoptimisation(folder, tmp_path / "a.png")  # the reward model's score alone
     assert (tmp_path / "a.png").is_file()
     empty = write(tmp_path / "b", [], guard_record(False, 60))
-    assert describe_stop(empty) == "ran all 60 iterations"
+    assert describe_stop(empty) == "Ran all 60 iterations."
     with pytest.raises(GenlabError, match="no held-out evaluations"):
         plot_overoptimisation(empty, tmp_path / "b.png")

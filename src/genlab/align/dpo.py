@@ -15,6 +15,12 @@ included). The reference (the SFT model) never changes, so its log-probabilities
 once, before training, and travel with the data: training runs one model, not two. At
 initialisation the policy is the reference, every margin is 0 and the loss is exactly log 2.
 
+DPO lowers the likelihood of the rejected answer, and with it of everything the rejected answer
+shares with the chosen one (a hedge "X or Y" begins with the right answer "X"), so the chosen
+answer's own likelihood can fall too. ``nll_weight`` adds the chosen answers' per-token negative
+log-likelihood to the loss, as RPO does (Pang et al., 2024, "Iterative Reasoning Preference
+Optimization"): the policy keeps saying what was preferred while it learns the preference.
+
 ``dpo(DPOConfig)`` trains through the shared ``Trainer``; the run folder is a GPT checkpoint.
 """
 
@@ -106,8 +112,9 @@ def reference_logprobs(
     return torch.cat(out_c).cpu(), torch.cat(out_r).cpu()
 
 
-def make_dpo_step(beta: float):
-    """The trainer's step function for a given ``beta``: one forward over chosen and rejected."""
+def make_dpo_step(beta: float, nll_weight: float = 0.0):
+    """The trainer's step function: one forward over chosen and rejected; DPO's loss plus
+    ``nll_weight`` times the chosen answers' mean per-token negative log-likelihood."""
 
     def dpo_step(model: nn.Module, batch: tuple[Tensor, ...]) -> tuple[Tensor, dict[str, Any]]:
         chosen_x, chosen_y, rejected_x, rejected_y, ref_chosen, ref_rejected = batch
@@ -119,7 +126,12 @@ def make_dpo_step(beta: float):
         loss, r_chosen, r_rejected = dpo_loss(
             policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta
         )
+        chosen_tokens = (chosen_y[:, :end] != IGNORE_INDEX).sum()
+        nll = -policy_chosen.sum() / chosen_tokens
+        if nll_weight:
+            loss = loss + nll_weight * nll
         return loss, {
+            "chosen_nll": nll.detach(),
             "reward_accuracy": (r_chosen > r_rejected).float().mean(),
             "reward_margin": (r_chosen - r_rejected).mean(),
             "chosen_logp_change": (policy_chosen - ref_chosen).detach().mean(),
@@ -137,6 +149,7 @@ class DPOConfig:
     policy: str = "runs/sft"  # GPT folder to tune (an SFT run); also the frozen reference
     out: str = "runs/dpo"  # run folder to write
     beta: float = 0.1  # strength of the implicit KL leash to the reference
+    nll_weight: float = 0.0  # weight of the chosen answers' NLL (RPO); 0 is plain DPO
     train: TrainConfig = field(default_factory=lambda: fine_tuning(200, 3e-4, 10))
 
 
@@ -159,7 +172,7 @@ def dpo(
         data.append((*tensors, *reference_logprobs(policy, tensors)))
     trainer = stage_trainer(
         policy.train(),
-        make_dpo_step(cfg.beta),
+        make_dpo_step(cfg.beta, cfg.nll_weight),
         data[0],
         data[1],
         cfg.train,

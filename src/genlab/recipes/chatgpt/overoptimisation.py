@@ -89,10 +89,10 @@ def describe_stop(ppo_folder: Path) -> str:
     """One sentence for the report: how the PPO run ended and where the judge score peaked."""
     guard = read_json(ppo_folder / GUARD_FILE, "PPO guard record")
     if guard["stopped"]:
-        sentence = f"stopped at iteration {guard['iteration']} of {guard['iterations']}: "
+        sentence = f"Stopped at iteration {guard['iteration']} of {guard['iterations']}: "
         sentence += guard["reason"]
     else:
-        sentence = f"ran all {guard['iterations']} iterations"
+        sentence = f"Ran all {guard['iterations']} iterations"
     records = [r for r in read_metrics(ppo_folder) if "heldout_reward" in r]
     when = "at the stop" if guard["stopped"] else "at the end"
     if records and "heldout_gold" in records[-1]:
@@ -105,4 +105,4 @@ def describe_stop(ppo_folder: Path) -> str:
         sentence += f"; the held-out KL was {_nats(records[-1]['heldout_kl'])} nats {when}"
     if guard["stopped"]:
         sentence += f"; the policy kept is iteration {guard['kept_iteration']}'s"
-    return sentence
+    return sentence + "."
