@@ -82,7 +82,9 @@ def test_a_run_the_guard_stopped(tmp_path):
 def test_a_run_without_gold_or_evaluations(tmp_path):
     evaluations = [(0, 0.0, None, 0.0), (60, 2.0, None, 4.12)]
     folder = write(tmp_path / "a", evaluations, guard_record(False, 60), gold=False)
-    assert describe_stop(folder) == "Ran all 60 iterations; the held-out KL was 4.1 nats at the end."
+    assert (
+        describe_stop(folder) == "Ran all 60 iterations; the held-out KL was 4.1 nats at the end."
+    )
     plot_overoptimisation(folder, tmp_path / "a.png")  # the reward model's score alone
     assert (tmp_path / "a.png").is_file()
     empty = write(tmp_path / "b", [], guard_record(False, 60))
