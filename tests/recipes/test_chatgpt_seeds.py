@@ -18,9 +18,14 @@ from genlab.recipes.chatgpt.seeds import MARKERS
 
 def outcomes(sft_exact, exact, win, pairs, kl=(0.5,)) -> dict:
     """One seed's per-item outcomes: ``exact``, ``win`` and ``kl`` for PPO, DPO and best-of-n."""
-    compared = {"exact_greedy": list(exact), "win_vs_sft_sampled": list(win), "kl_to_sft": list(kl)}
+    compared = {
+        "exact_greedy": list(exact),
+        "exact_sampled": list(exact),
+        "win_vs_sft_sampled": list(win),
+        "kl_to_sft": list(kl),
+    }
     return {
-        "models": {"sft": {"exact_greedy": list(sft_exact)}}
+        "models": {"sft": {"exact_greedy": list(sft_exact), "exact_sampled": list(sft_exact)}}
         | {name: compared for name in ("ppo", "dpo", "best_of_n")},
         "reward_pairs": list(pairs),
     }
@@ -65,6 +70,17 @@ def test_exact_may_fall_at_most_one_point_below_sft():
     two = [outcomes(sft, [1.0] * 83 + [0.0] * 17, [1.0] * 100, [1.0] * 10)]
     two.append(outcomes(sft, [1.0] * 85 + [0.0] * 15, [1.0] * 100, [1.0] * 10))
     assert goals_met(check_goals(goal_figures(two)))["ppo"] is True
+
+
+def test_best_of_n_picks_are_compared_with_sfts_samples_not_its_greedy_answers():
+    items = outcomes([1.0] * 10, [1.0] * 10, [0.5] * 10, [1.0] * 10)
+    items["models"]["sft"]["exact_sampled"] = [1.0] * 5 + [0.0] * 5  # samples: 50%
+    items["models"]["best_of_n"] = {**items["models"]["best_of_n"], "exact_sampled": [1.0] * 10}
+    figures = goal_figures([items])
+    assert figures["ppo_exact_vs_sft"].mean == 0.0  # greedy against greedy
+    assert figures["best_of_n_exact_vs_sft"].mean == pytest.approx(0.5)  # samples against samples
+    rows = {r["figure"]: r for r in check_goals(figures)}
+    assert rows["best_of_n_exact_vs_sft"]["label"].startswith("best_of_n exact (sampled)")
 
 
 def test_a_win_rate_needs_its_lower_bound_above_55_percent():
