@@ -19,7 +19,12 @@ from genlab.cli.options import config_command, option_names
 from genlab.core.config import build_config, convert, field_help, settings
 from genlab.metrics.features import FeatureTrainConfig
 from genlab.recipes.diffusion import ImageTrainConfig
-from genlab.recipes.experiments import diffusion_guidance, diffusion_prediction, diffusion_steps
+from genlab.recipes.experiments import (
+    diffusion_guidance,
+    diffusion_prediction,
+    diffusion_steps,
+    rlhf_vs_size,
+)
 from genlab.recipes.experiments.diffusion_guidance import GuidanceConfig
 from genlab.recipes.experiments.diffusion_prediction import PredictionConfig
 from genlab.recipes.experiments.diffusion_steps import StepsConfig
@@ -438,7 +443,7 @@ def test_documented_command_lines_parse(monkeypatch, line):
 # ---------------------------------------------------------------------------------------------
 # The experiment verbs: their documented command lines, and the one each page records
 
-EXPERIMENTS = (diffusion_steps, diffusion_guidance, diffusion_prediction)
+EXPERIMENTS = (diffusion_steps, diffusion_guidance, diffusion_prediction, rlhf_vs_size)
 
 
 def documented_experiment_lines() -> list[str]:
