@@ -31,6 +31,7 @@ from genlab.data.tinyworld import World, make_examples
 from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import load_gpt, save_gpt
 from genlab.nets.gpt import GPT, GPTConfig
+from ppo_toy import HELDOUT, says_e, shuns_e, toy_settings
 
 
 @pytest.fixture(scope="module")
@@ -56,44 +57,10 @@ def sft(tmp_path, tok):
     return tmp_path / "sft", prompts
 
 
-def says_e(prompts, responses):
-    """Toy reward: 1 when the answer contains the letter e (a byte token), else 0."""
-    return [float("e" in r) for r in responses]
-
-
-def shuns_e(prompts, responses):
-    """Toy gold score that the toy reward games: 1 without the letter e."""
-    return [1.0 - s for s in says_e(prompts, responses)]
-
-
-HELDOUT = [f"say no {i}" for i in range(6)]
-
-
 def toy_config(tmp_path, sft, **kw) -> PPOConfig:
     policy, _ = sft
-    settings = dict(
-        policy=str(policy),
-        reward=None,
-        out=str(tmp_path / "run"),
-        iterations=8,
-        rollout_size=32,
-        minibatch_size=8,
-        ppo_epochs=4,
-        lr=2e-2,
-        value_lr=1e-2,
-        kl_coef=0.0,
-        max_kl=0.0,  # the toy drifts ~17 nats and games its gold score (shuns_e): no guard,
-        max_gap=0.0,  # but in the guard's tests
-        max_new_tokens=8,
-        sample_every=4,
-        checkpoint_every=0,
-        device="cpu",
-        progress=False,
-        tensorboard=False,
-        plots=False,
-    )
-    settings.update(kw)
-    return PPOConfig(**settings)
+    settings = {"rollout_size": 32, "sample_every": 4, **kw}
+    return PPOConfig(**toy_settings(str(policy), str(tmp_path / "run"), **settings))
 
 
 def run_toy(cfg: PPOConfig, sft, resume: bool = False) -> dict[str, float]:

@@ -13,9 +13,9 @@ from genlab.align.ppo import ppo
 from genlab.align.ppo_config import PPOConfig
 from genlab.align.ppo_monitor import Best, Guard
 from genlab.core.logging import read_metrics
+from ppo_toy import HELDOUT, says_e, shuns_e, toy_settings
 
 PROMPTS = [f"say yes {i}" for i in range(12)]
-HELDOUT = [f"say no {i}" for i in range(6)]
 GUARD_KEYS = {
     "stopped",
     "iteration",
@@ -29,41 +29,10 @@ GUARD_KEYS = {
 }
 
 
-def says_e(prompts, responses):
-    """A gameable reward: 1 when the answer contains the letter e (a byte token)."""
-    return [float("e" in r) for r in responses]
-
-
-def shuns_e(prompts, responses):
-    """The gold score that reward games: 1 without the letter e."""
-    return [1.0 - s for s in says_e(prompts, responses)]
-
-
 def run(tmp_path, base, **kw) -> dict[str, float]:
-    """The toy PPO run: at lr 2e-2 and no KL penalty the policy learns to say e within a few
-    iterations and drifts 10+ nats from its start."""
-    settings = dict(
-        policy=str(base),
-        reward=None,
-        out=str(tmp_path / "run"),
-        iterations=8,
-        rollout_size=16,
-        minibatch_size=8,
-        ppo_epochs=4,
-        lr=2e-2,
-        value_lr=1e-2,
-        kl_coef=0.0,
-        max_new_tokens=8,
-        eval_every=2,
-        max_kl=0.0,
-        max_gap=0.0,
-        checkpoint_every=0,
-        device="cpu",
-        progress=False,
-        tensorboard=False,
-        plots=False,
-    )
-    cfg = PPOConfig(**{**settings, **kw})
+    """The toy PPO run (see ``ppo_toy``), evaluated on held-out prompts every 2 iterations."""
+    settings = {"rollout_size": 16, "eval_every": 2, **kw}
+    cfg = PPOConfig(**toy_settings(str(base), str(tmp_path / "run"), **settings))
     return ppo(cfg, PROMPTS, reward_fn=says_e, heldout_prompts=HELDOUT, gold_fn=shuns_e)
 
 
