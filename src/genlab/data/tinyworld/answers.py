@@ -141,6 +141,12 @@ class Checked:
     rejected: str | None = None
 
 
+def word_budget(reference: str, steps: Sequence[str]) -> int:
+    """Words an answer needs: 8, plus the reference's and the worked steps' (the judge's
+    conciseness budget; twice it plus 20 is over-long)."""
+    return 8 + len(reference.split()) + sum(len(s.split()) for s in steps)
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"[\w']+|[,:]", text.casefold())
 
@@ -220,8 +226,7 @@ def check(
     if not text:
         return Checked(False, "empty")
     words = len(text.split())
-    budget = 8 + len(reference.split()) + sum(len(s.split()) for s in steps)
-    if words > 2 * budget + 20:
+    if words > 2 * word_budget(reference, steps) + 20:
         return Checked(False, "over-long")
     if prompt and normal(prompt) in normal(text):
         return Checked(False, "restates the question")

@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from genlab.core.errors import GenlabError
+from genlab.data.tinyworld.answers import word_budget
 from genlab.data.tinyworld.families.base import Example
 from genlab.data.tinyworld.style import (
     FUNCTION_WORDS,
@@ -86,7 +87,7 @@ def verdict(example: Example, response: str) -> Verdict:
     if checked.rejected is not None:
         return Verdict(False, 0.0, 0.0, 0.0, 0.0, checked.rejected)
     lowered = text.casefold()
-    budget = 8 + len(example.answer.split()) + sum(len(s.split()) for s in example.steps)
+    budget = word_budget(example.answer, example.steps)
     concise = max(0.0, 1.0 - 0.05 * max(0, len(text.split()) - budget))
     direct = 1.0 - 0.5 * bool(HEDGES_RE.search(lowered)) - 0.5 * _unfinished(text, example.answer)
     polite = 1.0 - 0.5 * min(2, len(RUDE_RE.findall(lowered)))
