@@ -11,7 +11,7 @@ from genlab.align.reward import RewardModel, save_reward_model
 from genlab.core.errors import GenlabError
 from genlab.core.registry import save
 from genlab.data.tokenizer import Tokenizer
-from genlab.methods.autoregressive.checkpoint import TOKENIZER_FILE, load_gpt, save_gpt
+from genlab.methods.autoregressive.checkpoint import load_gpt, save_gpt
 from genlab.nets.gpt import GPT, GPTConfig
 
 
@@ -26,7 +26,7 @@ def test_one_loader_for_gpt_reward_and_ppo_folders(tmp_path, tok):
     save_gpt(tmp_path / "gpt", gpt, tok)
     save_reward_model(tmp_path / "rm", RewardModel.from_gpt(gpt), tok)
     policy = PolicyValue.from_gpt(gpt)
-    save(tmp_path / "ppo", policy, "ppo", gpt.config, {TOKENIZER_FILE: tok.to_json().encode()})
+    save(tmp_path / "ppo", policy, "ppo", gpt.config, tok.files(gpt.config.block_size))
 
     kinds = {name: genlab.load(tmp_path / name) for name in ("gpt", "rm", "ppo")}
     assert {n: k.kind for n, k in kinds.items()} == {"gpt": "gpt", "rm": "reward", "ppo": "ppo"}

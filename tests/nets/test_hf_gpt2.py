@@ -244,8 +244,14 @@ def test_unsafe_pickle_refused(tmp_path):
     one_line_error("not a plain file of tensors", gpt_from_hf, tmp_path)
 
 
-def test_export_refuses_rope_and_no_bias(tmp_path):
+def test_export_refuses_rope(tmp_path):
     rope = GPT(GPTConfig(vocab_size=VOCAB, n_layer=1, n_embd=32, bias=True, pos="rope"))
     one_line_error("learned position embeddings only", gpt_to_hf, rope, tmp_path)
-    no_bias = GPT(GPTConfig(vocab_size=VOCAB, n_layer=1, n_embd=32, bias=False))
-    one_line_error("bias=False", gpt_to_hf, no_bias, tmp_path)
+
+
+@torch.no_grad()
+def test_no_bias_exports_as_zero_biases(tmp_path):
+    torch.manual_seed(2)
+    model = GPT(GPTConfig(vocab_size=VOCAB, block_size=48, n_layer=2, n_embd=32)).eval()
+    hf = transformers.GPT2LMHeadModel.from_pretrained(gpt_to_hf(model, tmp_path)).eval()
+    assert max_diff(model, hf, tokens(8, (2, 48))) < 1e-4

@@ -58,7 +58,7 @@ from genlab.core.phases import OptimizerGroup, Phase
 from genlab.core.run import check_unchanged
 from genlab.core.trainer import Trainer
 from genlab.data.records import Prompt
-from genlab.methods.autoregressive.checkpoint import TOKENIZER_FILE, load_gpt
+from genlab.methods.autoregressive.checkpoint import load_gpt
 
 SAMPLES_FILE = "samples.jsonl"
 SETTINGS_FILE = "ppo.json"  # the PPO settings of a run, checked on resume
@@ -163,7 +163,7 @@ def ppo(
         model_kind=KIND,
         model_config=model.config.to_dict(),
         extra_files={
-            TOKENIZER_FILE: tokenizer.to_json().encode(),
+            **tokenizer.files(model.config.block_size),
             SETTINGS_FILE: settings,
             **(extra_files or {}),
         },

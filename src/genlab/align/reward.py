@@ -42,7 +42,7 @@ from genlab.core.rng import seed_everything
 from genlab.core.train_config import TrainConfig
 from genlab.data.records import Prompt, render_answer
 from genlab.data.tokenizer import Tokenizer
-from genlab.methods.autoregressive.checkpoint import TOKENIZER, TOKENIZER_FILE, load_gpt
+from genlab.methods.autoregressive.checkpoint import TOKENIZER, load_gpt
 from genlab.methods.autoregressive.padding import pad_right
 from genlab.nets.gpt import GPT, GPTConfig
 
@@ -129,7 +129,7 @@ register(Kind(KIND, GPTConfig, RewardModel, (TOKENIZER,)))
 
 def save_reward_model(folder: str | os.PathLike, model: RewardModel, tokenizer: Tokenizer) -> Path:
     """Write a reward-model folder (``kind: reward``) that :func:`load_reward_model` reads."""
-    return save(folder, model, KIND, model.config, {TOKENIZER_FILE: tokenizer.to_json().encode()})
+    return save(folder, model, KIND, model.config, tokenizer.files(model.config.block_size))
 
 
 def load_reward_model(folder: str | os.PathLike, device: str | torch.device = "cpu") -> RewardModel:

@@ -17,7 +17,6 @@ from genlab.core.phases import StepFn
 from genlab.core.train_config import TrainConfig
 from genlab.core.trainer import Trainer
 from genlab.data.tokenizer import Tokenizer
-from genlab.methods.autoregressive.checkpoint import TOKENIZER_FILE
 
 
 def fine_tuning(max_steps: int, lr: float, warmup_steps: int) -> TrainConfig:
@@ -59,6 +58,9 @@ def stage_trainer(
         eval_data=TensorBatchSource(held_out, seed=config.seed + 1),
         model_kind=kind,
         model_config=model.config.to_dict(),  # type: ignore[operator]
-        extra_files={TOKENIZER_FILE: tokenizer.to_json().encode(), **(extra_files or {})},
+        extra_files={
+            **tokenizer.files(model.config.block_size),  # type: ignore[union-attr]
+            **(extra_files or {}),
+        },
         resume=resume,
     )

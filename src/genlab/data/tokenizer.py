@@ -22,13 +22,22 @@ Stop set
     ``stop_ids`` (eot, eos, bos) are the ids that end an assistant's answer or a generation: the
     one stop set that generation, PPO, evaluation and serving use.
 
+Files
+    ``save`` into a folder writes what transformers' ``AutoTokenizer`` opens: ``tokenizer.json``
+    (a plain Hugging Face ``tokenizers`` file) and ``tokenizer_config.json`` (bos/eos/pad, every
+    special token, the role of each under ``genlab_special_tokens``, and the chat template as
+    Jinja, which renders exactly ``render_chat``'s ids and, through ``{% generation %}``, its
+    mask). Text that spells a special token stays text in transformers only with
+    ``apply_chat_template(..., sanitize_control_tokens=True)``; genlab always keeps it text.
+
 Loading other tokenizers
-    ``Tokenizer.load`` also reads a Hugging Face ``tokenizer.json`` of a byte-level BPE (GPT-2
-    style, e.g. saved by transformers' ``GPT2TokenizerFast``), from the file or its folder. Its
-    ``<|endoftext|>`` serves as both bos and eos (or the ``bos_token``/``eos_token``/``pad_token``
-    named in a ``tokenizer_config.json`` beside it); every special token still missing is appended
-    as a new id after the existing vocabulary, in the order of ``SPECIAL_TOKENS``, so a pretrained
-    model's embedding must grow to ``tok.vocab_size`` before it can use them.
+    ``Tokenizer.load`` reads a Hugging Face ``tokenizer.json`` of a byte-level BPE (genlab's own,
+    or GPT-2 style, e.g. saved by transformers' ``GPT2TokenizerFast``), from the file or its
+    folder, and the roles a ``tokenizer_config.json`` beside it names. Without one,
+    ``<|endoftext|>`` serves as both bos and eos; every special token still missing is appended as
+    a new id after the existing vocabulary, in the order of ``SPECIAL_TOKENS``, so a pretrained
+    model's embedding must grow to ``tok.vocab_size`` before it can use them. The single-file
+    wrapper that older genlab versions wrote still loads.
 """
 
 from __future__ import annotations
@@ -69,6 +78,10 @@ SPECIAL_TOKENS: dict[str, str] = {
     "tool_result_end": "<|/tool_result|>",
 }
 GPT2_END_OF_TEXT = "<|endoftext|>"
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "tokenizer_config.json"
+ROLES_KEY = "genlab_special_tokens"  # tokenizer_config.json: role name -> spelling
+# The single-file wrapper of older genlab versions (read, no longer written).
 FORMAT = "genlab.tokenizer"
 FORMAT_VERSION = 1
 
@@ -122,6 +135,74 @@ def _hf_from_json(obj: Mapping[str, Any], where: Path) -> HFTokenizer:
         return HFTokenizer.from_str(json.dumps(obj))
     except Exception as e:  # the Rust parser raises a bare Exception
         raise GenlabError(f"{where}: not a valid tokenizer ({e}); restore or retrain it") from e
+
+
+def _role_spellings(hf: HFTokenizer, config: Mapping[str, Any]) -> dict[str, str]:
+    """The spelling of each special token's role: as ``config`` (a tokenizer_config.json) names
+    it, else the first of genlab's and GPT-2's spellings in the vocabulary, else genlab's."""
+
+    def named(key: str) -> list[str]:
+        token = config.get(key)
+        token = token.get("content") if isinstance(token, dict) else token
+        return [token] if isinstance(token, str) else []
+
+    roles = config.get(ROLES_KEY)
+    roles = roles if isinstance(roles, dict) else {}
+    candidates = {name: [spelling] for name, spelling in SPECIAL_TOKENS.items()}
+    candidates["bos"] = [*named("bos_token"), SPECIAL_TOKENS["bos"], GPT2_END_OF_TEXT]
+    candidates["eos"] = [*named("eos_token"), SPECIAL_TOKENS["eos"], GPT2_END_OF_TEXT]
+    candidates["pad"] = [*named("pad_token"), SPECIAL_TOKENS["pad"]]
+    for name in candidates:
+        if isinstance(roles.get(name), str):
+            candidates[name].insert(0, roles[name])
+    return {
+        name: next((s for s in spellings if hf.token_to_id(s) is not None), SPECIAL_TOKENS[name])
+        for name, spellings in candidates.items()
+    }
+
+
+def _role_ids(hf: HFTokenizer, config: Mapping[str, Any]) -> dict[str, int | None]:
+    """The id of each role as ``_role_spellings`` finds it (None where it would be appended)."""
+    return {name: hf.token_to_id(s) for name, s in _role_spellings(hf, config).items()}
+
+
+def jinja_chat_template(spelling: Mapping[str, str]) -> str:
+    """``render_chat``'s layout (see :mod:`genlab.data.chat_template`) as a transformers chat
+    template over the special tokens' spellings, the assistant's part in ``{% generation %}``."""
+    s = {name: _jinja_text(text) for name, text in spelling.items()}
+    roles = ", ".join(chat_template.ROLES)
+    return (
+        "{% for message in messages %}"
+        f"{{% if message['role'] not in {list(chat_template.ROLES)!r} %}}"
+        f"{{{{ raise_exception('message ' ~ loop.index0 ~ ' has role ' ~ message['role']"
+        f" ~ '; use one of {roles}') }}}}"
+        "{% elif message['content'] is not string %}"
+        "{{ raise_exception('message ' ~ loop.index0 ~ ' needs a content string') }}"
+        "{% endif %}{% endfor %}"
+        f"{s['bos']}"
+        "{% for message in messages %}"
+        "{% if message['role'] == 'assistant' %}"
+        f"{s['assistant']}{{% generation %}}{{{{ message['content'] }}}}"
+        "{% if message['tool_call'] is defined and message['tool_call'] is not none %}"
+        f"{s['tool_call']}{{{{ message['tool_call'] }}}}{s['tool_call_end']}"
+        f"{{% else %}}{s['eot']}{{% endif %}}{{% endgeneration %}}"
+        "{% elif message['role'] == 'tool' %}"
+        f"{s['tool_result']}{{{{ message['content'] }}}}{s['tool_result_end']}"
+        "{% elif message['role'] == 'system' %}"
+        f"{s['system']}{{{{ message['content'] }}}}{s['eot']}"
+        "{% else %}"
+        f"{s['user']}{{{{ message['content'] }}}}{s['eot']}"
+        "{% endif %}{% endfor %}"
+        f"{{% if add_generation_prompt %}}{s['assistant']}{{% endif %}}"
+    )
+
+
+def _jinja_text(text: str) -> str:
+    """``text`` as it must stand in a Jinja template: literal, or a string expression when it
+    holds characters Jinja reads as syntax."""
+    if not any(c in text for c in "{}%#"):
+        return text
+    return "{{ " + json.dumps(text) + " }}"
 
 
 def _ids(ids: Any) -> list[int]:
@@ -223,27 +304,64 @@ class Tokenizer:
         return cls(hf, {name: hf.token_to_id(s) for name, s in SPECIAL_TOKENS.items()})
 
     def save(self, path: str | Path) -> None:
-        """Write one JSON file atomically (into ``path/tokenizer.json`` if ``path`` is a folder)."""
+        """Write the tokenizer atomically: a folder (or a path named ``tokenizer.json``) gets the
+        files of ``files()``; any other path one plain ``tokenizer.json``-style file."""
         path = Path(path)
-        if path.is_dir():
-            path = path / "tokenizer.json"
+        if path.is_dir() or path.name == TOKENIZER_FILE:
+            folder = path if path.is_dir() else path.parent
+            for name, data in self.files().items():
+                atomic_write_bytes(folder / name, data)
+            return
+        if _role_ids(self._hf, {}) != self.special:
+            raise GenlabError(
+                f"{path}: this tokenizer's special tokens have other spellings, which one file "
+                "cannot record; save it into a folder (tokenizer_config.json keeps them)"
+            )
         atomic_write_bytes(path, self.to_json().encode())
 
     def to_json(self) -> str:
-        """The file ``save`` writes, as a string (also a cache key for tokenized data)."""
-        obj = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "special_tokens": {name: self._hf.id_to_token(i) for name, i in self.special.items()},
-            "tokenizer": json.loads(self._hf.to_str()),
+        """The Hugging Face ``tokenizer.json`` (also a cache key for tokenized data)."""
+        return self._hf.to_str()
+
+    def to_config(self, model_max_length: int | None = None) -> dict[str, Any]:
+        """The ``tokenizer_config.json`` transformers reads: special tokens, roles, chat template."""
+        spelling = {name: self._hf.id_to_token(i) for name, i in self.special.items()}
+        added = self._hf.get_added_tokens_decoder()
+        config: dict[str, Any] = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": spelling["bos"],
+            "eos_token": spelling["eos"],
+            "pad_token": spelling["pad"],
+            "added_tokens_decoder": {
+                str(i): {
+                    "content": t.content,
+                    "lstrip": t.lstrip,
+                    "normalized": t.normalized,
+                    "rstrip": t.rstrip,
+                    "single_word": t.single_word,
+                    "special": t.special,
+                }
+                for i, t in sorted(added.items())
+            },
+            "chat_template": jinja_chat_template(spelling),
+            "clean_up_tokenization_spaces": False,
+            ROLES_KEY: spelling,
         }
-        return json.dumps(obj, ensure_ascii=False)
+        if model_max_length is not None:
+            config["model_max_length"] = model_max_length
+        return config
+
+    def files(self, model_max_length: int | None = None) -> dict[str, bytes]:
+        """File name -> bytes of a tokenizer folder that genlab and ``AutoTokenizer`` both open."""
+        config = json.dumps(self.to_config(model_max_length), indent=2, ensure_ascii=False)
+        return {TOKENIZER_FILE: self.to_json().encode(), CONFIG_FILE: config.encode()}
 
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
-        """Read a genlab tokenizer file, or a Hugging Face ``tokenizer.json`` (file or folder)."""
+        """Read a Hugging Face ``tokenizer.json`` (file or folder; with the roles of a
+        ``tokenizer_config.json`` beside it) or an older genlab wrapper file."""
         path = Path(path)
-        file = path / "tokenizer.json" if path.is_dir() else path
+        file = path / TOKENIZER_FILE if path.is_dir() else path
         obj = read_json(file, "tokenizer")
         if isinstance(obj, dict) and obj.get("format") == FORMAT:
             return cls._from_genlab(obj, file)
@@ -271,23 +389,12 @@ class Tokenizer:
     @classmethod
     def _from_hugging_face(cls, obj: Mapping[str, Any], file: Path) -> Tokenizer:
         hf = _hf_from_json(obj, file)
-        config_file = file.parent / "tokenizer_config.json"
+        config_file = file.parent / CONFIG_FILE
         config = read_json(config_file, "tokenizer config") if config_file.is_file() else {}
-
-        def named(key: str) -> list[str]:
-            token = config.get(key) if isinstance(config, dict) else None
-            token = token.get("content") if isinstance(token, dict) else token
-            return [token] if isinstance(token, str) else []
-
-        candidates = {name: [spelling] for name, spelling in SPECIAL_TOKENS.items()}
-        candidates["bos"] = [*named("bos_token"), SPECIAL_TOKENS["bos"], GPT2_END_OF_TEXT]
-        candidates["eos"] = [*named("eos_token"), SPECIAL_TOKENS["eos"], GPT2_END_OF_TEXT]
-        candidates["pad"] = [*named("pad_token"), SPECIAL_TOKENS["pad"]]
+        if not isinstance(config, dict):
+            raise GenlabError(f"{config_file} is not a JSON object; restore or delete it")
         special = {}
-        for name, spellings in candidates.items():
-            spelling = next(
-                (s for s in spellings if hf.token_to_id(s) is not None), SPECIAL_TOKENS[name]
-            )
+        for name, spelling in _role_spellings(hf, config).items():
             # Marks an existing token special (same id) or appends a new one after the vocabulary.
             hf.add_special_tokens([AddedToken(spelling, special=True, normalized=False)])
             special[name] = hf.token_to_id(spelling)

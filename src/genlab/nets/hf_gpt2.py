@@ -7,9 +7,13 @@ transposed, because GPT-2's ``Conv1D`` keeps its weight as (in, out) where ``nn.
 (out, in). This lets a user start from a published GPT-2, compare genlab with transformers number
 for number, and hand a genlab model to any tool that reads the transformers format.
 
+A GPT without biases (genlab's default) is GPT-2 with every bias zero, so it exports exactly.
+With a tokenizer, the folder also gets its files (``tokenizer.json``, ``tokenizer_config.json``
+with the chat template) and a ``generation_config.json`` whose ``eos_token_id`` is the stop set,
+so ``AutoModelForCausalLM``/``AutoTokenizer`` and ``generate`` behave as ``genlab generate``.
+
 The legacy ``pytorch_model.bin`` is read with ``torch.load(weights_only=True)``, which refuses
-to run code hidden in a pickle. The folder's ``tokenizer.json``, if any, is for
-``genlab.data.tokenizer``; this module only moves the network.
+to run code hidden in a pickle.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ from torch import Tensor
 
 from genlab.core.checkpoint import load_state_into
 from genlab.core.errors import GenlabError
-from genlab.core.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
+from genlab.core.io import (
+    atomic_save_tensors,
+    atomic_write_bytes,
+    atomic_write_json,
+    load_tensors,
+    read_json,
+)
+from genlab.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from genlab.nets.gpt import GPT, GPTConfig
 
 SAFETENSORS_FILE = "model.safetensors"
@@ -56,7 +67,8 @@ def _config_from_hf(hf: dict[str, Any], source: Path) -> GPTConfig:
     if not isinstance(hf, dict) or hf.get("model_type") != "gpt2":
         kind = hf.get("model_type") if isinstance(hf, dict) else None
         raise GenlabError(
-            f"{source} is not a GPT-2 config (model_type={kind!r}); only GPT-2 checkpoints load"
+            f"{source} is not a GPT-2 config (model_type={kind!r}); genlab reads GPT-2 "
+            "checkpoints only (model_type 'gpt2')"
         )
     act = hf.get("activation_function", "gelu_new")
     if act not in _TANH_GELU:
@@ -165,9 +177,12 @@ def gpt_from_hf(path: str | os.PathLike) -> GPT:
     """
     folder = Path(path)
     if not folder.is_dir():
-        raise GenlabError(f"GPT-2 checkpoint folder not found: {folder}")
+        raise GenlabError(f"GPT-2 checkpoint folder not found: {folder}; check the path")
     if not (folder / "config.json").is_file():
-        raise GenlabError(f"{folder} has no config.json; it is not a transformers model folder")
+        raise GenlabError(
+            f"{folder} has no config.json, so it is not a transformers model folder; give the "
+            "folder that save_pretrained wrote"
+        )
     config = _config_from_hf(read_json(folder / "config.json", what="GPT-2 config"), folder)
     hf_state, source = _read_weights(folder)
     model = GPT(config)
@@ -180,7 +195,25 @@ def gpt_from_hf(path: str | os.PathLike) -> GPT:
     return model.eval()
 
 
-def _hf_config(c: GPTConfig, dtype: torch.dtype, bos: int | None, eos: int | None) -> dict:
+def load_hf(path: str | os.PathLike) -> tuple[GPT, Tokenizer]:
+    """A GPT-2 folder's model and tokenizer, the embedding grown to every special token genlab
+    adds (so the logits of the folder's own ids are unchanged)."""
+    folder = Path(path)
+    model = gpt_from_hf(folder)
+    if not (folder / TOKENIZER_FILE).is_file():
+        raise GenlabError(
+            f"{folder} has no {TOKENIZER_FILE}; save the model's fast tokenizer there "
+            "(tokenizer.save_pretrained) and try again"
+        )
+    tokenizer = Tokenizer.load(folder)
+    if tokenizer.vocab_size > model.config.vocab_size:
+        model.resize_vocab(tokenizer.vocab_size)
+    return model, tokenizer
+
+
+def _hf_config(
+    c: GPTConfig, dtype: torch.dtype, bos: int | None, eos: int | None, pad: int | None
+) -> dict:
     """A GPT-2 ``config.json`` for ``c`` as ``GPT2Config.save_pretrained`` would write it."""
     return {
         "model_type": "gpt2",
@@ -204,6 +237,7 @@ def _hf_config(c: GPTConfig, dtype: torch.dtype, bos: int | None, eos: int | Non
         "tie_word_embeddings": c.tie_weights,
         "bos_token_id": bos,
         "eos_token_id": eos,
+        "pad_token_id": pad,
         "use_cache": True,
         "torch_dtype": str(dtype).removeprefix("torch."),
     }
@@ -213,29 +247,26 @@ def gpt_to_hf(
     model: GPT,
     path: str | os.PathLike,
     *,
+    tokenizer: Tokenizer | None = None,
     bos_token_id: int | None = None,
     eos_token_id: int | None = None,
 ) -> Path:
     """Write ``model`` as a GPT-2 folder that ``GPT2LMHeadModel.from_pretrained`` loads.
 
-    Only GPT-2's own shape exports: learned positions and biases. A tied output layer is left out
-    of the file, as transformers writes it (``tie_word_embeddings`` restores it); an untied one
-    is saved as ``lm_head.weight``. ``bos_token_id``/``eos_token_id`` come from the tokenizer
+    Only GPT-2's own shape exports: learned positions. A tied output layer is left out of the
+    file, as transformers writes it (``tie_word_embeddings`` restores it); an untied one is saved
+    as ``lm_head.weight``. With ``tokenizer``, its files and a ``generation_config.json`` join
+    the weights and the special ids come from it; otherwise ``bos_token_id``/``eos_token_id``
     (GPT-2's 50256 would lie outside a small vocabulary, so there is no default).
     """
     c = model.config
     if c.pos != "learned":
         raise GenlabError(
-            f"cannot export pos='{c.pos}' as GPT-2: GPT-2 has learned position embeddings only"
+            f"cannot export pos='{c.pos}' as GPT-2: GPT-2 has learned position embeddings only; "
+            "train with pos=learned to export"
         )
-    if not c.bias:
-        raise GenlabError(
-            "cannot export a GPT without biases (bias=False) as GPT-2: GPT-2's layers all have "
-            "biases; train with bias=True to export"
-        )
-    own = model.state_dict()
     state: dict[str, Tensor] = {}
-    for name, tensor in own.items():
+    for name, tensor in model.state_dict().items():
         if name == "lm_head.weight":
             if not c.tie_weights:
                 state["lm_head.weight"] = tensor
@@ -246,12 +277,29 @@ def gpt_to_hf(
             part, _, param = sub.rpartition(".")
             hf_part = _TO_HF[part]
             is_conv = hf_part in _CONV1D and param == "weight"
-            state[f"transformer.h.{layer}.{hf_part}.{param}"] = tensor.t() if is_conv else tensor
+            hf_name = f"transformer.h.{layer}.{hf_part}"
+            state[f"{hf_name}.{param}"] = tensor.t() if is_conv else tensor
         else:
+            hf_name = f"transformer.{name.rpartition('.')[0]}"
             state[f"transformer.{name}"] = tensor
+        if not c.bias and name.endswith(".weight") and top in ("blocks", "ln_f"):
+            # GPT-2 has a bias wherever genlab may leave it out: zero computes the same.
+            state[f"{hf_name}.bias"] = tensor.new_zeros(tensor.shape[0])
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    dtype = model.lm_head.weight.dtype
+    dtype = model.wte.weight.dtype
+    pad = None
+    if tokenizer is not None:
+        bos_token_id, eos_token_id, pad = tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id
+        for name, data in tokenizer.files(model_max_length=c.block_size).items():
+            atomic_write_bytes(folder / name, data)
+        generation = {
+            "bos_token_id": bos_token_id,
+            "eos_token_id": list(dict.fromkeys(tokenizer.stop_ids)),
+            "pad_token_id": pad,
+        }
+        atomic_write_json(folder / "generation_config.json", generation)
     atomic_save_tensors(folder / SAFETENSORS_FILE, state, metadata={"format": "pt"})
-    atomic_write_json(folder / "config.json", _hf_config(c, dtype, bos_token_id, eos_token_id))
+    config = _hf_config(c, dtype, bos_token_id, eos_token_id, pad)
+    atomic_write_json(folder / "config.json", config)
     return folder

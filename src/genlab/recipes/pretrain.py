@@ -184,7 +184,7 @@ def pretrain(
         eval_data=eval_data,
         model_kind=KIND,
         model_config=model.config.to_dict(),
-        extra_files={TOKENIZER_FILE: tokenizer.to_json().encode()},
+        extra_files=tokenizer.files(model.config.block_size),
         resume=resume,
     )
     metrics = trainer.fit(until=until)

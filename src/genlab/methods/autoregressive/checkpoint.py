@@ -1,7 +1,9 @@
-"""The ``gpt`` kind: ``config.json`` + ``model.safetensors`` + ``tokenizer.json``.
+"""The ``gpt`` kind: ``config.json`` + ``model.safetensors`` + ``tokenizer.json`` (+
+``tokenizer_config.json``, its roles and chat template, which older folders lack).
 
 What ``genlab generate``, ``chat`` and ``serve`` open, and what pretraining and fine-tuning
-write. The tokenizer travels with the weights, because token ids mean nothing without it.
+write. The tokenizer travels with the weights, because token ids mean nothing without it; its
+files are the ones transformers' ``AutoTokenizer`` reads.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ import torch
 from genlab.core import registry
 from genlab.core.errors import GenlabError
 from genlab.core.registry import ExtraFile, Kind, Loaded, load, register, save
-from genlab.data.tokenizer import Tokenizer
+from genlab.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from genlab.nets.gpt import GPT, GPTConfig
 
 KIND = "gpt"
-TOKENIZER_FILE = "tokenizer.json"
 
 
 def check_vocabulary(loaded: Loaded) -> None:
@@ -39,7 +40,8 @@ register(Kind(KIND, GPTConfig, GPT, (TOKENIZER,), check_vocabulary, generator=""
 
 def save_gpt(folder: str | os.PathLike, model: GPT, tokenizer: Tokenizer) -> Path:
     """Write the model and its tokenizer so that ``load_gpt`` restores both."""
-    return save(folder, model, KIND, model.config, {TOKENIZER_FILE: tokenizer.to_json().encode()})
+    files = tokenizer.files(model_max_length=model.config.block_size)
+    return save(folder, model, KIND, model.config, files)
 
 
 def load_gpt(
