@@ -268,7 +268,7 @@ def test_bad_arguments_say_what_is_wrong():
     with pytest.raises(GenlabError, match="noise schedule"):
         NoiseSchedule("sigmoid")
     with pytest.raises(GenlabError, match="prediction type"):
-        DDPMScheduler(prediction="epsilon")
+        DDPMScheduler(prediction="noise")
     with pytest.raises(GenlabError, match="eta"):
         DDIMScheduler(eta=1.5)
     with pytest.raises(GenlabError, match="set_timesteps"):

@@ -4,26 +4,39 @@
 "Denoising Diffusion Probabilistic Models"); ``DDIMScheduler`` is the non-Markovian sampler of
 Song et al., 2021, "Denoising Diffusion Implicit Models", which runs on any subsequence of the
 training steps, deterministic at ``eta=0``. Both follow the contract of diffusers
-(``set_timesteps(n)``, iterate ``scheduler.timesteps``, ``step(model_output, t, sample,
-generator)``), draw exactly one ``torch.randn(sample.shape, generator=generator)`` per stochastic
-step and compute operation for operation as diffusers does, so the same generator gives the
-same samples in both libraries (the tests check this). A sample is any tensor (B, ...).
+(``set_timesteps(n)``, iterate ``scheduler.timesteps``, ``step(model_output, t, sample, ...)
+.prev_sample``) under its argument names, read its configurations (``from_config``,
+``from_diffusers``) and write theirs (``config``), draw exactly one ``torch.randn(sample.shape,
+generator=generator)`` per stochastic step and compute operation for operation as diffusers
+does: the same generator gives the same samples in both libraries, and a sampling loop written
+for diffusers runs unchanged on them (the tests check this). A sample is any tensor (B, ...).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from genlab.core.errors import GenlabError
+from genlab.core.io import read_json
 from genlab.methods.diffusion.schedule import NoiseSchedule, check_choice
 
 SPACINGS = ("leading", "trailing", "linspace")
 VARIANCES = ("fixed_small", "fixed_large")
+DIFFUSERS_CONFIG_FILE = "scheduler_config.json"
+# diffusers settings genlab does not implement: each must keep its off value
+UNSUPPORTED = {
+    "thresholding": False,  # Saharia et al., 2022 (Imagen): dynamic thresholding of x_0
+    "rescale_betas_zero_snr": False,  # Lin et al., 2024: rescale the schedule to zero SNR
+}
 
 
 @dataclass
@@ -69,9 +82,41 @@ def _randn(sample: Tensor, generator: torch.Generator | None) -> Tensor:
     return noise.to(sample.device)
 
 
+def _output(
+    prev_sample: Tensor, x0: Tensor, return_dict: bool
+) -> SchedulerOutput | tuple[Tensor, Tensor]:
+    if return_dict:
+        return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=x0)
+    return prev_sample, x0
+
+
+def _check_eta(eta: float) -> float:
+    if not 0.0 <= eta <= 1.0:
+        raise GenlabError(f"eta must lie in [0, 1] (0: deterministic DDIM), got {eta}")
+    return eta
+
+
+class SchedulerConfig(dict):
+    """A scheduler's settings under diffusers' names, read as keys or as attributes
+    (``scheduler.config.prediction_type``), as diffusers' own config is."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 class Sampler(NoiseSchedule):
-    """What DDPM and DDIM share: which timesteps they visit and the clipping of the x_0 estimate.
-    ``timesteps`` counts down over all T steps until ``set_timesteps(n)`` chooses n of them."""
+    """What DDPM and DDIM share: which timesteps they visit, the clipping of the x_0 estimate,
+    and diffusers' configuration. ``timesteps`` counts down over all T steps until
+    ``set_timesteps(n)`` chooses n of them.
+
+    ``init_noise_sigma`` and ``scale_model_input`` are there for loops written for diffusers,
+    whose other schedulers (Euler, ...) scale the noise; here both leave it as it is.
+    """
+
+    init_noise_sigma = 1.0
 
     def _init_sampling(
         self, clip_sample: bool, clip_sample_range: float, timestep_spacing: str, steps_offset: int
@@ -93,6 +138,72 @@ class Sampler(NoiseSchedule):
         )
         self.num_inference_steps = num_inference_steps
         self.timesteps = torch.from_numpy(steps).to(device)
+
+    def scale_model_input(self, sample: Tensor, timestep: Tensor | int | None = None) -> Tensor:
+        """The network's input at ``timestep``: the sample itself (DDPM and DDIM scale nothing)."""
+        return sample
+
+    @property
+    def config(self) -> SchedulerConfig:
+        """The settings under diffusers' names: ``from_config`` (here or in diffusers) rebuilds
+        this scheduler from them, ``json.dumps`` saves them as ``scheduler_config.json``."""
+        betas = self.trained_betas
+        return SchedulerConfig(
+            _class_name=type(self).__name__,
+            num_train_timesteps=self.num_train_timesteps,
+            beta_start=self.beta_start,
+            beta_end=self.beta_end,
+            beta_schedule=self.beta_schedule,
+            trained_betas=None if betas is None else betas.tolist(),
+            prediction_type=self.prediction_type,
+            clip_sample=self.clip_sample,
+            clip_sample_range=self.clip_sample_range,
+            timestep_spacing=self.timestep_spacing,
+            steps_offset=self.steps_offset,
+            **self._own_config(),
+        )
+
+    def _own_config(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | Any | None = None, **overrides: Any) -> Self:
+        """A scheduler from a diffusers-style config (a dict, ``scheduler.config``, or a
+        scheduler of either library), ``overrides`` replacing some settings, as in diffusers'
+        ``DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")``.
+
+        Settings this class does not take (another scheduler's, ``_diffusers_version``) are
+        ignored, as diffusers does; a diffusers feature genlab lacks is refused.
+        """
+        config = getattr(config, "config", config)
+        settings = {**dict(config or {}), **overrides}
+        for name, off in UNSUPPORTED.items():
+            if settings.get(name, off) != off:
+                raise GenlabError(
+                    f"{cls.__name__} does not implement diffusers' {name}; set {name}={off} "
+                    "or sample with diffusers"
+                )
+        takes = inspect.signature(cls.__init__).parameters
+        return cls(**{k: v for k, v in settings.items() if k in takes and k != "self"})
+
+    @classmethod
+    def from_diffusers(cls, source: str | os.PathLike | Mapping[str, Any] | Any) -> Self:
+        """A scheduler from diffusers: a scheduler object, its config, or a saved folder
+        (``scheduler_config.json`` in it or in its ``scheduler/`` subfolder) or that file."""
+        if not isinstance(source, (str, os.PathLike)):
+            return cls.from_config(source)
+        path = Path(source)
+        for candidate in (
+            path,
+            path / DIFFUSERS_CONFIG_FILE,
+            path / "scheduler" / DIFFUSERS_CONFIG_FILE,
+        ):
+            if candidate.is_file():
+                return cls.from_config(read_json(candidate, what="scheduler config"))
+        raise GenlabError(
+            f"no {DIFFUSERS_CONFIG_FILE} in {path} (nor in {path / 'scheduler'}); pass a diffusers "
+            "pipeline or scheduler folder"
+        )
 
 
 class DDPMScheduler(Sampler):
@@ -117,13 +228,30 @@ class DDPMScheduler(Sampler):
         clip_sample_range: float = 1.0,
         timestep_spacing: str = "leading",
         steps_offset: int = 0,
+        *,
+        beta_schedule: str | None = None,
+        prediction_type: str | None = None,
+        trained_betas: Tensor | Sequence[float] | None = None,
     ) -> None:
-        super().__init__(schedule, num_train_timesteps, beta_start, beta_end, betas, prediction)
+        super().__init__(
+            schedule,
+            num_train_timesteps,
+            beta_start,
+            beta_end,
+            betas,
+            prediction,
+            beta_schedule=beta_schedule,
+            prediction_type=prediction_type,
+            trained_betas=trained_betas,
+        )
         self._init_sampling(clip_sample, clip_sample_range, timestep_spacing, steps_offset)
         check_choice(variance_type, VARIANCES, "variance type")
         self.variance_type = variance_type
         self.one = torch.tensor(1.0)
         self.set_timesteps(self.num_train_timesteps)
+
+    def _own_config(self) -> dict[str, Any]:
+        return {"variance_type": self.variance_type}
 
     def set_timesteps(
         self, num_inference_steps: int, device: torch.device | str | None = None
@@ -140,8 +268,10 @@ class DDPMScheduler(Sampler):
         timestep: Tensor | int,
         sample: Tensor,
         generator: torch.Generator | None = None,
-    ) -> SchedulerOutput:
-        """Sample x_{t-1} given the network's output at (x_t, t)."""
+        return_dict: bool = True,
+    ) -> SchedulerOutput | tuple[Tensor, Tensor]:
+        """Sample x_{t-1} given the network's output at (x_t, t); ``return_dict=False`` gives
+        the tuple ``(prev_sample, pred_original_sample)``, as in diffusers."""
         t = int(timestep)
         if t not in self._previous:
             raise GenlabError(
@@ -172,7 +302,7 @@ class DDPMScheduler(Sampler):
             else:
                 variance = current_beta_t
             prev_sample = prev_sample + variance**0.5 * noise
-        return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=x0)
+        return _output(prev_sample, x0, return_dict)
 
 
 class DDIMScheduler(Sampler):
@@ -188,9 +318,10 @@ class DDIMScheduler(Sampler):
     Past the last step, abar is 1 (``set_alpha_to_one``, the clean image) or abar_0.
 
     ``clip_sample`` clamps the x_0 estimate; like diffusers, the step then still uses the
-    unclipped noise estimate. ``rederive_noise`` recomputes the noise from the clipped x_0
-    instead, so the two agree (x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps still holds), which
-    keeps strongly guided samples moving towards the condition.
+    unclipped noise estimate. ``rederive_noise`` (diffusers' ``use_clipped_model_output``, from
+    GLIDE) recomputes the noise from the x_0 estimate instead, so the two agree (x_t = sqrt(abar)
+    x_0 + sqrt(1 - abar) eps still holds), which keeps strongly guided samples moving towards
+    the condition.
     """
 
     def __init__(
@@ -208,23 +339,58 @@ class DDIMScheduler(Sampler):
         timestep_spacing: str = "leading",
         steps_offset: int = 0,
         rederive_noise: bool = False,
+        *,
+        beta_schedule: str | None = None,
+        prediction_type: str | None = None,
+        trained_betas: Tensor | Sequence[float] | None = None,
     ) -> None:
-        super().__init__(schedule, num_train_timesteps, beta_start, beta_end, betas, prediction)
+        super().__init__(
+            schedule,
+            num_train_timesteps,
+            beta_start,
+            beta_end,
+            betas,
+            prediction,
+            beta_schedule=beta_schedule,
+            prediction_type=prediction_type,
+            trained_betas=trained_betas,
+        )
         self._init_sampling(clip_sample, clip_sample_range, timestep_spacing, steps_offset)
-        if not 0.0 <= eta <= 1.0:
-            raise GenlabError(f"eta must lie in [0, 1] (0: deterministic DDIM), got {eta}")
-        self.eta = eta
+        self.eta = _check_eta(eta)
         self.rederive_noise = rederive_noise
+        self.set_alpha_to_one = set_alpha_to_one
         self.final_alpha_cumprod = torch.tensor(1.0) if set_alpha_to_one else self.alphas_cumprod[0]
+
+    def _own_config(self) -> dict[str, Any]:
+        return {
+            "set_alpha_to_one": self.set_alpha_to_one,
+            "eta": self.eta,
+            "rederive_noise": self.rederive_noise,
+        }
 
     def step(
         self,
         model_output: Tensor,
         timestep: Tensor | int,
         sample: Tensor,
+        eta: float | None = None,
+        use_clipped_model_output: bool | None = None,
         generator: torch.Generator | None = None,
-    ) -> SchedulerOutput:
-        """Move from x_t to x_{t - T//n} given the network's output at (x_t, t)."""
+        variance_noise: Tensor | None = None,
+        return_dict: bool = True,
+    ) -> SchedulerOutput | tuple[Tensor, Tensor]:
+        """Move from x_t to x_{t - T//n} given the network's output at (x_t, t).
+
+        The arguments are diffusers': ``eta`` and ``use_clipped_model_output`` default to the
+        scheduler's ``eta`` and ``rederive_noise``; ``variance_noise`` replaces the random draw;
+        ``return_dict=False`` gives the tuple ``(prev_sample, pred_original_sample)``.
+        """
+        eta = self.eta if eta is None else _check_eta(eta)
+        rederive = (
+            self.rederive_noise if use_clipped_model_output is None else use_clipped_model_output
+        )
+        if variance_noise is not None and generator is not None:
+            raise GenlabError("give step() a generator or variance_noise, not both")
         if self.num_inference_steps is None:
             raise GenlabError("call set_timesteps(n) on the DDIM scheduler before step()")
         t = int(timestep)
@@ -237,17 +403,20 @@ class DDIMScheduler(Sampler):
         x0, eps = self._x0_and_eps(model_output, sample, alpha_prod_t)
         if self.clip_sample:
             x0 = x0.clamp(-self.clip_sample_range, self.clip_sample_range)
-            if self.rederive_noise:
-                eps = (sample - alpha_prod_t**0.5 * x0) / beta_prod_t**0.5
+        if rederive:
+            eps = (sample - alpha_prod_t**0.5 * x0) / beta_prod_t**0.5
 
         # DDIM eq. (12) with sigma from eq. (16)
         variance = (beta_prod_t_prev / beta_prod_t) * (1 - alpha_prod_t / alpha_prod_t_prev)
-        std_dev_t = self.eta * variance**0.5
+        std_dev_t = eta * variance**0.5
         direction = (1 - alpha_prod_t_prev - std_dev_t**2) ** 0.5 * eps
         prev_sample = alpha_prod_t_prev**0.5 * x0 + direction
-        if self.eta > 0:
-            prev_sample = prev_sample + std_dev_t * _randn(model_output, generator)
-        return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=x0)
+        if eta > 0:
+            noise = (
+                variance_noise if variance_noise is not None else _randn(model_output, generator)
+            )
+            prev_sample = prev_sample + std_dev_t * noise
+        return _output(prev_sample, x0, return_dict)
 
 
 def sample_loop(

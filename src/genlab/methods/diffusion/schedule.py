@@ -8,26 +8,59 @@ Probabilistic Models") and ``scaled_linear`` (Stable Diffusion's). Targets: the 
 the clean sample (``x0``) or the velocity (``v``; Salimans & Ho, 2022, "Progressive Distillation
 for Fast Sampling of Diffusion Models"), weighted by Min-SNR-gamma (Hang et al., 2023, "Efficient
 Diffusion Training via Min-SNR Weighting Strategy"). A sample is any tensor (B, ...), image or
-audio. The arithmetic follows diffusers (its names: ``epsilon``, ``sample``, ``v_prediction``).
+audio. The arithmetic follows diffusers, and its argument names work too (``beta_schedule``,
+``prediction_type``, ``trained_betas``, with its values ``squaredcos_cap_v2``, ``epsilon``,
+``sample``, ``v_prediction``), so a diffusers configuration builds the same schedule.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from genlab.core.errors import GenlabError
 
-SCHEDULES = ("linear", "cosine", "scaled_linear")
-PREDICTIONS = ("eps", "x0", "v")
+# genlab's name of each choice -> diffusers' name of it
+DIFFUSERS_SCHEDULES = {
+    "linear": "linear",
+    "cosine": "squaredcos_cap_v2",
+    "scaled_linear": "scaled_linear",
+}
+DIFFUSERS_PREDICTIONS = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
+SCHEDULES = tuple(DIFFUSERS_SCHEDULES)
+PREDICTIONS = tuple(DIFFUSERS_PREDICTIONS)
 
 
 def check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
     """Refuse a ``value`` that is not one of ``choices``, naming them."""
     if value not in choices:
         raise GenlabError(f"unknown {what} '{value}'; choose one of {', '.join(choices)}")
+
+
+def genlab_name(value: str, diffusers_names: dict[str, str], what: str) -> str:
+    """genlab's name for a choice given by either library's name (``epsilon`` -> ``eps``)."""
+    ours = {theirs: mine for mine, theirs in diffusers_names.items()}.get(value, value)
+    if ours not in diffusers_names:
+        choices = ", ".join(f"{mine} ({theirs})" for mine, theirs in diffusers_names.items())
+        raise GenlabError(f"unknown {what} '{value}'; choose one of {choices}")
+    return ours
+
+
+def _choice(
+    ours: str, default: str, theirs: str | None, diffusers_names: dict[str, str], what: str
+) -> str:
+    """genlab's name of a choice given as genlab's argument (``ours``) or diffusers'
+    (``theirs``), refusing two different ones."""
+    ours = genlab_name(ours, diffusers_names, what)
+    if theirs is None:
+        return ours
+    theirs = genlab_name(theirs, diffusers_names, what)
+    if ours not in (default, theirs):
+        raise GenlabError(f"{what} given twice, as '{ours}' and as '{theirs}'; give one")
+    return theirs
 
 
 def cosine_betas(num_train_timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
@@ -51,11 +84,12 @@ def make_betas(
     beta_start: float = 1e-4,
     beta_end: float = 0.02,
 ) -> Tensor:
-    """The float32 betas of a named schedule (``linear``, ``cosine`` or ``scaled_linear``)."""
+    """The float32 betas of a named schedule (``linear``, ``cosine`` or ``scaled_linear``, or
+    diffusers' ``squaredcos_cap_v2`` for the cosine one)."""
     T = num_train_timesteps
     if T < 1:
         raise GenlabError(f"num_train_timesteps must be positive, got {T}")
-    check_choice(schedule, SCHEDULES, "noise schedule")
+    schedule = genlab_name(schedule, DIFFUSERS_SCHEDULES, "noise schedule")
     if schedule == "linear":
         return torch.linspace(beta_start, beta_end, T, dtype=torch.float32)
     if schedule == "scaled_linear":
@@ -69,7 +103,12 @@ def _per_sample(coef: Tensor, ndim: int) -> Tensor:
 
 
 class NoiseSchedule:
-    """The forward process: betas, their cumulative products, noising and training targets."""
+    """The forward process: betas, their cumulative products, noising and training targets.
+
+    ``beta_schedule``, ``prediction_type`` and ``trained_betas`` are diffusers' names for
+    ``schedule``, ``prediction`` and ``betas``; either library's values are accepted and kept
+    under genlab's names (``prediction_type`` reads them back under diffusers').
+    """
 
     def __init__(
         self,
@@ -79,15 +118,39 @@ class NoiseSchedule:
         beta_end: float = 0.02,
         betas: Tensor | None = None,
         prediction: str = "eps",
+        *,
+        beta_schedule: str | None = None,
+        prediction_type: str | None = None,
+        trained_betas: Tensor | Sequence[float] | None = None,
     ) -> None:
-        check_choice(prediction, PREDICTIONS, "prediction type")
-        self.prediction = prediction
+        self.schedule = _choice(
+            schedule, "linear", beta_schedule, DIFFUSERS_SCHEDULES, "noise schedule"
+        )
+        self.prediction = _choice(
+            prediction, "eps", prediction_type, DIFFUSERS_PREDICTIONS, "prediction type"
+        )
+        if trained_betas is not None:
+            if betas is not None:
+                raise GenlabError("betas given twice, as betas and as trained_betas; give one")
+            betas = trained_betas
+        self.beta_start, self.beta_end = beta_start, beta_end
+        self.trained_betas = None if betas is None else torch.as_tensor(betas, dtype=torch.float32)
         if betas is None:
-            betas = make_betas(schedule, num_train_timesteps, beta_start, beta_end)
+            betas = make_betas(self.schedule, num_train_timesteps, beta_start, beta_end)
         self.betas = torch.as_tensor(betas, dtype=torch.float32)
         self.alphas = 1.0 - self.betas
         self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
         self.num_train_timesteps = len(self.betas)
+
+    @property
+    def prediction_type(self) -> str:
+        """What the network predicts, under diffusers' name (``epsilon``, ``sample``, ...)."""
+        return DIFFUSERS_PREDICTIONS[self.prediction]
+
+    @property
+    def beta_schedule(self) -> str:
+        """The schedule under diffusers' name (``squaredcos_cap_v2`` for the cosine one)."""
+        return DIFFUSERS_SCHEDULES[self.schedule]
 
     def _coefficients(self, x: Tensor, t: Tensor | int) -> tuple[Tensor, Tensor]:
         """sqrt(abar_t) and sqrt(1 - abar_t) at ``t``, shaped to broadcast over ``x``."""
@@ -126,7 +189,7 @@ class NoiseSchedule:
         (a caption) decide where a shape goes, since at lower noise the sample itself shows it
         (genlab's addition, measured in docs/diffusion.md)."""
         prediction = prediction or self.prediction
-        check_choice(prediction, PREDICTIONS, "prediction type")
+        prediction = genlab_name(prediction, DIFFUSERS_PREDICTIONS, "prediction type")
         snr = self.snr(t)
         clipped = snr.clamp(min=floor, max=gamma)
         if prediction == "eps":  # |eps error|^2 = SNR |x0 error|^2
@@ -146,7 +209,7 @@ class NoiseSchedule:
         """What the network should output for x_t made from (x0, noise, t); ``prediction``
         defaults to the schedule's own."""
         prediction = prediction or self.prediction
-        check_choice(prediction, PREDICTIONS, "prediction type")
+        prediction = genlab_name(prediction, DIFFUSERS_PREDICTIONS, "prediction type")
         if prediction == "eps":
             return noise
         if prediction == "x0":
