@@ -97,7 +97,7 @@ def test_keeps_last_k_and_mirrors_the_newest_at_the_top(tmp_path):
     assert torch.equal(fresh["generator"].weight, gan["generator"].weight)
 
 
-def test_resume_picks_the_newest_complete_checkpoint(tmp_path):
+def test_resume_picks_the_newest_complete_checkpoint(tmp_path, caplog):
     _saved(tmp_path, steps=(1, 2, 3), keep_last=3)
     ckpts = tmp_path / "run" / "checkpoints"
     # a kill while writing leaves only a hidden temporary folder: ignored
@@ -107,12 +107,12 @@ def test_resume_picks_the_newest_complete_checkpoint(tmp_path):
     shutil.copy(ckpts / "step_000002" / "model.safetensors", ckpts / "step_000003")
     with pytest.raises(GenlabError, match="mixed checkpoint.*step 2.*step 3"):
         verify_checkpoint(ckpts / "step_000003")
-    with pytest.warns(UserWarning, match="skipping"):
-        assert latest_checkpoint(tmp_path / "run").name == "step_000002"
+    assert latest_checkpoint(tmp_path / "run").name == "step_000002"
+    assert caplog.messages[-1].startswith(f"skipping checkpoint {ckpts / 'step_000003'}: mixed")
     # a folder without state.json (state.json is written last) is incomplete
     (ckpts / "step_000002" / "state.json").unlink()
-    with pytest.warns(UserWarning):
-        assert latest_checkpoint(tmp_path / "run").name == "step_000001"
+    assert latest_checkpoint(tmp_path / "run").name == "step_000001"
+    assert "step_000002 has no state.json" in caplog.messages[-1]
 
 
 def _one_line_error(fn, match: str) -> str:
@@ -136,8 +136,7 @@ def test_truncated_checkpoint(tmp_path):
     data = path.read_bytes()
     os.unlink(path)  # the top-level file is a hard link to the same data: break it first
     path.write_bytes(data[: len(data) // 2])
-    with pytest.warns(UserWarning):
-        _one_line_error(lambda: load_checkpoint(tmp_path / "run", _gan()), "truncated")
+    _one_line_error(lambda: load_checkpoint(tmp_path / "run", _gan()), "truncated")
     state = tmp_path / "run" / "checkpoints" / "step_000001" / "state.json"
     state.write_text(state.read_text()[:50])
     _one_line_error(lambda: verify_checkpoint(state.parent), "not valid JSON")

@@ -1,14 +1,21 @@
 """Model folders: ``config.json`` (kind + config) beside ``model.safetensors``.
 
 Every genlab model is saved the same way so that any verb can open any folder and say clearly
-when it is the wrong thing: not a genlab folder, another kind of model, truncated weights, or
-weights whose shapes do not match the config. Weights are safetensors and metadata JSON: nothing
-is ever unpickled.
+when it is the wrong thing: not a genlab folder, another kind of model, truncated or damaged
+weights, weights whose shapes do not match the config, or weights holding NaN or Inf (a damaged
+file or a diverged run, which would otherwise only show as NaN samples much later). Weights are
+safetensors and metadata JSON: nothing is ever unpickled.
+
+A checkpoint's ``state.json`` records the sha256 of each weights file beside it (``sha256``:
+file name -> hex digest); reading a weights file checks it, so flipped bits that leave the
+safetensors header intact are still caught. Folders written before checksums still load.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +28,41 @@ from genlab.core.io import atomic_save_tensors, atomic_write_json, load_tensors,
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
+STATE_FILE = "state.json"
+CHECKSUMS = "sha256"  # key of state.json: weights file name -> sha256 of its bytes
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's bytes, read in blocks (weights can be gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checksum(path: str | os.PathLike, state: Mapping[str, Any], source: str) -> None:
+    """Refuse a weights file whose sha256 differs from the one ``state`` (read from ``source``)
+    records for it; a state without one (written before checksums) passes."""
+    path = Path(path)
+    expected = (state.get(CHECKSUMS) or {}).get(path.name)
+    if expected is not None and file_sha256(path) != expected:
+        raise GenlabError(
+            f"{path} fails its sha256 checksum recorded in {source}: the file is damaged; "
+            "restore it or load an earlier checkpoint (checkpoints/step_*)"
+        )
+
+
+def read_weights(path: str | os.PathLike, what: str = "model weights") -> dict[str, torch.Tensor]:
+    """Load a weights file, checked first against the checksum its folder's ``state.json``
+    records (run and checkpoint folders; a plain model folder has none)."""
+    path = Path(path)
+    state_path = path.parent / STATE_FILE
+    if state_path.is_file():
+        state = read_json(state_path, what="checkpoint state")
+        if isinstance(state, dict):
+            verify_checksum(path, state, str(state_path))
+    return load_tensors(path, what=what)
 
 
 def save_model_folder(
@@ -68,8 +110,8 @@ def read_model_config(
 def check_state_dict(
     own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str
 ) -> None:
-    """Raise a one-line ``GenlabError`` naming the first missing, unexpected or mis-shaped
-    tensor of ``state`` against the model's own state dict ``own``."""
+    """Raise a one-line ``GenlabError`` naming the first missing, unexpected, mis-shaped or
+    non-finite tensor of ``state`` against the model's own state dict ``own``."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing:
@@ -85,6 +127,12 @@ def check_state_dict(
                 f"{source}: weight '{name}' has shape {tuple(tensor.shape)} but the config needs "
                 f"{tuple(own[name].shape)}"
             )
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise GenlabError(
+                f"{source}: weight '{name}' holds NaN or Inf values (a damaged file or a "
+                "diverged run); load an earlier checkpoint (checkpoints/step_*) or retrain"
+            )
 
 
 def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -94,6 +142,6 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: st
 
 
 def load_model_weights(folder: str | os.PathLike, model: nn.Module) -> None:
-    """Load ``folder/model.safetensors`` into ``model`` with shape checks."""
+    """Load ``folder/model.safetensors`` into ``model`` with checksum and shape checks."""
     path = Path(folder) / MODEL_FILE
-    load_state_into(model, load_tensors(path, what="model weights"), source=str(path))
+    load_state_into(model, read_weights(path), source=str(path))

@@ -24,10 +24,11 @@ from genlab.core.checkpoint import (
     MODEL_FILE,
     load_state_into,
     read_model_config,
+    read_weights,
     save_model_folder,
 )
 from genlab.core.errors import GenlabError
-from genlab.core.io import atomic_write_bytes, load_tensors
+from genlab.core.io import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def load(
     path = folder / weights
     if not path.is_file():
         raise GenlabError(f"{path} not found: the folder has no {weights} (is the run finished?)")
-    load_state_into(loaded.model, load_tensors(path, what="model weights"), source=str(path))
+    load_state_into(loaded.model, read_weights(path), source=str(path))
     if spec.check is not None:
         spec.check(loaded)
     loaded.model.to(device).eval()

@@ -14,7 +14,9 @@ A checkpoint is written whole into a hidden temporary folder, every file fsynced
 folder is renamed to ``step_NNNNNN`` in one atomic step: a kill leaves either no new checkpoint
 or a complete one, never a mix. ``state.json`` is written last and carries the step, which the
 safetensors headers repeat; loading checks that they agree, so even a hand-assembled folder
-cannot mix files from two steps unnoticed. The top-level copies are hard links (a copy where the
+cannot mix files from two steps unnoticed. It also records the sha256 of each weights file,
+checked on resume and on load, so a damaged file is refused rather than trained on (a folder
+written before checksums still loads). The top-level copies are hard links (a copy where the
 filesystem has none) swapped in atomically, ``state.json`` last.
 
 The optimizer state is flattened into safetensors plus JSON metadata by
@@ -31,10 +33,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,11 +47,15 @@ from torch import nn
 
 import genlab
 from genlab.core.checkpoint import (
+    CHECKSUMS,
     CONFIG_FILE,
     MODEL_FILE,
+    STATE_FILE,
     check_state_dict,
+    file_sha256,
     load_state_into,
     read_model_config,
+    verify_checksum,
 )
 from genlab.core.distributed import all_gather_object, barrier, dist_info, is_fsdp, unwrap
 from genlab.core.errors import GenlabError
@@ -65,9 +71,10 @@ from genlab.core.optimizer_state import load_optimizer_tensors, optimizer_tensor
 from genlab.core.rng import capture_rng_state, restore_rng_state
 
 OPTIMIZER_FILE = "optimizer.safetensors"
-STATE_FILE = "state.json"
 CHECKPOINTS_DIR = "checkpoints"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+WEIGHTS_FILES = (MODEL_FILE, OPTIMIZER_FILE)
+log = logging.getLogger(__name__)
 
 
 def step_dir_name(step: int) -> str:
@@ -96,28 +103,30 @@ def _header_step(path: Path) -> str | None:
 
 def verify_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
     """Return the ``state.json`` of a complete checkpoint folder, or say in one line what is wrong
-    (missing or truncated file, or files from different steps)."""
+    (missing or truncated file, files from different steps, or a file failing its checksum)."""
     folder = Path(folder)
     if not (folder / STATE_FILE).is_file():
         raise GenlabError(f"incomplete checkpoint: {folder} has no {STATE_FILE}")
     state = read_json(folder / STATE_FILE, what="checkpoint state")
     if not isinstance(state, dict) or not isinstance(state.get("step"), int):
         raise GenlabError(f"{folder / STATE_FILE} is not a genlab checkpoint state (no step)")
-    for name in (MODEL_FILE, OPTIMIZER_FILE):
+    for name in WEIGHTS_FILES:
         step = _header_step(folder / name)
         if step != str(state["step"]):
             raise GenlabError(
                 f"mixed checkpoint in {folder}: {name} is from step {step} but {STATE_FILE} "
                 f"from step {state['step']}"
             )
+        verify_checksum(folder / name, state, str(folder / STATE_FILE))
     return state
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The newest complete checkpoint under ``run_dir/checkpoints`` (``None`` if there is none).
 
-    An incomplete or damaged newer one is skipped with a warning; if every one is damaged, the
-    newest's problem is raised.
+    An incomplete or damaged newer one is skipped with a one-line warning (logged, so a CLI
+    user reads one line, not a Python warning with its source line); if every one is damaged,
+    the newest's problem is raised.
     """
     dirs = _step_dirs(Path(run_dir))
     first_error: GenlabError | None = None
@@ -126,7 +135,7 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
             verify_checkpoint(folder)
         except GenlabError as e:
             first_error = first_error or e
-            warnings.warn(f"skipping checkpoint {folder}: {e}", stacklevel=2)
+            log.warning("skipping checkpoint %s: %s", folder, e)
             continue
         return folder
     if first_error is not None:
@@ -328,7 +337,12 @@ class RunFolder:
         atomic_write_json(tmp / CONFIG_FILE, self.config_record())
         for name, data in self.extra_files.items():
             atomic_write_bytes(tmp / name, data)
+        sums = {name: file_sha256(tmp / name) for name in WEIGHTS_FILES}
         # insertion order, not sorted: the step first, the bulky RNG states last
+        record = {k: v for k, v in record.items() if k != "rng"} | {
+            CHECKSUMS: sums,
+            "rng": record["rng"],
+        }
         atomic_write_bytes(tmp / STATE_FILE, (json.dumps(record, indent=2) + "\n").encode())
         for other_step, folder in _step_dirs(self.path):
             if other_step >= step:
@@ -377,7 +391,8 @@ def load_checkpoint(
     if kind is not None and (ckpt / CONFIG_FILE).is_file():
         read_model_config(ckpt, kind)
     state = verify_checkpoint(ckpt)
-    load_model_tensors(model, load_tensors(ckpt / MODEL_FILE, what="model weights"), str(ckpt))
+    weights = ckpt / MODEL_FILE  # its checksum was checked with the folder
+    load_model_tensors(model, load_tensors(weights, what="model weights"), str(weights))
     if optimizers:
         path = ckpt / OPTIMIZER_FILE
         tensors = load_tensors(path, what="optimizer state")
