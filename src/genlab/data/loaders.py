@@ -87,10 +87,12 @@ def iter_texts(source: str | os.PathLike, text_field: str = "text") -> Iterator[
         if path.suffix in JSONL_SUFFIXES:
             yield from _jsonl_texts(path, text_field)
         else:
-            try:
-                yield path.read_text(encoding="utf-8")
+            try:  # utf-8-sig: a byte-order mark at the start is dropped, not trained on
+                yield path.read_text(encoding="utf-8-sig")
             except UnicodeDecodeError as e:
-                raise GenlabError(f"{path} is not UTF-8 text") from e
+                raise GenlabError(
+                    f"{path} is not UTF-8 text (byte offset {e.start}); save it as UTF-8"
+                ) from e
 
 
 def source_fingerprint(source: str | os.PathLike) -> str:

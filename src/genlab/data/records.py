@@ -10,20 +10,27 @@ open fine-tuning tools:
 - a prompt ``{"prompt": ...}`` (PPO; comparison and conversation files work too).
 
 A user's file and TinyWorld (``genlab.data.tinyworld``) produce the same records, so the stages
-in ``genlab.align`` never know where their data came from.
+in ``genlab.align`` never know where their data came from. A user's file is checked as it is
+read, every problem named by ``file:line`` (the physical line, blank lines counted), so a bad
+record fails before training starts rather than deep inside it. Files are UTF-8, a byte-order
+mark at the start allowed (editors on Windows write one).
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_bytes
+from genlab.data.chat_template import check_messages
 from genlab.data.tokenizer import Tokenizer
+
+T = TypeVar("T")
 
 Messages = list[dict[str, Any]]
 Prompt = str | Messages
@@ -46,9 +53,20 @@ def numbered_records(path: str | os.PathLike, what: str) -> list[tuple[int, dict
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, object)`` of each non-blank line, read lazily (corpora can be large)."""
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    """``(line number, object)`` of each non-blank line, read lazily (corpora can be large).
+
+    Lines are decoded one by one, so a byte that is not UTF-8 is reported at its line."""
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            if n == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise GenlabError(
+                    f"{path}:{n} is not UTF-8 (byte {e.object[e.start]:#04x} at column "
+                    f"{e.start + 1}); save the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -60,6 +78,14 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield n, record
 
 
+def _at(path: str | os.PathLike, n: int, check: Callable[[], T]) -> T:
+    """``check()``, its one-line error prefixed with ``file:line``."""
+    try:
+        return check()
+    except GenlabError as e:
+        raise GenlabError(f"{path}:{n}: {e}") from None
+
+
 def write_jsonl(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> None:
     """Write records one JSON object per line, atomically."""
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
@@ -67,13 +93,15 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -
 
 
 def read_conversations(path: str | os.PathLike) -> list[Messages]:
-    """The ``messages`` lists of a conversations JSONL; each must contain an assistant turn."""
+    """The ``messages`` lists of a conversations JSONL, each checked against the chat template
+    and containing an assistant turn."""
     out = []
     for n, record in numbered_records(path, "conversations"):
         messages = record.get("messages")
         if not isinstance(messages, list) or not messages:
             raise GenlabError(f"{path}:{n} has no 'messages' list")
-        if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
+        roles = [role for role, _, _ in _at(path, n, lambda m=messages: check_messages(m))]
+        if "assistant" not in roles:
             raise GenlabError(f"{path}:{n} has no assistant message to learn from")
         out.append(messages)
     return out
@@ -88,10 +116,7 @@ def read_comparisons(path: str | os.PathLike) -> list[dict[str, Any]]:
                 raise GenlabError(f"{path}:{n} lacks '{key}'")
         if not isinstance(pair["chosen"], str) or not isinstance(pair["rejected"], str):
             raise GenlabError(f"{path}:{n}: 'chosen' and 'rejected' must be strings")
-        try:
-            prompt_messages(pair["prompt"])
-        except GenlabError as e:
-            raise GenlabError(f"{path}:{n}: {e}") from None
+        _at(path, n, lambda p=pair["prompt"]: check_messages(prompt_messages(p)))
         pairs.append(pair)
     return pairs
 
@@ -102,15 +127,16 @@ def read_prompts(path: str | os.PathLike) -> list[Prompt]:
     prompts: list[Prompt] = []
     for n, record in numbered_records(path, "prompts"):
         if "prompt" in record:
-            prompts.append(record["prompt"])
+            prompt = record["prompt"]
         elif isinstance(record.get("messages"), list):
-            messages = list(record["messages"])
-            last = messages[-1] if messages else None
+            prompt = list(record["messages"])
+            last = prompt[-1] if prompt else None
             if isinstance(last, Mapping) and last.get("role") == "assistant":
-                messages.pop()
-            prompts.append(messages)
+                prompt.pop()
         else:
             raise GenlabError(f'{path}:{n} holds neither "prompt" nor "messages"')
+        _at(path, n, lambda p=prompt: check_messages(prompt_messages(p)))
+        prompts.append(prompt)
     return prompts
 
 
