@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from genlab.core.errors import GenlabError
 from genlab.data.records import (
     Messages,
     Prompt,
@@ -83,6 +84,8 @@ class ComparisonData(WorldChoice):
     n_eval_pairs: int = 400  # held-out comparisons per split (validation, test), judge-ordered
     label_noise: float = 0.1  # fraction of flipped training labels (raters disagree)
     val_fraction: float = 0.1  # of a user's JSONL, held out
+    ranked_per_family: int = 0  # TinyWorld prompts per family: the model's answers, ranked
+    samples_per_prompt: int = 4  # answers the starting model samples per ranked prompt
 
     def load(self, base: str, seed: int) -> tuple[list[Any], list[Any], list[Any], Files]:
         """(train, validation, test) comparisons and the run's extra files.
@@ -101,6 +104,30 @@ class ComparisonData(WorldChoice):
         val = tw.comparisons(suite, n, seed, "validation")
         test = tw.comparisons(suite, n, seed, "test")
         return train, val, test, _world_files(world_seed, families)
+
+    def ranking(self, base: str, seed: int) -> tuple[list[Prompt], GoldFn]:
+        """Prompts whose sampled answers are ranked into extra comparisons, and the labeller
+        that ranks them: ``ranked_per_family`` TinyWorld train prompts per family and its judge
+        (the people of InstructGPT's step 2). Built in for TinyWorld only: a user's file
+        carries its own comparisons."""
+        if self.data != tw.TINYWORLD:
+            raise GenlabError(
+                "ranked_per_family needs TinyWorld's judge to rank the sampled answers; with "
+                f"your own comparisons ({self.data}) set it to 0"
+            )
+        world_seed, families = self.resolve(base)
+        suite = tw.task_suite(world_seed, families)
+        examples = {e.prompt: e for e in suite.examples("train", self.ranked_per_family, seed)}
+        return list(examples), _judge(examples)
+
+
+def _judge(examples: dict[str, Any]) -> GoldFn:
+    """TinyWorld's judge as a scorer of answers to ``examples``' prompts."""
+
+    def judge(prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
+        return [verdict(examples[p], r).score for p, r in zip(prompts, responses, strict=True)]
+
+    return judge
 
 
 @dataclass
@@ -133,8 +160,4 @@ class PromptData(WorldChoice):
         examples = {
             e.prompt: e for e in suite.examples("validation", self.heldout_per_family, seed)
         }
-
-        def judge(prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
-            return [verdict(examples[p], r).score for p, r in zip(prompts, responses, strict=True)]
-
-        return list(examples), judge
+        return list(examples), _judge(examples)

@@ -9,14 +9,19 @@ and the CLI's options are generated from these dataclasses.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from genlab.align.dpo import DPOConfig, dpo
 from genlab.align.ppo import ppo
 from genlab.align.ppo_config import PPOConfig
+from genlab.align.ranked_samples import ranked_comparisons
 from genlab.align.reward import RewardConfig, train_reward
 from genlab.align.sft import SFTConfig, sft
+from genlab.core.device import pick_device
 from genlab.data.record_sources import ComparisonData, ConversationData, PromptData
+from genlab.methods.autoregressive.checkpoint import load_gpt
 
 
 @dataclass
@@ -57,9 +62,27 @@ def run_sft(stage: SFTStage, resume: bool = False) -> dict[str, float]:
     return sft(cfg, train, held, files, resume)
 
 
+def with_ranked(
+    data: ComparisonData, model_dir: str, train: list[Any], seed: int, device: str
+) -> list[Any]:
+    """``train`` plus comparisons of the model in ``model_dir``'s own answers, ranked by the
+    judge (``data.ranked_per_family`` prompts per family), shuffled in."""
+    if data.ranked_per_family <= 0:
+        return train
+    prompts, judge = data.ranking(model_dir, seed)
+    model, tokenizer = load_gpt(model_dir, device=pick_device(device))
+    ranked = ranked_comparisons(
+        model, tokenizer, prompts, judge, data.samples_per_prompt, noise=data.label_noise, seed=seed
+    )
+    mixed = [*train, *ranked]
+    random.Random(seed).shuffle(mixed)
+    return mixed
+
+
 def run_reward(stage: RewardStage, resume: bool = False) -> dict[str, float]:
     cfg = stage.reward
     train, val, test, files = stage.data.load(cfg.base, cfg.train.seed)
+    train = with_ranked(stage.data, cfg.base, train, cfg.train.seed, cfg.train.device)
     return train_reward(cfg, train, val, test, files, resume)
 
 
@@ -73,4 +96,5 @@ def run_ppo(stage: PPOStage, resume: bool = False) -> dict[str, float]:
 def run_dpo(stage: DPOStage, resume: bool = False) -> dict[str, float]:
     cfg = stage.dpo
     train, held, _, files = stage.data.load(cfg.policy, cfg.train.seed)
+    train = with_ranked(stage.data, cfg.policy, train, cfg.train.seed, cfg.train.device)
     return dpo(cfg, train, held, files, resume)

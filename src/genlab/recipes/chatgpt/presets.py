@@ -93,8 +93,13 @@ def demo_config(out: str = "runs/demo", seed: int = 0, progress: bool = True) ->
             PromptData(),
         ),
         dpo=DPOStage(
-            DPOConfig(beta=0.1, train=stage_train(125, 5e-5, 32, 10, eval_every=50, **common)),
-            ComparisonData(n_pairs=4000, n_eval_pairs=200),
+            # on-policy: the SFT model's own answers, 4 per prompt, every judge-ordered pair
+            DPOConfig(
+                beta=0.5,
+                nll_weight=1.0,  # RPO: keep the chosen answers likely
+                train=stage_train(125, 5e-5, 32, 10, eval_every=50, **common),
+            ),
+            ComparisonData(n_pairs=0, n_eval_pairs=200, ranked_per_family=300),
         ),
         eval=EvalSettings(n_per_family=50, samples=2, seed=seed),
         progress=progress,
@@ -137,8 +142,8 @@ def smoke_config(out: str = "runs/smoke", seed: int = 0, progress: bool = False)
             PromptData(prompts_per_family=4, heldout_per_family=2),
         ),
         dpo=DPOStage(
-            DPOConfig(beta=0.1, train=stage_train(4, 1e-3, 8, 1, **common)),
-            ComparisonData(n_pairs=40, n_eval_pairs=8),
+            DPOConfig(beta=0.5, train=stage_train(4, 1e-3, 8, 1, **common)),
+            ComparisonData(n_pairs=40, n_eval_pairs=8, ranked_per_family=2),
         ),
         eval=EvalSettings(n_per_family=2, samples=1, max_new_tokens=16, shots=1, seed=seed),
     )
