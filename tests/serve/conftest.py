@@ -63,7 +63,9 @@ class LiveServer:
 
         self.engine = engine
         self.api_key = api_key
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP named, as uvicorn's own sockets have it: asyncio then turns Nagle's
+        # algorithm off for each connection (else every keep-alive answer waits ~40 ms).
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         config = uvicorn.Config(app, log_level="warning", lifespan="on")
@@ -112,6 +114,18 @@ def server(model: GPT, tokenizer: Tokenizer, run_dir: Path):
         engine, model_id=run_dir.name, api_key=API_KEY, max_tokens_cap=64, max_body_bytes=65536
     )
     live = LiveServer(app, engine, API_KEY)
+    yield live
+    live.close()
+
+
+@pytest.fixture(scope="module")
+def open_server(model: GPT, tokenizer: Tokenizer, run_dir: Path):
+    """The tiny model served without an API key and with 16 sequences decoded together."""
+    from genlab.serve.api import create_app
+    from genlab.serve.engine import Engine
+
+    engine = Engine(model, tokenizer, max_batch=16)
+    live = LiveServer(create_app(engine, model_id=run_dir.name), engine)
     yield live
     live.close()
 

@@ -26,6 +26,7 @@ def reference(model, tokenizer, ids: list[int], max_tokens: int, **kw):
     return tokenizer.decode(body, skip_special=True), gen.finish_reason, len(gen.tokens)
 
 
+MODEL = "tiny-chat"  # the run folder's name
 MESSAGES = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "Tell me about the cat."},
@@ -55,7 +56,7 @@ def test_chat_completion_matches_the_library(client, model, tokenizer):
 
 
 def test_streamed_chat_sends_the_same_text(client):
-    kw = dict(model="m", messages=MESSAGES, temperature=0.9, seed=3, max_tokens=40)
+    kw = dict(model=MODEL, messages=MESSAGES, temperature=0.9, seed=3, max_tokens=40)
     whole = client.chat.completions.create(**kw)
     chunks = list(
         client.chat.completions.create(**kw, stream=True, stream_options={"include_usage": True})
@@ -74,7 +75,7 @@ def test_streamed_chat_sends_the_same_text(client):
 def test_streamed_text_arrives_while_it_is_generated(slow_server):
     client = openai.OpenAI(base_url=f"{slow_server.url}/v1", api_key="none", max_retries=0)
     stream = client.chat.completions.create(
-        model="m", messages=MESSAGES, temperature=1.0, seed=0, max_tokens=12, stream=True
+        model=MODEL, messages=MESSAGES, temperature=1.0, seed=0, max_tokens=12, stream=True
     )
     arrivals = [time.monotonic() for c in stream if c.choices and c.choices[0].delta.content]
     # one token per SLOW_STEP_S (20 ms): the pieces come one by one, not all at the end
@@ -83,7 +84,7 @@ def test_streamed_text_arrives_while_it_is_generated(slow_server):
 
 
 def test_seeds_reproduce_and_n_gives_several_choices(client):
-    kw = dict(model="m", messages=MESSAGES, temperature=1.0, max_tokens=30, n=3)
+    kw = dict(model=MODEL, messages=MESSAGES, temperature=1.0, max_tokens=30, n=3)
     a = client.chat.completions.create(**kw, seed=11)
     b = client.chat.completions.create(**kw, seed=11)
     c = client.chat.completions.create(**kw, seed=12)
@@ -97,19 +98,19 @@ def test_seeds_reproduce_and_n_gives_several_choices(client):
 def test_completions_plain_streamed_and_stopped(client, model, tokenizer):
     ids = [tokenizer.bos_id, *tokenizer.encode("the dog ran")]
     text, finish, n = reference(model, tokenizer, ids, 30, temperature=0)
-    out = client.completions.create(model="m", prompt="the dog ran", max_tokens=30, temperature=0)
+    out = client.completions.create(model=MODEL, prompt="the dog ran", max_tokens=30, temperature=0)
     assert out.object == "text_completion"
     assert (out.choices[0].text, out.choices[0].finish_reason) == (text, finish)
     assert out.usage.completion_tokens == n and len(text) > 11
     streamed = client.completions.create(
-        model="m", prompt="the dog ran", max_tokens=30, temperature=0, stream=True
+        model=MODEL, prompt="the dog ran", max_tokens=30, temperature=0, stream=True
     )
     chunks = list(streamed)
     assert "".join(c.choices[0].text for c in chunks) == text
     assert chunks[-1].choices[0].finish_reason == finish
     stop = text[8:11]
     stopped = client.completions.create(
-        model="m", prompt="the dog ran", max_tokens=30, temperature=0, stop=[stop]
+        model=MODEL, prompt="the dog ran", max_tokens=30, temperature=0, stop=[stop]
     )
     assert stopped.choices[0].text == text[: text.index(stop)]
     assert stopped.choices[0].finish_reason == "stop"
@@ -117,11 +118,11 @@ def test_completions_plain_streamed_and_stopped(client, model, tokenizer):
 
 def test_several_prompts_in_one_completion_request(client):
     out = client.completions.create(
-        model="m", prompt=["the cat", "hello"], max_tokens=5, temperature=0, n=2
+        model=MODEL, prompt=["the cat", "hello"], max_tokens=5, temperature=0, n=2
     )
     assert [c.index for c in out.choices] == [0, 1, 2, 3]
     assert out.choices[0].text == out.choices[1].text  # greedy: the same twice
-    one = client.completions.create(model="m", prompt="hello", max_tokens=5, temperature=0)
+    one = client.completions.create(model=MODEL, prompt="hello", max_tokens=5, temperature=0)
     assert out.choices[2].text == one.choices[0].text
 
 
@@ -131,7 +132,9 @@ def test_concurrent_clients_get_what_they_get_alone(client):
     prompts = [f"the cat {w}" for w in ("sat", "ran", "is", "and the dog", "hello")]
 
     def ask(p: str) -> str:
-        out = client.completions.create(model="m", prompt=p, max_tokens=25, temperature=0.7, seed=1)
+        out = client.completions.create(
+            model=MODEL, prompt=p, max_tokens=25, temperature=0.7, seed=1
+        )
         return out.choices[0].text
 
     alone = [ask(p) for p in prompts]
@@ -149,7 +152,7 @@ def post(server, path: str, body=None, *, content: bytes | None = None, key: str
     return httpx.post(f"{server.url}{path}", json=body, headers=headers, timeout=30)
 
 
-CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 BAD_CHATS = [  # (change to a valid request, the field the 400 must name)
     ({"temperature": "hot"}, "temperature"),
     ({"temperature": 2.5}, "temperature"),
@@ -171,7 +174,8 @@ BAD_CHATS = [  # (change to a valid request, the field the 400 must name)
     ({"seed": 2**64}, "seed"),
     ({"stream": "yes"}, "stream"),
     ({"presence_penalty": 0.5}, "presence_penalty"),
-    ({"logprobs": True}, "logprobs"),
+    ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs: true
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
 ]
 
 
@@ -188,14 +192,15 @@ def test_bad_chat_requests_get_a_400_naming_the_field(server, change, param):
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"prompt": [1, 2, 3]}, "prompt"),
+        ({"prompt": [1, -2, 3]}, "prompt"),
         ({"prompt": []}, "prompt"),
         ({"prompt": "the " * 300}, "prompt"),
-        ({"prompt": "hi", "echo": True}, "echo"),
+        ({"prompt": "hi", "logprobs": 6}, "logprobs"),
+        ({"prompt": "hi", "max_tokens": 0}, "max_tokens"),  # 0 only scores, with echo
     ],
 )
 def test_bad_completion_requests_get_a_400_naming_the_field(server, body, param):
-    r = post(server, "/v1/completions", {"model": "m", "max_tokens": 3, **body})
+    r = post(server, "/v1/completions", {"model": MODEL, "max_tokens": 3, **body})
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == param
 
@@ -216,7 +221,7 @@ def test_malformed_bodies_get_a_400_and_the_server_keeps_serving(server, content
 
 
 def test_oversized_bodies_get_a_413(server):
-    r = post(server, "/v1/completions", {"model": "m", "prompt": "x" * 70000})
+    r = post(server, "/v1/completions", {"model": MODEL, "prompt": "x" * 70000})
     assert r.status_code == 413
     assert "bytes" in r.json()["error"]["message"]
 

@@ -29,6 +29,11 @@ def serve(
     api_key: str | None = typer.Option(
         None, envvar="GENLAB_API_KEY", help="Key clients must send as 'Authorization: Bearer KEY'."
     ),
+    allowed_hosts: list[str] | None = typer.Option(
+        None,
+        help="Host names the server answers to besides localhost, IP addresses and --host "
+        "(comma-separated or repeated; '*' for any): a defence against DNS rebinding.",
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps."),
     seed: int = typer.Option(0, help="Seeds requests that give none: same order, same answers."),
     log_level: str = typer.Option("info", help="uvicorn log level: debug, info, warning, error."),
@@ -54,6 +59,7 @@ def serve(
         max_queue=max_queue,
         max_tokens_cap=max_tokens_cap,
         api_key=api_key,
+        allowed_hosts=[h.strip() for hosts in allowed_hosts or () for h in hosts.split(",")],
         seed=seed,
         log_level=log_level,
     )

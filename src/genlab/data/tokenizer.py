@@ -220,20 +220,20 @@ class StreamDecoder:
     """
 
     def __init__(self, token_bytes: Sequence[bytes], skip_ids: frozenset[int] = frozenset()):
-        self._token_bytes = token_bytes
+        self.token_bytes = token_bytes
         self._skip_ids = skip_ids
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def push(self, token_id: int) -> str:
         """Add one id; return the text it completes (possibly empty)."""
         i = int(token_id)
-        if not 0 <= i < len(self._token_bytes):
+        if not 0 <= i < len(self.token_bytes):
             raise GenlabError(
-                f"token id {i} is outside the vocabulary (0..{len(self._token_bytes) - 1})"
+                f"token id {i} is outside the vocabulary (0..{len(self.token_bytes) - 1})"
             )
         if i in self._skip_ids:
             return ""
-        return self._utf8.decode(self._token_bytes[i])
+        return self._utf8.decode(self.token_bytes[i])
 
     def flush(self) -> str:
         """End the stream: return what is held back (an unfinished character becomes U+FFFD)."""
@@ -426,7 +426,7 @@ class Tokenizer:
         return self._hf.decode(ids, skip_special_tokens=skip_special)
 
     @functools.cached_property
-    def _token_bytes(self) -> list[bytes]:
+    def token_bytes(self) -> list[bytes]:
         """The bytes each id stands for (special tokens: their spelling in UTF-8)."""
         byte_of = {c: b for b, c in bytes_to_unicode().items()}
         added = self._hf.get_added_tokens_decoder()
@@ -445,7 +445,7 @@ class Tokenizer:
         skip: frozenset[int] = frozenset()
         if skip_special:
             skip = frozenset(i for i, t in self._hf.get_added_tokens_decoder().items() if t.special)
-        return StreamDecoder(self._token_bytes, skip)
+        return StreamDecoder(self.token_bytes, skip)
 
     # ---- chat template -------------------------------------------------------------------------
 

@@ -6,11 +6,15 @@ so its official clients work unchanged with ``base_url`` pointed here:
 - ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``
 - ``GET /health`` (open, for load balancers and the page) and ``GET /`` (the chat page)
 
-A route validates (``schemas``), tokenizes and turns the request into engine sequences; the
-rest has a module each: the key and size check in front of the routes (``gate``), the hand-over
-of events from the engine's thread (``submission``), the answer bodies and streams
-(``responses``) and the error bodies (``errors``): 400 for bad input (naming the field), 401 for
-a missing or wrong API key, 413 for an oversized body, 429 when the engine is full.
+A route validates (``schemas``), tokenizes (on a worker thread, after refusing text too long to
+fit the context from its length alone, so that no request stalls the event loop) and turns the
+request into engine sequences; the rest has a module each: the host, key and size checks in
+front of the routes (``gate``), the hand-over of events from the engine's thread
+(``submission``), the answer bodies and streams (``responses``), log-probabilities and the
+scoring of echoed prompts (``logprobs``) and the error bodies (``errors``): 400 for bad input
+(naming the field), 401 for a missing or wrong API key, 403 for a host not answered to, 404 for
+an unknown model or route, 413 for an oversized body, 429 when the engine is full, 500 (no
+traceback) when the server itself fails.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -31,7 +35,8 @@ from genlab.core.errors import GenlabError
 try:
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from fastapi.responses import HTMLResponse, Response
+    from starlette.exceptions import HTTPException
 except ModuleNotFoundError as e:  # an optional extra
     raise GenlabError(
         f"serving needs FastAPI and uvicorn ({e.name} is missing): pip install 'genlab[serve]'"
@@ -39,17 +44,10 @@ except ModuleNotFoundError as e:  # an optional extra
 
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.serve.engine import Engine, SequenceRequest
-from genlab.serve.errors import ApiError, validation_error
+from genlab.serve.errors import ApiError, http_error, server_error, validation_error
 from genlab.serve.gate import Gate
-from genlab.serve.responses import (
-    answer,
-    chat_choice,
-    chat_chunks,
-    chat_start,
-    event_stream,
-    text_choice,
-    text_chunks,
-)
+from genlab.serve.logprobs import TokenTable, score_prompt
+from genlab.serve.responses import ChatChoices, Echo, TextChoices, answer, event_stream
 from genlab.serve.schemas import ChatCompletionRequest, CompletionRequest
 from genlab.serve.submission import Mailbox, Submission
 
@@ -61,13 +59,16 @@ def create_app(
     api_key: str | None = None,
     max_tokens_cap: int | None = None,
     max_body_bytes: int = 1 << 20,
+    allowed_hosts: Iterable[str] | None = (),
 ) -> FastAPI:
     """The FastAPI application serving ``engine``'s model under the name ``model_id``.
 
     The engine's thread starts and stops with the application. ``max_tokens_cap`` bounds the
-    ``max_tokens`` a request may ask for (default: the model's context).
+    ``max_tokens`` a request may ask for (default: the model's context). ``allowed_hosts`` are
+    the ``Host`` names answered besides ``localhost`` and IP addresses (None: any name).
     """
     tokenizer = engine.tokenizer
+    table = TokenTable(tokenizer)
     cap = max_tokens_cap or engine.context
     if cap < 1:
         raise GenlabError(f"max_tokens_cap must be >= 1, got {cap}")
@@ -86,48 +87,69 @@ def create_app(
     app = FastAPI(title="genlab serve", version="1", lifespan=lifespan)
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(_: Request, exc: ApiError) -> Response:
         return exc.response()
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
         return validation_error(exc).response()
 
-    app.add_middleware(Gate, api_key=api_key, limit=max_body_bytes)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, server_error)
+    app.add_middleware(Gate, api_key=api_key, limit=max_body_bytes, hosts=allowed_hosts)
 
     # ---- requests into engine sequences ------------------------------------------------------
+
+    def check_model(name: str | None) -> None:
+        if name is not None and name != model_id:
+            raise ApiError(
+                404,
+                f"the model '{name[:100]}' does not exist here; this server serves '{model_id}'",
+                "model",
+                code="model_not_found",
+            )
 
     def max_tokens(asked: int | None, param: str, prompt_len: int) -> int:
         if asked is not None and asked > cap:
             raise ApiError(400, f"{param} is {asked} but this server allows at most {cap}", param)
         return asked if asked is not None else max(1, min(cap, engine.context - prompt_len))
 
+    def too_long(param: str, tokens: str) -> ApiError:
+        return ApiError(
+            400,
+            f"{param}: the input is {tokens} tokens but the model's context is "
+            f"{engine.context}; shorten it",
+            param,
+            code="context_length_exceeded",
+        )
+
+    def check_text_size(texts: list[str], room: int, param: str) -> None:
+        """Refuse, untokenized, text that cannot be ``room`` tokens or fewer: a token covers at
+        most ``table.longest`` bytes, and a character takes at least one byte."""
+        limit = room * table.longest
+        size = sum(len(t) for t in texts)
+        if size <= limit:
+            size = sum(len(t.encode("utf-8")) for t in texts)
+        if size > limit:
+            raise too_long(param, f"at least {-(-size // table.longest)}")
+
     def check_length(ids: list[int], param: str) -> None:
         if len(ids) >= engine.context:
-            raise ApiError(
-                400,
-                f"{param}: the input is {len(ids)} tokens but the model's context is "
-                f"{engine.context}; shorten it",
-                param,
-                code="context_length_exceeded",
-            )
+            raise too_long(param, str(len(ids)))
 
     def submit(
-        request: Request, prompts: list[list[int]], body: Any, limit: int | None, param: str
+        request: Request,
+        prompts: list[list[int]],
+        body: Any,
+        limit: int | None,
+        param: str,
+        logprobs: int | None,
     ) -> Submission:
         """Each prompt's ``n`` sequences, submitted to the engine."""
-        n = body.n or 1
-        if len(prompts) * n > engine.max_batch:
-            raise ApiError(
-                400,
-                f"n: {len(prompts) * n} sequences asked for, but at most {engine.max_batch} "
-                "decode together here",
-                "n",
-            )
         sequences = []
         for ids in prompts:
             budget = max_tokens(limit, param, len(ids))
-            for j in range(n):
+            for j in range(body.n or 1):
                 sequences.append(
                     SequenceRequest(
                         prompt=ids,
@@ -136,9 +158,19 @@ def create_app(
                         top_p=body.top_p if body.top_p is not None and body.top_p < 1 else None,
                         seed=None if body.seed is None else body.seed + j,
                         stop=body.stops(),
+                        logprobs=logprobs,
                     )
                 )
         return Submission(engine, request.app.state.mailbox, sequences)
+
+    def check_count(prompts: int, n: int | None) -> None:
+        if prompts * (n or 1) > engine.max_batch:
+            raise ApiError(
+                400,
+                f"n: {prompts * (n or 1)} sequences asked for, but at most {engine.max_batch} "
+                "decode together here",
+                "n",
+            )
 
     # ---- routes ------------------------------------------------------------------------------
 
@@ -167,46 +199,100 @@ def create_app(
 
     @app.get("/v1/models/{name}")
     async def model(name: str) -> dict[str, Any]:
-        if name != model_id:
-            raise ApiError(404, f"model '{name}' is not served here; use '{model_id}'", "model")
+        check_model(name)
         return model_card()
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(
         body: ChatCompletionRequest, request: Request
     ) -> Response | dict[str, Any]:
+        check_model(body.model)
+        check_count(1, body.n)
         messages = [m.to_template() for m in body.messages]
+        check_text_size([m["content"] for m in messages], engine.context - 1, "messages")
         try:
-            ids = tokenizer.render_prompt(messages)
+            ids = await asyncio.to_thread(tokenizer.render_prompt, messages)
         except GenlabError as e:
             raise ApiError(400, f"messages: {e}", "messages") from e
         check_length(ids, "messages")
         limit, param = body.max_completion_tokens, "max_completion_tokens"
         if limit is None:
             limit, param = body.max_tokens, "max_tokens"
-        submission = submit(request, [ids], body, limit, param)
+        submission = submit(request, [ids], body, limit, param, body.logprob_count())
         rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": rid, "created": now, "model": model_id}
+        n = body.n or 1
+        choices = ChatChoices(n, table if body.logprobs else None, engine.stop_ids)
         if body.stream:
             chunk_head = {**head, "object": "chat.completion.chunk"}
-            start = chat_start(body.n or 1)
-            return event_stream(
-                submission, chunk_head, [ids], body.include_usage(), chat_chunks, start
-            )
+            return event_stream(submission, chunk_head, [ids], body.include_usage(), choices, n)
         head = {**head, "object": "chat.completion"}
-        return await answer(submission, request, head, [ids], chat_choice)
+        return await answer(submission, request, head, [ids], choices, n)
 
     @app.post("/v1/completions", response_model=None)
     async def completions(body: CompletionRequest, request: Request) -> Response | dict[str, Any]:
-        prompts = [[tokenizer.bos_id, *ids] for ids in tokenizer.encode_batch(body.prompts())]
+        check_model(body.model)
+        given = body.prompts()
+        check_count(len(given), body.n)
+        if body.max_tokens == 0 and not body.echo:
+            raise ApiError(
+                400, "max_tokens: 0 generates nothing; with echo it scores the prompt", "max_tokens"
+            )
+        if isinstance(given[0], str):
+            texts = [str(p) for p in given]
+            check_text_size(texts, engine.context - 2, "prompt")  # after <|bos|>
+            encoded = await asyncio.to_thread(tokenizer.encode_batch, texts)
+        else:
+            encoded = [list(map(int, p)) for p in given]  # type: ignore[arg-type]
+            texts = None
+            for ids in encoded:
+                if max(ids) >= tokenizer.vocab_size:
+                    raise ApiError(
+                        400,
+                        f"prompt: token id {max(ids)} is outside the vocabulary "
+                        f"(0..{tokenizer.vocab_size - 1})",
+                        "prompt",
+                    )
+        # Every prompt is continued after <|bos|> (one that starts with it is taken as it is).
+        prompts = [
+            ids if ids[:1] == [tokenizer.bos_id] else [tokenizer.bos_id, *ids] for ids in encoded
+        ]
         for ids in prompts:
             check_length(ids, "prompt")
-        submission = submit(request, prompts, body, body.max_tokens, "max_tokens")
+        max_tokens(body.max_tokens, "max_tokens", 0)  # refused before the prompts are scored
+        echoes = None
+        if body.echo:
+            echoes = await asyncio.to_thread(
+                echo_prompts, prompts, encoded, texts, body.logprobs or 0
+            )
+        submission = None
+        if body.max_tokens != 0:
+            submission = submit(
+                request, prompts, body, body.max_tokens, "max_tokens", body.logprobs
+            )
         rid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": rid, "object": "text_completion", "created": now, "model": model_id}
+        n = body.n or 1
+        choices = TextChoices(n, tokenizer, table, body.logprobs, echoes)
+        count = len(prompts) * n
         if body.stream:
-            return event_stream(submission, head, prompts, body.include_usage(), text_chunks)
-        return await answer(submission, request, head, prompts, text_choice)
+            return event_stream(submission, head, prompts, body.include_usage(), choices, count)
+        return await answer(submission, request, head, prompts, choices, count)
+
+    def echo_prompts(
+        prompts: list[list[int]], given: list[list[int]], texts: list[str] | None, top: int
+    ) -> list[Echo]:
+        """Each prompt as given, with its tokens scored by the model (on a worker thread)."""
+        return [
+            Echo(
+                text=texts[i] if texts is not None else tokenizer.decode(ids, skip_special=True),
+                tokens=ids,
+                scores=score_prompt(
+                    engine.model, prompt, len(prompt) - len(ids), top, tokenizer.vocab_size
+                ),
+            )
+            for i, (prompt, ids) in enumerate(zip(prompts, given, strict=True))
+        ]
 
     return app
 
@@ -221,10 +307,15 @@ def serve(
     max_queue: int = 64,
     max_tokens_cap: int | None = None,
     api_key: str | None = None,
+    allowed_hosts: Iterable[str] = (),
     seed: int = 0,
     log_level: str = "info",
 ) -> None:
-    """Load the GPT checkpoint in ``folder`` and serve it until interrupted."""
+    """Load the GPT checkpoint in ``folder`` and serve it until interrupted.
+
+    Requests must name ``localhost``, an IP address, ``host`` or one of ``allowed_hosts`` in
+    their ``Host`` header; ``*`` among ``allowed_hosts`` lets any name through.
+    """
     try:
         import uvicorn
     except ModuleNotFoundError as e:
@@ -234,7 +325,12 @@ def serve(
     folder = Path(folder)
     model, tokenizer = load_gpt(folder, device=pick_device(device))
     engine = Engine(model, tokenizer, max_batch=max_batch, max_queue=max_queue, seed=seed)
+    hosts = list(allowed_hosts)
     app = create_app(
-        engine, model_id=folder.resolve().name, api_key=api_key, max_tokens_cap=max_tokens_cap
+        engine,
+        model_id=folder.resolve().name,
+        api_key=api_key,
+        max_tokens_cap=max_tokens_cap,
+        allowed_hosts=None if "*" in hosts else [host, *hosts],
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -35,7 +35,7 @@ from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.decoding import SamplingConfig, process_logits
 from genlab.nets.gpt import GPT
 from genlab.serve.batch import Batch
-from genlab.serve.sequences import Event, Row, SequenceRequest, Ticket
+from genlab.serve.sequences import Event, Row, Scores, SequenceRequest, Ticket
 
 # The sequence types come with the engine: every caller of ``submit`` needs them.
 __all__ = ["Engine", "EngineFull", "Event", "SequenceRequest", "Ticket"]
@@ -177,6 +177,7 @@ class Engine:
             generator=generator,
             stop=tuple(s for s in req.stop if s),
             decoder=self.tokenizer.stream_decoder(skip_special=True),
+            logprobs=req.logprobs,
         )
 
     # ---- the background thread ---------------------------------------------------------------
@@ -246,10 +247,11 @@ class Engine:
         if not self.rows:
             return False
         tokens = self._choose()
+        scores = self._scores(tokens)
         keep = [
             r
             for r, (row, tok) in enumerate(zip(self.rows, tokens, strict=True))
-            if self._emit(row, tok)
+            if self._emit(row, tok, scores.get(r))
         ]
         if len(keep) < len(self.rows):
             self.batch.drop(keep)
@@ -303,8 +305,27 @@ class Engine:
             tokens[idx] = (probs / q).argmax(-1)
         return tokens.tolist()
 
-    def _emit(self, row: Row, token: int) -> bool:
-        """Record and send ``row``'s new token; whether the row goes on."""
+    def _scores(self, tokens: list[int]) -> dict[int, Scores]:
+        """For the rows that asked: each chosen token's log-prob under the model's raw
+        distribution and the likeliest ids with theirs."""
+        asked = [r for r, row in enumerate(self.rows) if row.logprobs is not None]
+        if not asked:
+            return {}
+        idx = torch.tensor(asked, device=self.device)
+        picked = torch.tensor([tokens[r] for r in asked], device=self.device)
+        logp = torch.log_softmax(self.batch.logits[idx].float(), dim=-1)
+        chosen = logp.gather(-1, picked[:, None]).squeeze(-1).tolist()
+        values, ids = logp.topk(max(self.rows[r].logprobs or 0 for r in asked), dim=-1)
+        values, ids = values.tolist(), ids.tolist()
+        out = {}
+        for j, r in enumerate(asked):
+            n = self.rows[r].logprobs or 0
+            out[r] = (chosen[j], tuple(zip(ids[j][:n], values[j][:n], strict=True)))
+        return out
+
+    def _emit(self, row: Row, token: int, scores: Scores | None) -> bool:
+        """Record and send ``row``'s new token (with its ``scores`` if asked); whether the row
+        goes on."""
         if row.ticket.cancelled:
             self.counters["cancelled"] += 1
             self._send(row, row.event(None, "cancelled"))
@@ -313,7 +334,7 @@ class Engine:
         self.counters["generated_tokens"] += 1
         if finish is not None:
             self.counters["finished"] += 1
-        self._send(row, row.event(token, finish))
+        self._send(row, row.event(token, finish, scores=scores))
         return finish is None
 
     def _send(self, row: Row, event: Event) -> None:

@@ -2,19 +2,27 @@
 
 OpenAI's clients raise their own exception types from these bodies (``BadRequestError`` for a 400,
 ``RateLimitError`` for a 429, ...), and a 400 names the field that is wrong, so a client can
-tell its user what to fix.
+tell its user what to fix. Every answer that is not a success has this shape: unknown routes
+(404), wrong methods (405) and failures of the server itself (500, with no traceback: that goes
+to the server's log) included.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
 
 from genlab.serve.schemas import FIELD_NAMES
 from genlab.serve.sequences import Event
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -27,6 +35,7 @@ class ApiError(Exception):
         param: str | None = None,
         kind: str = "invalid_request_error",
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -34,6 +43,7 @@ class ApiError(Exception):
         self.param = param
         self.kind = kind
         self.code = code
+        self.headers = headers
 
     def body(self) -> dict[str, Any]:
         return {
@@ -45,8 +55,14 @@ class ApiError(Exception):
             }
         }
 
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status)
+    def response(self) -> Response:
+        # ASCII JSON: a message quoting what a client sent (a lone surrogate included) encodes.
+        return Response(
+            json.dumps(self.body()),
+            status_code=self.status,
+            headers=self.headers,
+            media_type="application/json",
+        )
 
 
 def _param(loc: Sequence[Any]) -> str | None:
@@ -76,6 +92,28 @@ def validation_error(exc: RequestValidationError) -> ApiError:
         return ApiError(400, "the request body must be a JSON object with the request's fields")
     message = first["msg"].removeprefix("Value error, ")
     return ApiError(400, f"{param}: {message}", param)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, wrong method, ...) in OpenAI's shape."""
+    assert isinstance(exc, HTTPException)
+    where = f"{request.method} {request.url.path[:200]}"
+    if exc.status_code == 404:
+        message = f"Invalid URL ({where}): no such route"
+    elif exc.status_code == 405:
+        allowed = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow")
+        message = f"Invalid method ({where}): use {allowed or 'another method'}"
+    else:
+        message = str(exc.detail)
+    return ApiError(exc.status_code, message, headers=exc.headers).response()
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """Anything unforeseen: a 500 that says nothing of the server's insides."""
+    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return ApiError(
+        500, "the server failed to answer this request; see its log", kind="server_error"
+    ).response()
 
 
 def failure(event: Event) -> ApiError | None:

@@ -16,6 +16,9 @@ import torch
 from genlab.data.tokenizer import StreamDecoder
 from genlab.methods.autoregressive.decoding import SamplingConfig
 
+# A chosen token's log-prob and the likeliest ``(id, logprob)`` pairs, best first.
+Scores = tuple[float, tuple[tuple[int, float], ...]]
+
 
 @dataclass(frozen=True)
 class SequenceRequest:
@@ -32,6 +35,7 @@ class SequenceRequest:
     top_p: float | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    logprobs: int | None = None  # send each token's log-prob and this many likeliest ids
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,9 @@ class Event:
     possible stop string, is held back until it is settled). ``token`` is the token just chosen
     (``None`` on a final event with no new token: cancelled, or failed). The last event of a
     sequence carries ``finish_reason``: ``stop`` (a stop token or string), ``length`` (max_tokens
-    or the model's context), ``cancelled`` or ``error`` (then ``error`` says why).
+    or the model's context), ``cancelled`` or ``error`` (then ``error`` says why). When the
+    request asked for log-probs, ``logprob`` is the token's under the model's raw distribution
+    and ``top_logprobs`` the likeliest ``(id, logprob)`` pairs, best first.
     """
 
     index: int
@@ -52,6 +58,8 @@ class Event:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    logprob: float | None = None
+    top_logprobs: tuple[tuple[int, float], ...] = ()
 
 
 class Ticket:
@@ -77,6 +85,7 @@ class Row:
     generator: torch.Generator
     stop: tuple[str, ...]
     decoder: StreamDecoder
+    logprobs: int | None = None
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     sent: int = 0  # characters of ``text`` already sent
@@ -101,9 +110,14 @@ class Row:
         return finish
 
     def event(
-        self, token: int | None, finish: str | None = None, error: str | None = None
+        self,
+        token: int | None,
+        finish: str | None = None,
+        error: str | None = None,
+        scores: Scores | None = None,
     ) -> Event:
-        """Send the settled new text (all of it when finishing) with ``token``."""
+        """Send the settled new text (all of it when finishing) with ``token`` and its
+        ``scores`` (log-prob, likeliest alternatives)."""
         end = len(self.text) if finish else self.sent + _settled(self.text[self.sent :], self.stop)
         piece, self.sent = self.text[self.sent : end], end
         return Event(
@@ -114,6 +128,8 @@ class Row:
             prompt_tokens=len(self.prompt),
             completion_tokens=len(self.tokens),
             error=error,
+            logprob=None if scores is None else scores[0],
+            top_logprobs=() if scores is None else scores[1],
         )
 
 

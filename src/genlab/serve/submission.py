@@ -102,19 +102,16 @@ class Submission:
             if self.remaining:
                 self.ticket.cancel()
 
-    async def collect(self, request: Request) -> tuple[dict[int, str], dict[int, Event]] | None:
-        """All text and final events, or None when the client went away."""
-        texts: dict[int, list[str]] = {}
-        finals: dict[int, Event] = {}
+    async def collect(self, request: Request) -> dict[int, list[Event]] | None:
+        """Each sequence's events (its final one last), or None when the client went away."""
+        events_of: dict[int, list[Event]] = {}
         async with aclosing(self.batches(request)) as batches:
             async for events in batches:
                 for event in events:
-                    texts.setdefault(event.index, []).append(event.text)
-                    if event.finish_reason:
-                        error = failure(event)
-                        if error is not None:
-                            raise error
-                        finals[event.index] = event
+                    events_of.setdefault(event.index, []).append(event)
+                    error = failure(event)
+                    if error is not None:
+                        raise error
         if self.remaining:
             return None
-        return {i: "".join(t) for i, t in texts.items()}, finals
+        return events_of
