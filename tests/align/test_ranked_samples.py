@@ -94,3 +94,14 @@ def test_tinyworld_ranks_train_prompts_with_its_judge_and_a_users_file_is_refuse
         ComparisonData(data=str(tmp_path / "pairs.jsonl"), ranked_per_family=6).ranking(
             str(run), seed=0
         )
+
+
+def test_held_out_ranking_reads_a_tenth_of_the_validation_prompts(tmp_path):
+    run = tmp_path / "sft"
+    run.mkdir()
+    (run / "tinyworld.json").write_text(json.dumps({"world_seed": 0, "families": ["max_list"]}))
+    data = ComparisonData(ranked_per_family=40)
+    train, _ = data.ranking(str(run), seed=0)
+    held, _ = data.ranking(str(run), seed=0, split="validation")
+    assert len(train) == 40 and len(held) == 4 and not set(train) & set(held)
+    assert held == [e.prompt for e in make_examples(World(0), "max_list", 4, "validation", 0)]

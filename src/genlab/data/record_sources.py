@@ -105,11 +105,11 @@ class ComparisonData(WorldChoice):
         test = tw.comparisons(suite, n, seed, "test")
         return train, val, test, _world_files(world_seed, families)
 
-    def ranking(self, base: str, seed: int) -> tuple[list[Prompt], GoldFn]:
-        """Prompts whose sampled answers are ranked into extra comparisons, and the labeller
-        that ranks them: ``ranked_per_family`` TinyWorld train prompts per family and its judge
-        (the people of InstructGPT's step 2). Built in for TinyWorld only: a user's file
-        carries its own comparisons."""
+    def ranking(self, base: str, seed: int, split: str = "train") -> tuple[list[Prompt], GoldFn]:
+        """Prompts whose sampled answers are ranked into comparisons, and the labeller that
+        ranks them: TinyWorld prompts of ``split`` (``ranked_per_family`` per family for
+        training, a tenth of that held out) and its judge (the people of InstructGPT's step 2).
+        Built in for TinyWorld only: a user's file carries its own comparisons."""
         if self.data != tw.TINYWORLD:
             raise GenlabError(
                 "ranked_per_family needs TinyWorld's judge to rank the sampled answers; with "
@@ -117,7 +117,8 @@ class ComparisonData(WorldChoice):
             )
         world_seed, families = self.resolve(base)
         suite = tw.task_suite(world_seed, families)
-        examples = {e.prompt: e for e in suite.examples("train", self.ranked_per_family, seed)}
+        n = self.ranked_per_family if split == "train" else max(2, self.ranked_per_family // 10)
+        examples = {e.prompt: e for e in suite.examples(split, n, seed)}
         return list(examples), _judge(examples)
 
 

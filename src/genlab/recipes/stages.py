@@ -62,19 +62,24 @@ def run_sft(stage: SFTStage, resume: bool = False) -> dict[str, float]:
     return sft(cfg, train, held, files, resume)
 
 
+def ranked(data: ComparisonData, model_dir: str, split: str, seed: int, device: str) -> list[Any]:
+    """Comparisons of the model in ``model_dir``'s own answers to ``split``'s prompts, ranked by
+    the judge (``data.ranked_per_family`` prompts per family for training)."""
+    prompts, judge = data.ranking(model_dir, seed, split)
+    model, tokenizer = load_gpt(model_dir, device=pick_device(device))
+    return ranked_comparisons(
+        model, tokenizer, prompts, judge, data.samples_per_prompt, noise=data.label_noise, seed=seed
+    )
+
+
 def with_ranked(
     data: ComparisonData, model_dir: str, train: list[Any], seed: int, device: str
 ) -> list[Any]:
-    """``train`` plus comparisons of the model in ``model_dir``'s own answers, ranked by the
-    judge (``data.ranked_per_family`` prompts per family), shuffled in."""
+    """``train`` with the model's ranked answers to train prompts shuffled in (none when
+    ``data.ranked_per_family`` is 0)."""
     if data.ranked_per_family <= 0:
         return train
-    prompts, judge = data.ranking(model_dir, seed)
-    model, tokenizer = load_gpt(model_dir, device=pick_device(device))
-    ranked = ranked_comparisons(
-        model, tokenizer, prompts, judge, data.samples_per_prompt, noise=data.label_noise, seed=seed
-    )
-    mixed = [*train, *ranked]
+    mixed = [*train, *ranked(data, model_dir, "train", seed, device)]
     random.Random(seed).shuffle(mixed)
     return mixed
 
@@ -97,4 +102,7 @@ def run_dpo(stage: DPOStage, resume: bool = False) -> dict[str, float]:
     cfg = stage.dpo
     train, held, _, files = stage.data.load(cfg.policy, cfg.train.seed)
     train = with_ranked(stage.data, cfg.policy, train, cfg.train.seed, cfg.train.device)
+    if stage.data.ranked_per_family > 0:  # held out: the kind of pairs it trains on, if any
+        seed = cfg.train.seed + 1
+        held = ranked(stage.data, cfg.policy, "validation", seed, cfg.train.device) or held
     return dpo(cfg, train, held, files, resume)
