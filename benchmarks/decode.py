@@ -8,7 +8,9 @@ transformers' ``GPT2LMHeadModel.generate``, both with a KV cache, in one process
 figure is the median of 3 timed runs after one warm-up run; genlab's and transformers' runs
 alternate, so that both see the same load on a shared machine.
 
-Run: ``.venv/bin/python benchmarks/decode.py`` (writes ``benchmarks/results/decode.json``).
+Run: ``.venv/bin/python benchmarks/decode.py`` (writes ``benchmarks/results/decode.json``);
+``--compile`` decodes with genlab's compiled one-token step and reports the compile time (the
+first call).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -75,8 +78,10 @@ def hf_generate(hf: transformers.GPT2LMHeadModel, prompts: torch.Tensor) -> torc
     return out[:, prompts.shape[1] :]
 
 
-def genlab_generate(model: GPT, prompts: torch.Tensor) -> torch.Tensor:
-    results = generate(model, prompts.tolist(), max_new_tokens=NEW_TOKENS, temperature=0.0)
+def genlab_generate(model: GPT, prompts: torch.Tensor, compile: bool = False) -> torch.Tensor:
+    results = generate(
+        model, prompts.tolist(), max_new_tokens=NEW_TOKENS, temperature=0.0, compile=compile
+    )
     return torch.tensor([r.tokens for r in results])
 
 
@@ -109,6 +114,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--compile", action="store_true", help="genlab's compiled step")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -117,7 +124,7 @@ def main() -> None:
 
     load_before = os.getloadavg()[0]
     rows = []
-    for name in CONFIGS:
+    for name in args.configs:
         hf, ours = build(name)
         for batch in (1, 8):
             prompts = torch.randint(
@@ -125,7 +132,9 @@ def main() -> None:
             )
             with torch.inference_mode():
                 theirs_tokens = hf_generate(hf, prompts)
-            ours_tokens = genlab_generate(ours, prompts)
+            start = time.perf_counter()  # with --compile, the first call compiles
+            ours_tokens = genlab_generate(ours, prompts, args.compile)
+            first_call_s = time.perf_counter() - start
             if ours_tokens.shape != (batch, NEW_TOKENS) or not torch.equal(
                 ours_tokens, theirs_tokens
             ):
@@ -136,7 +145,7 @@ def main() -> None:
                     hf_generate(hf, prompts)
 
             def run_genlab(ours=ours, prompts=prompts) -> None:
-                genlab_generate(ours, prompts)
+                genlab_generate(ours, prompts, args.compile)
 
             t = median_seconds({"genlab": run_genlab, "transformers": run_hf}, args.runs)
             t_ours, t_hf = t["genlab"], t["transformers"]
@@ -153,6 +162,7 @@ def main() -> None:
                     "transformers_tok_s": round(hf_tps, 1),
                     "ratio": round(ours_tps / hf_tps, 2),
                     "identical_tokens": True,
+                    "genlab_first_call_s": round(first_call_s, 2),
                 }
             )
             print(
@@ -174,7 +184,8 @@ def main() -> None:
         "date": date.today().isoformat(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
-        "command": ".venv/bin/python benchmarks/decode.py",
+        "command": " ".join([".venv/bin/python", "benchmarks/decode.py", *sys.argv[1:]]),
+        "compile": args.compile,
         # the machine may be shared: a load above the core count makes every figure slower
         "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "runs": f"median of {args.runs} alternating runs after 1 warm-up",

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from genlab.core.errors import GenlabError
+from genlab.methods.autoregressive import decoding
 from genlab.methods.autoregressive.decoding import (
     Decoder,
     SamplingConfig,
@@ -160,3 +161,32 @@ def test_bad_arguments_raise(model):
 def test_context_limit_ends_with_length(model):
     gen = generate(model, [[1] * 60], max_new_tokens=50, temperature=0)[0]
     assert len(gen.tokens) == 4 and gen.finish_reason == "length"
+
+
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_one_token_steps_match_the_full_forward_left_padded(pos):
+    # dropout > 0 in eval mode: the step skips the dropout modules; padding: the one-token mask
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=61, block_size=64, n_layer=2, n_head=2, n_embd=32, pos=pos)
+    model = GPT(GPTConfig(**{**cfg.to_dict(), "dropout": 0.1})).eval()
+    prompts = [[1, 2, 3, 4, 5, 6, 7], [9, 8], [30, 31, 32, 33]]
+    decoder = Decoder(model, prompts, SamplingConfig(max_new_tokens=6), seed=3)
+    while not decoder.done:
+        decoder.step()
+        if decoder.done:
+            break
+        for r, index in enumerate(decoder.rows):
+            gen = decoder.results[index]
+            with torch.no_grad():
+                full, _ = model(torch.tensor([gen.prompt + gen.tokens]))
+            torch.testing.assert_close(decoder.logits[r], full[0, -1], atol=1e-5, rtol=0)
+
+
+def test_compile_without_a_cpp_compiler_decodes_eagerly(model, monkeypatch, caplog):
+    monkeypatch.setattr(decoding.shutil, "which", lambda name: None)
+    assert decoding.compiled(model) is model
+    assert "no C++ compiler" in caplog.text
+    eager = generate(model, [[1, 2]], max_new_tokens=5, temperature=0)[0].tokens
+    assert (
+        generate(model, [[1, 2]], max_new_tokens=5, temperature=0, compile=True)[0].tokens == eager
+    )

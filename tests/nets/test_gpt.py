@@ -165,3 +165,21 @@ def test_packed_segments_do_not_attend_to_each_other():
     logits, _ = model(packed, segment_ids=seg, positions=pos)
     torch.testing.assert_close(logits[:, :7], model(a)[0], atol=1e-5, rtol=0)
     torch.testing.assert_close(logits[:, 7:], model(b)[0], atol=1e-5, rtol=0)
+
+
+def test_zero_dropout_keeps_the_state_dict_keys():
+    assert small().state_dict().keys() == small(dropout=0.1).state_dict().keys()
+
+
+def test_kv_cache_layers_follow_a_replaced_store():
+    # serving points a cache at the first rows of a larger store; each layer's view follows
+    model = small()
+    store = model.new_cache(4, 16)
+    cache = model.new_cache(0, 16)
+    cache.k, cache.v = store.k[:, :2], store.v[:, :2]
+    idx = torch.randint(0, 97, (2, 5))
+    full, _ = model(idx)
+    model(idx[:, :4], cache=cache)
+    step, _ = model(idx[:, 4:], cache=cache)
+    torch.testing.assert_close(step[:, 0], full[:, -1], atol=1e-5, rtol=0)
+    assert store.k[:, :2, :, :5].abs().sum() > 0 and store.k[:, 2:].abs().sum() == 0

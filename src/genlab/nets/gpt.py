@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.core.errors import GenlabError
-from genlab.nets.transformer import Block, KVCache, Rotary
+from genlab.nets.transformer import Block, KVCache, Rotary, dropout
 
 IGNORE_INDEX = -100  # a target the loss skips (prompt tokens, padding): PyTorch's convention
 
@@ -120,7 +120,7 @@ class GPT(nn.Module):
             if config.pos == "rope"
             else None
         )
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False) if lm_head else None
@@ -275,13 +275,15 @@ class GPT(nn.Module):
                 f"sequence of {past + T} tokens exceeds the model's context of "
                 f"{self.config.block_size}; shorten the input"
             )
-        if positions is None:
-            positions = torch.arange(past, past + T, device=idx.device).expand(B, T)
-
         x = self.wte(idx)
-        if self.wpe is not None:
+        if positions is None and self.wpe is not None:
+            x = x + self.wpe.weight[past : past + T]  # what wpe(arange) gives, in one slice
+        elif positions is None:
+            positions = torch.arange(past, past + T, device=idx.device).expand(B, T)
+        elif self.wpe is not None:
             x = x + self.wpe(positions)
-        x = self.drop(x)
+        if self.training:
+            x = self.drop(x)
 
         mask, is_causal = self._attention_mask(B, T, past, attention_mask, causal, idx.device)
         if segment_ids is not None:
@@ -330,6 +332,12 @@ class GPT(nn.Module):
                     f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(B, S)} "
                     "(cached positions + new positions)"
                 )
+            if T == 1:
+                # one new query, the last key: the padding mask is the whole mask (the query
+                # keeps itself, as below), without building the (T, S) patterns per token
+                mask = attention_mask.to(torch.bool, copy=True)
+                mask.narrow(1, S - 1, 1).fill_(True)
+                return mask[:, None, None, :], False
             keep = attention_mask.to(torch.bool)
         mask = keep[:, None, None, :].expand(B, 1, T, S)
         if causal:

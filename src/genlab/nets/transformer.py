@@ -25,7 +25,9 @@ class KVCache:
     """Keys and values of every layer for positions already seen, preallocated to ``max_len``.
 
     ``length`` is the number of positions stored; ``GPT.forward`` writes the new positions and
-    advances it. Rows can be dropped (``keep``) when sequences in a batch finish.
+    advances it. Rows can be dropped (``keep``) when sequences in a batch finish. ``k`` and ``v``
+    (layer, B, H, max_len, D) may be replaced by a view of another cache's rows (serving does);
+    each layer reads its own view of them, so a decoding step does not index the whole cache.
     """
 
     def __init__(
@@ -44,12 +46,28 @@ class KVCache:
         self.length = 0
 
     @property
+    def k(self) -> Tensor:
+        return self._k
+
+    @k.setter
+    def k(self, k: Tensor) -> None:
+        self._k, self._layer_k = k, _layers(k)
+
+    @property
+    def v(self) -> Tensor:
+        return self._v
+
+    @v.setter
+    def v(self, v: Tensor) -> None:
+        self._v, self._layer_v = v, _layers(v)
+
+    @property
     def max_len(self) -> int:
-        return self.k.shape[3]
+        return self._k.shape[3]
 
     @property
     def batch_size(self) -> int:
-        return self.k.shape[1]
+        return self._k.shape[1]
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store ``k, v`` (B, H, T, D) after the cached positions; return all keys and values."""
@@ -59,14 +77,27 @@ class KVCache:
                 f"KV cache full: {end} positions needed but it holds {self.max_len}; "
                 "generate fewer tokens or use a shorter prompt"
             )
-        self.k[layer, :, :, start:end] = k
-        self.v[layer, :, :, start:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        keys, values = self._layer_k[layer], self._layer_v[layer]
+        keys.narrow(2, start, end - start).copy_(k)
+        values.narrow(2, start, end - start).copy_(v)
+        return keys.narrow(2, 0, end), values.narrow(2, 0, end)
 
     def keep(self, rows: Tensor) -> None:
         """Keep only the batch rows in ``rows`` (indices), e.g. when others stop generating."""
-        self.k = self.k[:, rows]
-        self.v = self.v[:, rows]
+        self.k = self._k[:, rows]
+        self.v = self._v[:, rows]
+
+
+def dropout(p: float) -> nn.Module:
+    """``nn.Dropout(p)``, or ``nn.Identity`` at ``p = 0``. Neither has weights, so the state
+    dict is the same. Callers skip the call in eval mode: an idle dropout module still costs
+    some 10 us a call, several times per decoded token."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
+def _layers(cache: Tensor) -> list[Tensor]:
+    """One view per layer (``select``, not ``unbind``: autograd lets single views be written)."""
+    return [cache.select(0, i) for i in range(cache.shape[0])]
 
 
 class Rotary(nn.Module):
@@ -95,7 +126,7 @@ class SelfAttention(nn.Module):
         self.dropout = config.dropout
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.resid_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = dropout(config.dropout)
 
     def forward(
         self,
@@ -108,10 +139,8 @@ class SelfAttention(nn.Module):
         layer: int,
     ) -> Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, H, T, D)
         if rotary is not None:
             q, k = rotary(q, positions), rotary(k, positions)
         if cache is not None:
@@ -124,8 +153,8 @@ class SelfAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=is_causal,
         )
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.proj(y))
+        y = self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.resid_dropout(y) if self.training else y
 
 
 class MLP(nn.Module):
@@ -133,11 +162,12 @@ class MLP(nn.Module):
         super().__init__()
         self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         # GPT-2 uses the tanh approximation of GELU; keeping it makes GPT-2 weights load exactly.
-        return self.dropout(self.proj(F.gelu(self.fc(x), approximate="tanh")))
+        y = self.proj(F.gelu(self.fc(x), approximate="tanh"))
+        return self.dropout(y) if self.training else y
 
 
 class Block(nn.Module):

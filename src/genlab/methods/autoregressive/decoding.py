@@ -14,17 +14,22 @@ a tool call, runs the tool and inserts its result this way.
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from genlab.core.errors import GenlabError
 from genlab.methods.autoregressive.padding import left_pad
 from genlab.nets.gpt import GPT, positions_from_mask
+
+log = logging.getLogger(__name__)
 
 
 class Detokenizer(Protocol):
@@ -106,6 +111,11 @@ class Decoder:
 
     Rows that finish leave the batch (their cache rows are dropped). ``force(row, ids)`` makes
     a row take the given tokens next instead of sampling, one per step.
+
+    A step costs one forward of one token per row plus the choice of the next tokens; what
+    does not change between steps is prepared once (the padding mask is preallocated to its
+    final width), and the host sees the tokens once per step. ``compile=True`` runs the
+    one-token forward through ``torch.compile`` (see ``compiled``).
     """
 
     def __init__(
@@ -118,6 +128,7 @@ class Decoder:
         seed: int | None = None,
         generator: torch.Generator | None = None,
         num_samples: int = 1,
+        compile: bool = False,
     ) -> None:
         if not prompts:
             raise GenlabError("no prompts to generate from")
@@ -145,17 +156,23 @@ class Decoder:
         self.max_new = min(config.max_new_tokens, block - longest)
         self.results = [Generation(prompt=list(p)) for p in prompts for _ in range(num_samples)]
         self._forced: dict[int, list[int]] = {}
+        self._stop_ids = frozenset(config.stop_ids)
+        self._forward = compiled(model) if compile else model
 
         # Left-pad so that every prompt ends at the same column.
         B = len(prompts)
         ids, mask = left_pad(prompts)
         ids, mask = ids.to(device), mask.to(device)
         self.padded = bool((mask == 0).any())
-        self.cache = model.new_cache(B, longest + self.max_new)
-        self.rows = torch.arange(B, device=device)  # result index of each row
-        self.mask = mask
+        width = longest + self.max_new
+        self.cache = model.new_cache(B, width)
+        self.rows = list(range(B))  # result index of each row
+        # the padding mask of every column the cache will hold: generated tokens are real
+        self.mask = torch.ones(B, width, dtype=torch.bool, device=device)
+        self.mask[:, :longest] = mask.bool()
         self.history = torch.where(mask.bool(), ids, torch.full_like(ids, -1))
-        self.next_pos = mask.sum(-1)  # position id of each row's next token
+        # position id of each row's next token, kept only for padded rows (else the cache length)
+        self.next_pos = mask.sum(-1)
 
         self._was_training = model.training
         model.eval()
@@ -170,12 +187,12 @@ class Decoder:
         self.logits = logits[:, -1]
         if num_samples > 1:
             self._select(torch.arange(B, device=device).repeat_interleave(num_samples))
-            self.rows = torch.arange(B * num_samples, device=device)
+            self.rows = list(range(B * num_samples))
         self.steps = 0
 
     @property
     def done(self) -> bool:
-        return self.rows.numel() == 0
+        return not self.rows
 
     def force(self, index: int, ids: Sequence[int]) -> None:
         """Make result ``index`` take ``ids`` as its next tokens (e.g. a tool's output)."""
@@ -183,7 +200,7 @@ class Decoder:
 
     def _select(self, keep: Tensor) -> None:
         self.cache.keep(keep)
-        self.rows = self.rows[keep]
+        self.rows = [self.rows[r] for r in keep.tolist()]
         self.mask = self.mask[keep]
         self.history = self.history[keep]
         self.next_pos = self.next_pos[keep]
@@ -193,6 +210,10 @@ class Decoder:
         """Pick one token for every unfinished sequence; return ``(index, token, logprob)``."""
         if self.done:
             return []
+        with torch.inference_mode():
+            return self._step()
+
+    def _step(self) -> list[tuple[int, int, float]]:
         cfg = self.config
         logprobs = F.log_softmax(self.logits.float(), dim=-1)
         if cfg.temperature == 0:
@@ -203,56 +224,61 @@ class Decoder:
         else:
             probs = process_logits(self.logits, self.history, cfg).softmax(-1)
             tokens = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
-        for r, index in enumerate(self.rows.tolist()):
-            queue = self._forced.get(index)
-            if queue:
-                tokens[r] = queue.pop(0)
+        if self._forced:
+            for r, index in enumerate(self.rows):
+                queue = self._forced.get(index)
+                if queue:
+                    tokens[r] = queue.pop(0)
         token_lp = logprobs.gather(-1, tokens[:, None]).squeeze(-1)
 
         emitted: list[tuple[int, int, float]] = []
-        finished = torch.zeros_like(self.rows, dtype=torch.bool)
+        finished: list[int] = []
         self.steps += 1
         for r, (index, tok, lp) in enumerate(
-            zip(self.rows.tolist(), tokens.tolist(), token_lp.tolist(), strict=True)
+            zip(self.rows, tokens.tolist(), token_lp.tolist(), strict=True)
         ):
             gen = self.results[index]
             gen.tokens.append(tok)
             gen.logprobs.append(lp)
             emitted.append((index, tok, lp))
-            forced_pending = bool(self._forced.get(index))
-            stopped = tok in cfg.stop_ids or (bool(cfg.stop_strings) and self._hit_stop_string(gen))
-            if stopped and not forced_pending:
+            stopped = tok in self._stop_ids or (
+                bool(cfg.stop_strings) and self._hit_stop_string(gen)
+            )
+            if stopped and not self._forced.get(index):
                 gen.finish_reason = "stop"
             elif len(gen.tokens) >= self.max_new:
                 gen.finish_reason = "length"
-            finished[r] = gen.finish_reason is not None
+            if gen.finish_reason is not None:
+                finished.append(r)
 
-        if bool(finished.all()):
+        if len(finished) == len(self.rows):
             self._finish_all()
             return emitted
         self._advance(tokens, finished)
         return emitted
 
-    def _advance(self, tokens: Tensor, finished: Tensor) -> None:
+    def _advance(self, tokens: Tensor, finished: list[int]) -> None:
         """Feed the new tokens through the model, dropping rows that finished."""
-        if bool(finished.any()):
-            keep = (~finished).nonzero().squeeze(-1)
+        if finished:
+            done = set(finished)
+            keep = torch.tensor(
+                [r for r in range(len(self.rows)) if r not in done], device=self.device
+            )
             tokens = tokens[keep]
             self._select(keep)
-        # Only what is used is kept up to date: the padding mask when prompts differ in length,
-        # the history when a repetition penalty reads it.
-        if self.padded:
-            self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+        # Only what is used is kept up to date: the history when a repetition penalty reads it;
+        # the padding mask (when prompts differ in length) is a view of the preallocated one.
         if self.config.repetition_penalty != 1.0:
             self.history = torch.cat([self.history, tokens[:, None]], dim=1)
-        with torch.inference_mode():
-            logits, _ = self.model(
-                tokens[:, None],
-                attention_mask=self.mask if self.padded else None,
-                positions=self.next_pos[:, None] if self.padded else None,
-                cache=self.cache,
-            )
-        self.next_pos = self.next_pos + 1
+        padded = self.padded
+        logits, _ = self._forward(
+            tokens[:, None],
+            attention_mask=self.mask[:, : self.cache.length + 1] if padded else None,
+            positions=self.next_pos[:, None] if padded else None,
+            cache=self.cache,
+        )
+        if padded:
+            self.next_pos = self.next_pos + 1
         self.logits = logits[:, -1]
 
     def _hit_stop_string(self, gen: Generation) -> bool:
@@ -261,7 +287,7 @@ class Decoder:
         return any(s in text for s in self.config.stop_strings)
 
     def _finish_all(self) -> None:
-        self.rows = self.rows[:0]
+        self.rows = []
         self.model.train(self._was_training)
 
     def finalize(self) -> list[Generation]:
@@ -279,6 +305,19 @@ class Decoder:
                         text = text[:cut]
                 gen.text = text
         return self.results
+
+
+def compiled(model: GPT) -> nn.Module:
+    """``model`` under ``torch.compile`` (shapes dynamic: the cache grows by a column a step),
+    or ``model`` itself, with one logged line, where that cannot work: on the CPU inductor
+    needs a C++ compiler. Off by default: on a 2-core CPU compiling took 11-24 s for a gain
+    within the noise (docs/benchmarks.md, Decoding), and its logits differ from eager ones in
+    the last float bits."""
+    device = model.wte.weight.device
+    if device.type == "cpu" and shutil.which(os.environ.get("CXX", "g++")) is None:
+        log.warning("no C++ compiler for torch.compile (set CXX): decoding without compiling")
+        return model
+    return torch.compile(model, dynamic=True)
 
 
 def _config(
@@ -316,6 +355,7 @@ def generate(
     num_samples: int = 1,
     generator: torch.Generator | None = None,
     on_step: Callable[[Decoder, list[tuple[int, int, float]]], None] | None = None,
+    compile: bool = False,
 ) -> list[Generation]:
     """Continue each prompt (a list of token ids); return one ``Generation`` per sample.
 
@@ -323,7 +363,8 @@ def generate(
     ``num_samples`` draws that many continuations per prompt (prompt i's samples are results
     ``i*num_samples ... i*num_samples + num_samples - 1``), sharing one prefill. ``on_step`` is
     called after every step with the decoder and the tokens just emitted; it may call
-    ``decoder.force(index, ids)``. The same seed gives the same output.
+    ``decoder.force(index, ids)``. The same seed gives the same output. ``compile``
+    compiles the one-token step (``Decoder``).
     """
     config = _config(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop)
     decoder = Decoder(
@@ -334,6 +375,7 @@ def generate(
         seed=seed,
         generator=generator,
         num_samples=num_samples,
+        compile=compile,
     )
     while not decoder.done:
         emitted = decoder.step()
