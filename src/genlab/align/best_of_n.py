@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from genlab.align.rollout import RewardFn
+from genlab.align.sampling import sample_answers
 from genlab.core.errors import GenlabError
-from genlab.data.records import Prompt, prompt_messages
+from genlab.data.records import Prompt
 from genlab.data.tokenizer import Tokenizer
-from genlab.methods.autoregressive.decoding import Generation, generate
+from genlab.methods.autoregressive.decoding import Generation
 from genlab.nets.gpt import GPT
 
 
@@ -58,20 +59,18 @@ def best_of_n(
     if n < 1 or picks < 1:
         raise GenlabError(f"best-of-n needs n >= 1 and picks >= 1, got n={n}, picks={picks}")
     per_prompt = n * picks
-    step = max(1, batch_size // per_prompt)
     out: list[list[Pick]] = []
-    for start in range(0, len(prompts), step):
-        chunk = list(prompts[start : start + step])
-        gens = generate(
-            model,
-            [tokenizer.render_prompt(prompt_messages(p)) for p in chunk],
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            stop=list(tokenizer.stop_ids),
-            seed=seed + start,
-            tokenizer=tokenizer,
-            num_samples=per_prompt,
-        )
+    samples = sample_answers(
+        model,
+        tokenizer,
+        prompts,
+        per_prompt,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        batch_size=batch_size,
+    )
+    for chunk, gens in samples:
         rewards = [
             float(r)
             for r in reward_fn(

@@ -16,10 +16,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
+from genlab.align.sampling import sample_answers
 from genlab.core.errors import GenlabError
-from genlab.data.records import Prompt, prompt_messages
+from genlab.data.records import Prompt
 from genlab.data.tokenizer import Tokenizer
-from genlab.methods.autoregressive.decoding import generate
 from genlab.nets.gpt import GPT
 
 Labeller = Callable[[Sequence[Prompt], Sequence[str]], list[float]]
@@ -62,20 +62,18 @@ def ranked_comparisons(
         raise GenlabError(f"ranking needs k >= 2 answers per prompt, got {k}")
     if not 0.0 <= noise < 0.5:
         raise GenlabError(f"label noise must be in [0, 0.5), got {noise}")
-    step = max(1, batch_size // k)
     pairs: list[dict[str, Prompt]] = []
-    for start in range(0, len(prompts), step):
-        chunk = list(prompts[start : start + step])
-        gens = generate(
-            model,
-            [tokenizer.render_prompt(prompt_messages(p)) for p in chunk],
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            stop=list(tokenizer.stop_ids),
-            seed=seed + start,
-            tokenizer=tokenizer,
-            num_samples=k,
-        )
+    samples = sample_answers(
+        model,
+        tokenizer,
+        prompts,
+        k,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        batch_size=batch_size,
+    )
+    for chunk, gens in samples:
         answers = [(g.text or "").strip() for g in gens]
         scores = labeller([p for p in chunk for _ in range(k)], answers)
         for i, prompt in enumerate(chunk):
