@@ -31,6 +31,7 @@ resume from. Training and generation thus see the same token sequence. Call it t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -101,3 +102,43 @@ def check_messages(messages: Any) -> list[tuple[str, str, str | None]]:
             raise GenlabError(f"message {n}: 'tool_call' must be a string on an assistant message")
         checked.append((role, content, call))
     return checked
+
+
+def jinja_template(spelling: Mapping[str, str]) -> str:
+    """``render_chat``'s layout as a transformers chat template over the special tokens'
+    spellings (role -> text), the assistant's part in ``{% generation %}``: what
+    ``tokenizer_config.json`` carries, so ``apply_chat_template`` gives the same ids and mask."""
+    s = {name: _jinja_text(text) for name, text in spelling.items()}
+    roles = ", ".join(ROLES)
+    return (
+        "{% for message in messages %}"
+        f"{{% if message['role'] not in {list(ROLES)!r} %}}"
+        f"{{{{ raise_exception('message ' ~ loop.index0 ~ ' has role ' ~ message['role']"
+        f" ~ '; use one of {roles}') }}}}"
+        "{% elif message['content'] is not string %}"
+        "{{ raise_exception('message ' ~ loop.index0 ~ ' needs a content string') }}"
+        "{% endif %}{% endfor %}"
+        f"{s['bos']}"
+        "{% for message in messages %}"
+        "{% if message['role'] == 'assistant' %}"
+        f"{s['assistant']}{{% generation %}}{{{{ message['content'] }}}}"
+        "{% if message['tool_call'] is defined and message['tool_call'] is not none %}"
+        f"{s['tool_call']}{{{{ message['tool_call'] }}}}{s['tool_call_end']}"
+        f"{{% else %}}{s['eot']}{{% endif %}}{{% endgeneration %}}"
+        "{% elif message['role'] == 'tool' %}"
+        f"{s['tool_result']}{{{{ message['content'] }}}}{s['tool_result_end']}"
+        "{% elif message['role'] == 'system' %}"
+        f"{s['system']}{{{{ message['content'] }}}}{s['eot']}"
+        "{% else %}"
+        f"{s['user']}{{{{ message['content'] }}}}{s['eot']}"
+        "{% endif %}{% endfor %}"
+        f"{{% if add_generation_prompt %}}{s['assistant']}{{% endif %}}"
+    )
+
+
+def _jinja_text(text: str) -> str:
+    """``text`` as it must stand in a Jinja template: literal, or a string expression when it
+    holds characters Jinja reads as syntax."""
+    if not any(c in text for c in "{}%#"):
+        return text
+    return "{{ " + json.dumps(text) + " }}"

@@ -166,45 +166,6 @@ def _role_ids(hf: HFTokenizer, config: Mapping[str, Any]) -> dict[str, int | Non
     return {name: hf.token_to_id(s) for name, s in _role_spellings(hf, config).items()}
 
 
-def jinja_chat_template(spelling: Mapping[str, str]) -> str:
-    """``render_chat``'s layout (see :mod:`genlab.data.chat_template`) as a transformers chat
-    template over the special tokens' spellings, the assistant's part in ``{% generation %}``."""
-    s = {name: _jinja_text(text) for name, text in spelling.items()}
-    roles = ", ".join(chat_template.ROLES)
-    return (
-        "{% for message in messages %}"
-        f"{{% if message['role'] not in {list(chat_template.ROLES)!r} %}}"
-        f"{{{{ raise_exception('message ' ~ loop.index0 ~ ' has role ' ~ message['role']"
-        f" ~ '; use one of {roles}') }}}}"
-        "{% elif message['content'] is not string %}"
-        "{{ raise_exception('message ' ~ loop.index0 ~ ' needs a content string') }}"
-        "{% endif %}{% endfor %}"
-        f"{s['bos']}"
-        "{% for message in messages %}"
-        "{% if message['role'] == 'assistant' %}"
-        f"{s['assistant']}{{% generation %}}{{{{ message['content'] }}}}"
-        "{% if message['tool_call'] is defined and message['tool_call'] is not none %}"
-        f"{s['tool_call']}{{{{ message['tool_call'] }}}}{s['tool_call_end']}"
-        f"{{% else %}}{s['eot']}{{% endif %}}{{% endgeneration %}}"
-        "{% elif message['role'] == 'tool' %}"
-        f"{s['tool_result']}{{{{ message['content'] }}}}{s['tool_result_end']}"
-        "{% elif message['role'] == 'system' %}"
-        f"{s['system']}{{{{ message['content'] }}}}{s['eot']}"
-        "{% else %}"
-        f"{s['user']}{{{{ message['content'] }}}}{s['eot']}"
-        "{% endif %}{% endfor %}"
-        f"{{% if add_generation_prompt %}}{s['assistant']}{{% endif %}}"
-    )
-
-
-def _jinja_text(text: str) -> str:
-    """``text`` as it must stand in a Jinja template: literal, or a string expression when it
-    holds characters Jinja reads as syntax."""
-    if not any(c in text for c in "{}%#"):
-        return text
-    return "{{ " + json.dumps(text) + " }}"
-
-
 def _ids(ids: Any) -> list[int]:
     """Plain ints from a list, a tuple, a NumPy array or a tensor."""
     return ids.tolist() if hasattr(ids, "tolist") else [int(i) for i in ids]
@@ -343,7 +304,7 @@ class Tokenizer:
                 }
                 for i, t in sorted(added.items())
             },
-            "chat_template": jinja_chat_template(spelling),
+            "chat_template": chat_template.jinja_template(spelling),
             "clean_up_tokenization_spaces": False,
             ROLES_KEY: spelling,
         }
