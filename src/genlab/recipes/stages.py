@@ -62,24 +62,30 @@ def run_sft(stage: SFTStage, resume: bool = False) -> dict[str, float]:
     return sft(cfg, train, held, files, resume)
 
 
-def ranked(data: ComparisonData, model_dir: str, split: str, seed: int, device: str) -> list[Any]:
-    """Comparisons of the model in ``model_dir``'s own answers to ``split``'s prompts, ranked by
-    the judge (``data.ranked_per_family`` prompts per family for training)."""
-    prompts, judge = data.ranking(model_dir, seed, split)
+def ranked(
+    data: ComparisonData, model_dir: str, seeds: dict[str, int], device: str
+) -> dict[str, list[Any]]:
+    """For each split (with its seed), comparisons of the model in ``model_dir``'s own answers to
+    that split's prompts, ranked by the judge (``data.ranked_per_family`` per family to train)."""
     model, tokenizer = load_gpt(model_dir, device=pick_device(device))
-    return ranked_comparisons(
-        model, tokenizer, prompts, judge, data.samples_per_prompt, noise=data.label_noise, seed=seed
-    )
+    out = {}
+    for split, seed in seeds.items():
+        prompts, judge = data.ranking(model_dir, seed, split)
+        out[split] = ranked_comparisons(
+            model,
+            tokenizer,
+            prompts,
+            judge,
+            data.samples_per_prompt,
+            noise=data.label_noise,
+            seed=seed,
+        )
+    return out
 
 
-def with_ranked(
-    data: ComparisonData, model_dir: str, train: list[Any], seed: int, device: str
-) -> list[Any]:
-    """``train`` with the model's ranked answers to train prompts shuffled in (none when
-    ``data.ranked_per_family`` is 0)."""
-    if data.ranked_per_family <= 0:
-        return train
-    mixed = [*train, *ranked(data, model_dir, "train", seed, device)]
+def shuffled_in(records: list[Any], more: list[Any], seed: int) -> list[Any]:
+    """``records`` and ``more`` in one seeded random order."""
+    mixed = [*records, *more]
     random.Random(seed).shuffle(mixed)
     return mixed
 
@@ -87,7 +93,10 @@ def with_ranked(
 def run_reward(stage: RewardStage, resume: bool = False) -> dict[str, float]:
     cfg = stage.reward
     train, val, test, files = stage.data.load(cfg.base, cfg.train.seed)
-    train = with_ranked(stage.data, cfg.base, train, cfg.train.seed, cfg.train.device)
+    if stage.data.ranked_per_family > 0:
+        seed = cfg.train.seed
+        own = ranked(stage.data, cfg.base, {"train": seed}, cfg.train.device)
+        train = shuffled_in(train, own["train"], seed)
     return train_reward(cfg, train, val, test, files, resume)
 
 
@@ -101,8 +110,11 @@ def run_ppo(stage: PPOStage, resume: bool = False) -> dict[str, float]:
 def run_dpo(stage: DPOStage, resume: bool = False) -> dict[str, float]:
     cfg = stage.dpo
     train, held, _, files = stage.data.load(cfg.policy, cfg.train.seed)
-    train = with_ranked(stage.data, cfg.policy, train, cfg.train.seed, cfg.train.device)
     if stage.data.ranked_per_family > 0:  # held out: the kind of pairs it trains on, if any
-        seed = cfg.train.seed + 1
-        held = ranked(stage.data, cfg.policy, "validation", seed, cfg.train.device) or held
+        seed = cfg.train.seed
+        own = ranked(
+            stage.data, cfg.policy, {"train": seed, "validation": seed + 1}, cfg.train.device
+        )
+        train = shuffled_in(train, own["train"], seed)
+        held = own["validation"] or held
     return dpo(cfg, train, held, files, resume)
