@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from PIL import Image
 from playwright.sync_api import sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from serve import free_port, wait_ready  # noqa: E402  (the serving benchmark's launcher)
 
 # TinyWorld test-split prompts (held out of every stage's training) of three task families
 QUESTIONS = (
@@ -29,24 +29,6 @@ QUESTIONS = (
     "Write 'my blue house finds my bird' in Rozish.",
     "What is the largest number in this list: 14, 63, 9, 11, 7, 68?",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit(f"the server at {url} did not answer /health within {seconds:.0f} s")
 
 
 def stack(shots: list[tuple[Image.Image, int]], out: str) -> None:
@@ -79,7 +61,7 @@ def main() -> None:
         + ["--seed", str(args.seed), "--log-level", "warning"]
     )
     try:
-        wait_healthy(url)
+        wait_ready(url, server)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium)
             page = browser.new_page(viewport={"width": 900, "height": 700})
