@@ -121,6 +121,10 @@ class GPT(nn.Module):
             else None
         )
         self.drop = dropout(config.dropout)
+        # Optional learned embeddings placed before every sequence (soft prompts, Lester et al.,
+        # 2021): a module returning (B, P, C); genlab.adapt sets it. Callers keep their own view
+        # of positions, masks and cache lengths: the P extra leading positions are handled here.
+        self.prefix: nn.Module | None = None
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False) if lm_head else None
@@ -186,6 +190,11 @@ class GPT(nn.Module):
             self.lm_head.weight.data[n:] = head.mean(0)
         self.config = replace(self.config, vocab_size=vocab_size)
 
+    @property
+    def prefix_length(self) -> int:
+        """How many prefix (soft-prompt) positions precede every sequence."""
+        return 0 if self.prefix is None else self.prefix.length  # type: ignore[return-value]
+
     def new_cache(
         self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None
     ) -> KVCache:
@@ -196,7 +205,7 @@ class GPT(nn.Module):
             c.n_layer,
             batch_size,
             c.n_head,
-            max_len or c.block_size,
+            min(c.block_size, (max_len or c.block_size) + self.prefix_length),
             c.head_dim,
             device=w.device,
             dtype=dtype or w.dtype,
@@ -270,12 +279,26 @@ class GPT(nn.Module):
         """
         B, T = idx.shape
         past = cache.length if cache is not None else 0
+        x = self.wte(idx)
+        P = self.prefix_length
+        if P:
+            if segment_ids is not None:
+                raise GenlabError("a soft prompt cannot go before packed sequences (segment_ids)")
+            if attention_mask is not None:
+                attention_mask = torch.cat((attention_mask.new_ones(B, P), attention_mask), dim=1)
+            if positions is not None:
+                positions = positions + P
+            if past == 0:  # the prompt goes in front once; a cache holds it afterwards
+                x = torch.cat((self.prefix(B).to(x.dtype), x), dim=1)
+                if positions is not None:
+                    head = torch.arange(P, device=idx.device).expand(B, P)
+                    positions = torch.cat((head, positions), dim=1)
+                T = T + P
         if past + T > self.config.block_size:
             raise GenlabError(
                 f"sequence of {past + T} tokens exceeds the model's context of "
                 f"{self.config.block_size}; shorten the input"
             )
-        x = self.wte(idx)
         if positions is None and self.wpe is not None:
             x = x + self.wpe.weight[past : past + T]  # what wpe(arange) gives, in one slice
         elif positions is None:
@@ -305,6 +328,8 @@ class GPT(nn.Module):
             )
         if cache is not None:
             cache.length = past + T
+        if P and past == 0:
+            x = x[:, P:]  # the prompt's own outputs predict nothing
         x = self.ln_f(x)
         return x
 
