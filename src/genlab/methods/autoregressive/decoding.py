@@ -173,6 +173,8 @@ class Decoder:
         self.history = torch.where(mask.bool(), ids, torch.full_like(ids, -1))
         # position id of each row's next token, kept only for padded rows (else the cache length)
         self.next_pos = mask.sum(-1)
+        # columns fed so far; the cache may hold more (a soft prompt in front of every row)
+        self.length = longest
 
         self._was_training = model.training
         model.eval()
@@ -273,10 +275,11 @@ class Decoder:
         padded = self.padded
         logits, _ = self._forward(
             tokens[:, None],
-            attention_mask=self.mask[:, : self.cache.length + 1] if padded else None,
+            attention_mask=self.mask[:, : self.length + 1] if padded else None,
             positions=self.next_pos[:, None] if padded else None,
             cache=self.cache,
         )
+        self.length += 1
         if padded:
             self.next_pos = self.next_pos + 1
         self.logits = logits[:, -1]
