@@ -44,7 +44,7 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 LEGACY_FILE = "pytorch_model.bin"
 
 # GPT-2's names for the parts of a block, mapped to genlab's (the ``Conv1D`` ones are transposed).
-_BLOCK_NAMES = {
+BLOCK_NAMES = {
     "ln_1": "ln_1",
     "ln_2": "ln_2",
     "attn.c_attn": "attn.qkv",
@@ -52,8 +52,8 @@ _BLOCK_NAMES = {
     "mlp.c_fc": "mlp.fc",
     "mlp.c_proj": "mlp.proj",
 }
-_TO_HF = {genlab: hf for hf, genlab in _BLOCK_NAMES.items()}
-_CONV1D = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+_TO_HF = {genlab: hf for hf, genlab in BLOCK_NAMES.items()}
+CONV1D = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 # Outside the blocks the names agree: transformer.wte, transformer.wpe, transformer.ln_f.
 _TOP_NAMES = ("wte", "wpe", "ln_f")
 # The causal-mask buffers that older transformers versions saved beside the weights.
@@ -156,9 +156,9 @@ def _state_from_hf(hf_state: dict[str, Tensor], tie: bool, source: Path) -> dict
             if sub in _BUFFERS:
                 continue
             part, _, param = sub.rpartition(".")
-            if part in _BLOCK_NAMES:
-                is_conv = part in _CONV1D and param == "weight"
-                state[f"blocks.{layer}.{_BLOCK_NAMES[part]}.{param}"] = (
+            if part in BLOCK_NAMES:
+                is_conv = part in CONV1D and param == "weight"
+                state[f"blocks.{layer}.{BLOCK_NAMES[part]}.{param}"] = (
                     tensor.t() if is_conv else tensor
                 )
                 continue
@@ -276,7 +276,7 @@ def gpt_to_hf(
             layer, _, sub = rest.partition(".")
             part, _, param = sub.rpartition(".")
             hf_part = _TO_HF[part]
-            is_conv = hf_part in _CONV1D and param == "weight"
+            is_conv = hf_part in CONV1D and param == "weight"
             hf_name = f"transformer.h.{layer}.{hf_part}"
             state[f"{hf_name}.{param}"] = tensor.t() if is_conv else tensor
         else:
