@@ -143,3 +143,17 @@ def slow_server(model: GPT, tokenizer: Tokenizer, run_dir: Path):
     live = LiveServer(create_app(engine, model_id=run_dir.name), engine)
     yield live
     live.close()
+
+
+@pytest.fixture(scope="module")
+def live_server():
+    """Start ``LiveServer(app, engine)``s for a module's own apps; all close at its end."""
+    started: list[LiveServer] = []
+
+    def start(app, engine, api_key: str | None = None) -> LiveServer:
+        started.append(LiveServer(app, engine, api_key))
+        return started[-1]
+
+    yield start
+    for live in started:
+        live.close()

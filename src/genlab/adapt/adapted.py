@@ -19,8 +19,16 @@ from torch import Tensor, nn
 import genlab.methods.autoregressive.checkpoint  # noqa: F401
 import genlab.methods.diffusion.text_conditioned  # noqa: F401
 from genlab.adapt.config import AdapterConfig
-from genlab.adapt.inject import adapter_parameters, add_adapter, train_only
+from genlab.adapt.inject import (
+    adapter_names,
+    adapter_parameters,
+    add_adapter,
+    delete_adapter,
+    load_adapter_state,
+    train_only,
+)
 from genlab.core import registry
+from genlab.core.checkpoint import MODEL_FILE, read_model_config, read_weights
 from genlab.core.errors import GenlabError
 from genlab.core.registry import Kind, Loaded
 
@@ -34,16 +42,30 @@ class AdaptedConfig:
     base: str  # the base model's folder (absolute)
     adapter: AdapterConfig
     name: str = "default"
+    base_weights: str = MODEL_FILE  # the base's weights file (a diffusion run's ema.safetensors)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"base": self.base, "adapter": self.adapter.to_dict(), "name": self.name}
+        return {
+            "base": self.base,
+            "adapter": self.adapter.to_dict(),
+            "name": self.name,
+            "base_weights": self.base_weights,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AdaptedConfig:
-        unknown = sorted(set(d) - {"base", "adapter", "name"})
+        unknown = sorted(set(d) - {"base", "adapter", "name", "base_weights"})
         if unknown or "base" not in d or "adapter" not in d:
-            raise GenlabError("config.json of an adapter needs exactly base, adapter and name")
-        return cls(d["base"], AdapterConfig.from_dict(d["adapter"]), d.get("name", "default"))
+            raise GenlabError(
+                "config.json of an adapter needs base and adapter (and may name name and "
+                "base_weights)"
+            )
+        return cls(
+            d["base"],
+            AdapterConfig.from_dict(d["adapter"]),
+            d.get("name", "default"),
+            d.get("base_weights", MODEL_FILE),
+        )
 
 
 class Adapted(nn.Module):
@@ -62,9 +84,10 @@ class Adapted(nn.Module):
 
     @classmethod
     def around(cls, base: nn.Module, base_folder: str | Path, adapter: AdapterConfig,
-               name: str = "default") -> Adapted:  # fmt: skip
-        """Inject ``adapter`` into ``base`` (loaded from ``base_folder``) and freeze the rest."""
-        config = AdaptedConfig(str(Path(base_folder).resolve()), adapter, name)
+               name: str = "default", base_weights: str = MODEL_FILE) -> Adapted:  # fmt: skip
+        """Inject ``adapter`` into ``base`` (loaded from ``base_weights`` of ``base_folder``)
+        and freeze the rest."""
+        config = AdaptedConfig(str(Path(base_folder).resolve()), adapter, name, base_weights)
         add_adapter(base, adapter, name)
         adapted = cls(base, config)
         train_only(adapted.model, name)
@@ -95,7 +118,7 @@ def build(config: AdaptedConfig) -> Adapted:
             f"the adapter's base model {config.base} is not there; put the base back at that "
             "path (config.json 'base' names it)"
         )
-    base = registry.load(config.base)
+    base = registry.load(config.base, weights=config.base_weights)
     model = base.model.get_submodule(registry.kind(base.kind).generator or "")
     add_adapter(model, config.adapter, config.name)
     adapted = Adapted(model, config, base.kind)
@@ -116,3 +139,31 @@ registry.register(Kind(KIND, AdaptedConfig, build, (), _adopt_base_files, genera
 def load_adapter(folder: str | Path, device: str | torch.device = "cpu") -> Adapted:
     """Open an adapter run folder (base loaded, adapter filled) in eval mode."""
     return registry.load(folder, kind=KIND, device=device).model  # type: ignore[return-value]
+
+
+def adapter_config(folder: str | Path) -> AdaptedConfig:
+    """What an adapter run folder holds: its base's path and its adapter's config."""
+    return AdaptedConfig.from_dict(read_model_config(folder, KIND)["config"])
+
+
+def attach(model: nn.Module, folder: str | Path, name: str) -> AdaptedConfig:
+    """Inject the adapter of run ``folder`` into ``model`` under ``name`` (as ``add_adapter``:
+    it then acts) and fill it with the folder's tensors: many adapters on one base loaded once,
+    as S-LoRA serves them. The recorded base is not opened: ``model`` is taken for it when every
+    tensor's shape fits; else a one-line error names the first layer that does not, and no part
+    of the adapter stays in ``model``."""
+    if name in adapter_names(model):
+        raise GenlabError(f"the model already has an adapter named '{name}'")
+    config = adapter_config(folder)
+    path = Path(folder) / MODEL_FILE
+    saved = read_weights(path, what="adapter weights")
+    # saved as Adapted's state dict: "model." + the parameter's name, the adapter's name in it
+    state = {k.removeprefix("model.").replace(f".{config.name}.", "."): t for k, t in saved.items()}
+    try:
+        add_adapter(model, config.adapter, name)
+        load_adapter_state(model, name, state, str(path))
+    except GenlabError:
+        if name in adapter_names(model):
+            delete_adapter(model, name)
+        raise
+    return config

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 from genlab.core.errors import GenlabError
 
@@ -67,3 +67,41 @@ class AdapterConfig:
         if unknown:
             raise GenlabError(f"unknown adapter config field '{unknown[0]}'")
         return cls(**{**d, "targets": tuple(d.get("targets", ()))})
+
+
+_DEFAULT = AdapterConfig()
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """A training verb's adapter, as options (``--adapter lora --lora-rank 8``): ``none`` trains
+    every weight (full fine-tuning); otherwise the base is frozen and only the adapter trains.
+    The defaults are ``AdapterConfig``'s; ``config()`` builds it."""
+
+    adapter: Literal["none", "lora", "bottleneck", "prompt"] = "none"  # none: full fine-tuning
+    lora_rank: int = _DEFAULT.rank  # LoRA's r
+    lora_alpha: float = _DEFAULT.alpha  # LoRA's alpha: the update is scaled by alpha / r
+    lora_dropout: float = _DEFAULT.dropout  # dropout on the LoRA input (training only)
+    lora_targets: tuple[str, ...] | None = None  # layers (name suffixes); none: model's default
+    bottleneck_size: int = _DEFAULT.bottleneck_size  # width of each bottleneck adapter
+    prompt_tokens: int = _DEFAULT.prompt_tokens  # soft-prompt length (prompt tuning)
+
+    def config(self, lora_targets: tuple[str, ...] = ()) -> AdapterConfig | None:
+        """The adapter to train (``None``: full fine-tuning); ``lora_targets`` are the model's
+        default LoRA targets, used when ``--lora-targets`` is none."""
+        if self.adapter == "none":
+            return None
+        if self.lora_targets is not None and self.adapter != "lora":
+            raise GenlabError(f"--lora-targets is for --adapter lora, not {self.adapter}")
+        if self.lora_targets == ():
+            raise GenlabError("--lora-targets names no layer: give some, or none for the default")
+        targets = (self.lora_targets or lora_targets) if self.adapter == "lora" else ()
+        return AdapterConfig(
+            self.adapter,
+            targets=targets,
+            rank=self.lora_rank,
+            alpha=self.lora_alpha,
+            dropout=self.lora_dropout,
+            bottleneck_size=self.bottleneck_size,
+            prompt_tokens=self.prompt_tokens,
+        )

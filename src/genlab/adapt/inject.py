@@ -58,10 +58,11 @@ def add_adapter(model: nn.Module, config: AdapterConfig, name: str = "default") 
         if any(matches(layer_name, p) for p in config.targets):
             chosen.append((layer_name, layer))
     if not chosen:
-        linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+        layers = [n for n, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+        suffixes = dict.fromkeys(re.split(r"(?:^|\.)\d+\.", n)[-1] for n in layers)
         raise GenlabError(
-            f"no layer matches the adapter targets {', '.join(config.targets)}; layers of this "
-            f"model look like {', '.join(linear[:3])}"
+            f"no layer matches the adapter targets {', '.join(config.targets)}; this model's "
+            f"layers ({layers[0]}, ...) end in {', '.join(suffixes)}"
         )
     for layer_name, layer in chosen:
         if isinstance(layer, AdapterLayer):
@@ -85,6 +86,7 @@ def add_adapter(model: nn.Module, config: AdapterConfig, name: str = "default") 
             parent, _, child = layer_name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, child, wrapped)
         wrapped.add(name, config)
+        wrapped.train(layer.training)  # new dropout modules follow the model's mode
     set_adapters(model, name)
     return [n for n, _ in chosen]
 
@@ -120,6 +122,30 @@ def set_adapters(model: nn.Module, which: str | Mapping[str, float] | None) -> N
     from genlab.adapt.prompt_tuning import set_prompt
 
     set_prompt(model, weights)
+
+
+def acting(model: nn.Module) -> dict[str, float]:
+    """The adapters that act now, with their weights (``set_adapters`` takes this back)."""
+    from genlab.adapt.prompt_tuning import prompt_weights
+
+    weights = prompt_weights(model)
+    for _, layer in adapter_layers(model):
+        weights.update(layer.weights)
+    return weights
+
+
+@contextlib.contextmanager
+def base_only(model: nn.Module) -> Iterator[None]:
+    """Within the block the base model runs alone (every adapter off, none copied); what acted
+    acts again after it. DPO's frozen reference is the base this way, not a second model."""
+    if any(layer.merged for _, layer in adapter_layers(model)):
+        raise GenlabError("unmerge adapters before running the base alone")
+    before = acting(model)
+    set_adapters(model, None)
+    try:
+        yield
+    finally:
+        set_adapters(model, before)
 
 
 def merge(model: nn.Module, which: str | Mapping[str, float] | None = None) -> None:

@@ -80,6 +80,12 @@ def prompt_names(model: nn.Module) -> list[str]:
     return [] if prompt is None else list(prompt.embeddings)
 
 
+def prompt_weights(model: nn.Module) -> dict[str, float]:
+    """The soft prompts that act on ``model``, with their weights."""
+    prompt = _soft_prompt(model)
+    return {} if prompt is None else dict(prompt.weights)
+
+
 def set_prompt(model: nn.Module, weights: Mapping[str, float]) -> None:
     """Make the soft prompts among ``weights`` act; with none of them, the prompt is taken off
     the network (kept for later), so the base runs as it was."""

@@ -1,4 +1,5 @@
-"""``genlab serve``: an OpenAI-compatible API and a chat page for a GPT checkpoint."""
+"""``genlab serve``: an OpenAI-compatible API and a chat page for a GPT checkpoint, and for
+adapters on it (``--adapter NAME=RUN_FOLDER``), each a model of its own name."""
 
 from __future__ import annotations
 
@@ -10,6 +11,23 @@ from genlab.cli._app import app
 from genlab.core.errors import GenlabError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def adapter_folders(options: list[str]) -> dict[str, Path]:
+    """``NAME=RUN_FOLDER`` options as name -> folder (one-line errors for bad ones)."""
+    folders: dict[str, Path] = {}
+    for option in options:
+        name, eq, folder = option.partition("=")
+        if not eq or not name or not folder or "." in name:
+            raise GenlabError(
+                f"--adapter wants NAME=RUN_FOLDER (a name without '.'), got '{option}'"
+            )
+        if name in folders:
+            raise GenlabError(f"--adapter names '{name}' twice")
+        if not Path(folder).is_dir():
+            raise GenlabError(f"adapter folder not found: {folder}")
+        folders[name] = Path(folder)
+    return folders
 
 
 @app.command()
@@ -37,12 +55,18 @@ def serve(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps."),
     seed: int = typer.Option(0, help="Seeds requests that give none: same order, same answers."),
     log_level: str = typer.Option("info", help="uvicorn log level: debug, info, warning, error."),
+    adapter: list[str] | None = typer.Option(
+        None,
+        help="NAME=RUN_FOLDER: serve that adapter run (made for RUN) as model NAME beside the "
+        "base; repeat for more. Requests for different adapters share a batch.",
+    ),
 ) -> None:
     """Serve RUN at http://HOST:PORT: the chat page at /, the OpenAI API under /v1."""
     from genlab.serve.api import serve as run_server
 
     if not run.is_dir():
         raise GenlabError(f"run folder not found: {run}")
+    adapters = adapter_folders(adapter or [])
     if not api_key and host not in LOOPBACK:
         typer.echo(
             f"genlab: warning: serving on {host} without --api-key; anyone who can reach it can "
@@ -62,4 +86,5 @@ def serve(
         allowed_hosts=[h.strip() for hosts in allowed_hosts or () for h in hosts.split(",")],
         seed=seed,
         log_level=log_level,
+        adapters=adapters,
     )

@@ -15,6 +15,10 @@ scoring of echoed prompts (``logprobs``) and the error bodies (``errors``): 400 
 (naming the field), 401 for a missing or wrong API key, 403 for a host not answered to, 404 for
 an unknown model or route, 413 for an oversized body, 429 when the engine is full, 500 (no
 traceback) when the server itself fails.
+
+With adapters loaded into the base (``load_model``), a request's ``model`` picks one: the base's
+own name picks the base, an adapter's name that adapter, and requests for different adapters
+share the engine's batches (S-LoRA/Punica style, ``genlab.serve.engine``).
 """
 
 from __future__ import annotations
@@ -23,14 +27,20 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from genlab.adapt.adapted import adapter_config, attach
+from genlab.adapt.inject import adapter_names, set_adapters
 from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
+from genlab.data.tokenizer import Tokenizer
+from genlab.nets.gpt import GPT
 
 try:
     from fastapi import FastAPI, Request
@@ -61,7 +71,8 @@ def create_app(
     max_body_bytes: int = 1 << 20,
     allowed_hosts: Iterable[str] | None = (),
 ) -> FastAPI:
-    """The FastAPI application serving ``engine``'s model under the name ``model_id``.
+    """The FastAPI application serving ``engine``'s model under the name ``model_id``, and
+    each of the engine's adapters under its own name.
 
     The engine's thread starts and stops with the application. ``max_tokens_cap`` bounds the
     ``max_tokens`` a request may ask for (default: the model's context). ``allowed_hosts`` are
@@ -69,6 +80,8 @@ def create_app(
     """
     tokenizer = engine.tokenizer
     table = TokenTable(tokenizer)
+    if model_id in engine.adapters:
+        raise GenlabError(f"an adapter is named '{model_id}' like the base model: rename it")
     cap = max_tokens_cap or engine.context
     if cap < 1:
         raise GenlabError(f"max_tokens_cap must be >= 1, got {cap}")
@@ -100,14 +113,19 @@ def create_app(
 
     # ---- requests into engine sequences ------------------------------------------------------
 
-    def check_model(name: str | None) -> None:
-        if name is not None and name != model_id:
-            raise ApiError(
-                404,
-                f"the model '{name[:100]}' does not exist here; this server serves '{model_id}'",
-                "model",
-                code="model_not_found",
-            )
+    def check_model(name: str | None) -> str | None:
+        """The adapter the model ``name`` runs with (None: the base; no name: the base)."""
+        if name is None or name == model_id:
+            return None
+        if name in engine.adapters:
+            return name
+        served = ", ".join(f"'{n}'" for n in (model_id, *engine.adapters))
+        raise ApiError(
+            404,
+            f"the model '{name[:100]}' does not exist here; this server serves {served}",
+            "model",
+            code="model_not_found",
+        )
 
     def max_tokens(asked: int | None, param: str, prompt_len: int) -> int:
         if asked is not None and asked > cap:
@@ -144,6 +162,7 @@ def create_app(
         limit: int | None,
         param: str,
         logprobs: int | None,
+        adapter: str | None,
     ) -> Submission:
         """Each prompt's ``n`` sequences, submitted to the engine."""
         sequences = []
@@ -159,6 +178,7 @@ def create_app(
                         seed=None if body.seed is None else body.seed + j,
                         stop=body.stops(),
                         logprobs=logprobs,
+                        adapter=adapter,
                     )
                 )
         return Submission(engine, request.app.state.mailbox, sequences)
@@ -183,6 +203,7 @@ def create_app(
         return {
             "status": "ok",
             "model": model_id,
+            "adapters": list(engine.adapters),
             "context": engine.context,
             "max_tokens_cap": cap,
             "max_batch": engine.max_batch,
@@ -190,23 +211,23 @@ def create_app(
             **engine.stats(),
         }
 
-    def model_card() -> dict[str, Any]:
-        return {"id": model_id, "object": "model", "created": created, "owned_by": "genlab"}
+    def model_card(name: str) -> dict[str, Any]:
+        card = {"id": name, "object": "model", "created": created, "owned_by": "genlab"}
+        return card if name == model_id else {**card, "parent": model_id}  # as vLLM's LoRAs
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [model_card()]}
+        return {"object": "list", "data": [model_card(n) for n in (model_id, *engine.adapters)]}
 
     @app.get("/v1/models/{name}")
     async def model(name: str) -> dict[str, Any]:
-        check_model(name)
-        return model_card()
+        return model_card(check_model(name) or model_id)
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(
         body: ChatCompletionRequest, request: Request
     ) -> Response | dict[str, Any]:
-        check_model(body.model)
+        adapter = check_model(body.model)
         check_count(1, body.n)
         messages = [m.to_template() for m in body.messages]
         check_text_size([m["content"] for m in messages], engine.context - 1, "messages")
@@ -218,9 +239,9 @@ def create_app(
         limit, param = body.max_completion_tokens, "max_completion_tokens"
         if limit is None:
             limit, param = body.max_tokens, "max_tokens"
-        submission = submit(request, [ids], body, limit, param, body.logprob_count())
+        submission = submit(request, [ids], body, limit, param, body.logprob_count(), adapter)
         rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        head = {"id": rid, "created": now, "model": model_id}
+        head = {"id": rid, "created": now, "model": adapter or model_id}
         n = body.n or 1
         choices = ChatChoices(n, table if body.logprobs else None, engine.stop_ids)
         if body.stream:
@@ -231,7 +252,7 @@ def create_app(
 
     @app.post("/v1/completions", response_model=None)
     async def completions(body: CompletionRequest, request: Request) -> Response | dict[str, Any]:
-        check_model(body.model)
+        adapter = check_model(body.model)
         given = body.prompts()
         check_count(len(given), body.n)
         if body.max_tokens == 0 and not body.echo:
@@ -262,16 +283,24 @@ def create_app(
         max_tokens(body.max_tokens, "max_tokens", 0)  # refused before the prompts are scored
         echoes = None
         if body.echo:
-            echoes = await asyncio.to_thread(
-                echo_prompts, prompts, encoded, texts, body.logprobs or 0
+            # on the engine's thread, the only one that runs the model
+            scored = engine.call(
+                lambda model: echo_prompts(model, prompts, encoded, texts, body.logprobs or 0),
+                adapter,
             )
+            echoes = await asyncio.wrap_future(scored)
         submission = None
         if body.max_tokens != 0:
             submission = submit(
-                request, prompts, body, body.max_tokens, "max_tokens", body.logprobs
+                request, prompts, body, body.max_tokens, "max_tokens", body.logprobs, adapter
             )
         rid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        head = {"id": rid, "object": "text_completion", "created": now, "model": model_id}
+        head = {
+            "id": rid,
+            "object": "text_completion",
+            "created": now,
+            "model": adapter or model_id,
+        }
         n = body.n or 1
         choices = TextChoices(n, tokenizer, table, body.logprobs, echoes)
         count = len(prompts) * n
@@ -280,21 +309,52 @@ def create_app(
         return await answer(submission, request, head, prompts, choices, count)
 
     def echo_prompts(
-        prompts: list[list[int]], given: list[list[int]], texts: list[str] | None, top: int
+        model: GPT,
+        prompts: list[list[int]],
+        given: list[list[int]],
+        texts: list[str] | None,
+        top: int,
     ) -> list[Echo]:
-        """Each prompt as given, with its tokens scored by the model (on a worker thread)."""
+        """Each prompt as given, with its tokens scored by ``model``."""
         return [
             Echo(
                 text=texts[i] if texts is not None else tokenizer.decode(ids, skip_special=True),
                 tokens=ids,
                 scores=score_prompt(
-                    engine.model, prompt, len(prompt) - len(ids), top, tokenizer.vocab_size
+                    model, prompt, len(prompt) - len(ids), top, tokenizer.vocab_size
                 ),
             )
             for i, (prompt, ids) in enumerate(zip(prompts, given, strict=True))
         ]
 
     return app
+
+
+def load_model(
+    folder: str | os.PathLike,
+    adapters: Mapping[str, str | os.PathLike] | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[GPT, Tokenizer]:
+    """Load the GPT in ``folder`` once and inject each adapter run folder of ``adapters``
+    (name -> folder) into it; the base alone acts until rows choose (one-line errors: a soft
+    prompt, or an adapter whose shapes do not fit this base)."""
+    model, tokenizer = load_gpt(folder, device=device)
+    if not adapters:
+        return model, tokenizer
+    if adapter_names(model):
+        raise GenlabError(
+            f"{folder} already holds an adapter: serve its base with --adapter NAME={folder}"
+        )
+    for name, path in adapters.items():
+        if adapter_config(path).adapter.method == "prompt":
+            raise GenlabError(
+                f"adapter '{name}' ({path}) is a soft prompt, which shifts every position after "
+                f"it, so it cannot share a batch with other requests; serve it alone: genlab "
+                f"serve {path}"
+            )
+        attach(model, path, name)
+    set_adapters(model, None)
+    return model, tokenizer
 
 
 def serve(
@@ -310,8 +370,10 @@ def serve(
     allowed_hosts: Iterable[str] = (),
     seed: int = 0,
     log_level: str = "info",
+    adapters: Mapping[str, str | os.PathLike] | None = None,
 ) -> None:
-    """Load the GPT checkpoint in ``folder`` and serve it until interrupted.
+    """Load the GPT checkpoint in ``folder`` (with ``adapters``: name -> adapter run folder,
+    each served under its name; see ``load_model``) and serve it until interrupted.
 
     Requests must name ``localhost``, an IP address, ``host`` or one of ``allowed_hosts`` in
     their ``Host`` header; ``*`` among ``allowed_hosts`` lets any name through.
@@ -323,8 +385,15 @@ def serve(
             f"serving needs FastAPI and uvicorn ({e.name} is missing): pip install 'genlab[serve]'"
         ) from e
     folder = Path(folder)
-    model, tokenizer = load_gpt(folder, device=pick_device(device))
-    engine = Engine(model, tokenizer, max_batch=max_batch, max_queue=max_queue, seed=seed)
+    model, tokenizer = load_model(folder, adapters, device=pick_device(device))
+    engine = Engine(
+        model,
+        tokenizer,
+        max_batch=max_batch,
+        max_queue=max_queue,
+        seed=seed,
+        adapters=list(adapters or ()),
+    )
     hosts = list(allowed_hosts)
     app = create_app(
         engine,

@@ -10,13 +10,20 @@ sequence's positions its own, so a request's tokens do not depend on who else is
 Leading columns that only hold padding are trimmed whenever the cache is laid out anew (a
 newcomer that shifts the rows, or a cache that must grow), so the cache never outgrows the
 model's context while its longest sequence fits.
+
+With adapters (``per_row``), each row runs its own sequence's adapter, or the base: before a
+forward pass the rows' adapters are chosen (``genlab.adapt.inject.set_rows``), so one batch
+mixes requests for different adapters, as S-LoRA and Punica serve them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
+from genlab.adapt.inject import set_rows
 from genlab.methods.autoregressive.padding import left_pad
 from genlab.nets.gpt import GPT, positions_from_mask
 from genlab.nets.transformer import KVCache
@@ -35,13 +42,15 @@ class Batch:
     by later rows moving up, so neither copies the whole cache. Only a relayout does: when a
     newcomer's prompt is longer than the cache (the rows shift right) or the cache is full (it
     grows); leading all-padding columns are trimmed then. ``logits`` cover the tokenizer's
-    ``vocab`` ids only.
+    ``vocab`` ids only. With ``per_row``, every forward pass runs each row's adapter.
     """
 
-    def __init__(self, model: GPT, max_batch: int, vocab: int) -> None:
+    def __init__(self, model: GPT, max_batch: int, vocab: int, per_row: bool = False) -> None:
         self.model = model
         self.max_batch = max_batch
         self.vocab = vocab
+        self.per_row = per_row
+        self._chosen: tuple[str | None, ...] | None = None  # the adapters set per row now
         self.device = model.wte.weight.device
         self.rows: list[Row] = []
         self._store: KVCache | None = None  # max_batch preallocated rows (see _use)
@@ -62,6 +71,7 @@ class Batch:
         if self.cache.length + 1 > self.cache.max_len:
             self._relayout(list(range(len(self.rows))))  # regrow the cache
         self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], dim=1)
+        self.choose([row.adapter for row in self.rows])
         logits, _ = self.model(
             tokens[:, None],
             attention_mask=self.mask if self._padded else None,
@@ -70,6 +80,14 @@ class Batch:
         )
         self._next_pos = self._next_pos + 1
         self.logits = logits[:, -1, : self.vocab]
+
+    def choose(self, adapters: Sequence[str | None]) -> None:
+        """Make the next forward pass run row ``b`` with ``adapters[b]`` (None: the base); the
+        adapters' matrices are stacked anew only when the rows' adapters change."""
+        if not self.per_row or tuple(adapters) == self._chosen:
+            return
+        set_rows(self.model, adapters)
+        self._chosen = tuple(adapters)
 
     def drop(self, keep: list[int]) -> None:
         """Keep only rows ``keep`` (in order), moving each up into the first free row."""
@@ -108,6 +126,7 @@ class Batch:
         ids, mask = ids.to(self.device), mask.bool().to(self.device)
         padded = not bool(mask.all())
         cache = self.model.new_cache(len(new), width)
+        self.choose([row.adapter for row in new])
         logits, _ = self.model(
             ids,
             attention_mask=mask if padded else None,

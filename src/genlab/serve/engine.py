@@ -18,7 +18,12 @@ tokens ``genlab.methods.autoregressive.decoding.generate`` gives for the same se
 
 ``Engine.step()`` runs one round (admit newcomers, pick one token per row, feed them back); tests
 drive it directly. ``Engine.start()`` runs it on one background thread, the only one that touches
-the model; HTTP handlers ``submit`` requests and receive ``Event``s through a callback.
+the model; HTTP handlers ``submit`` requests and receive ``Event``s through a callback, and hand
+other uses of the model (scoring an echoed prompt) to that thread with ``call``.
+
+Many adapters on one base (S-LoRA, Sheng et al., 2023; Punica, Chen et al., 2023): with
+``adapters`` named, a request may pick one of them (``SequenceRequest.adapter``) and each batch
+row runs its own request's adapter, so requests for different adapters share every step.
 """
 
 from __future__ import annotations
@@ -27,9 +32,12 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import TypeVar
 
 import torch
 
+from genlab.adapt.inject import adapter_names
 from genlab.core.errors import GenlabError
 from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.decoding import SamplingConfig, process_logits
@@ -43,6 +51,7 @@ __all__ = ["Engine", "EngineFull", "Event", "SequenceRequest", "Ticket"]
 log = logging.getLogger(__name__)
 
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
+T = TypeVar("T")
 
 
 class EngineFull(Exception):
@@ -55,7 +64,8 @@ class Engine:
     ``max_batch`` sequences decode at once; up to ``max_queue`` more wait for a place, and a
     submission beyond that raises ``EngineFull``. ``stop_ids`` end a sequence (by default the
     tokenizer's end-of-turn, end-of-sequence and begin-of-sequence ids); they are not part of
-    the text.
+    the text. ``adapters`` are the adapters of ``model`` that requests may pick (none: the
+    model runs as it is, and no row chooses an adapter).
     """
 
     def __init__(
@@ -67,6 +77,7 @@ class Engine:
         max_queue: int = 64,
         stop_ids: Sequence[int] | None = None,
         seed: int = 0,
+        adapters: Sequence[str] = (),
     ) -> None:
         if max_batch < 1:
             raise GenlabError(f"max_batch must be >= 1, got {max_batch}")
@@ -77,6 +88,11 @@ class Engine:
                 f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                 f"{model.config.vocab_size}; they do not belong together"
             )
+        known = adapter_names(model)
+        for name in adapters:
+            if name not in known:
+                raise GenlabError(f"no adapter named '{name}' in the model to serve")
+        self.adapters = tuple(adapters)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_batch = max_batch
@@ -88,12 +104,13 @@ class Engine:
         # those ids have no text, so they are never chosen.
         self._vocab = tokenizer.vocab_size
         # The running rows and their cache (touched by the stepping thread only).
-        self.batch = Batch(self.model, max_batch, self._vocab)
+        self.batch = Batch(self.model, max_batch, self._vocab, per_row=bool(self.adapters))
         self.device = self.batch.device
         self._seeds = random.Random(seed)
 
         self._lock = threading.Condition()
         self._waiting: list[Row] = []  # submitted, not yet admitted (guarded by _lock)
+        self._calls: list[tuple[Callable[[GPT], object], str | None, Future]] = []  # (_lock)
         self._admitting = 0  # taken from _waiting, being prefilled
         self._thread: threading.Thread | None = None
         self._after_step: Callable[[], None] | None = None
@@ -162,6 +179,8 @@ class Engine:
             raise GenlabError(f"prompt token ids must lie in 0..{vocab - 1}")
         if req.max_tokens < 1:
             raise GenlabError(f"max_tokens must be >= 1, got {req.max_tokens}")
+        if req.adapter is not None and req.adapter not in self.adapters:
+            raise GenlabError(f"no adapter named '{req.adapter}' is served")
         seed = self._seeds.randrange(2**63) if req.seed is None else req.seed
         if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
             raise GenlabError(f"seed {seed} is out of range; use a 64-bit integer")
@@ -178,7 +197,22 @@ class Engine:
             stop=tuple(s for s in req.stop if s),
             decoder=self.tokenizer.stream_decoder(skip_special=True),
             logprobs=req.logprobs,
+            adapter=req.adapter,
         )
+
+    def call(self, fn: Callable[[GPT], T], adapter: str | None = None) -> Future[T]:
+        """Run ``fn(model)`` on the engine's thread between two steps, the model running
+        ``adapter`` (on a batch of one row); its result or exception arrives in the future.
+        The per-row adapters are state of the model, so only that thread may run it."""
+        if adapter is not None and adapter not in self.adapters:
+            raise GenlabError(f"no adapter named '{adapter}' is served")
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closing:
+                raise GenlabError("the engine is shutting down")
+            self._calls.append((fn, adapter, future))
+            self._lock.notify()
+        return future
 
     # ---- the background thread ---------------------------------------------------------------
 
@@ -206,6 +240,9 @@ class Engine:
         self._thread = None
         with self._lock:
             rows, self._waiting = self.rows + self._waiting, []
+            calls, self._calls = self._calls, []
+        for _, _, future in calls:
+            future.set_exception(GenlabError("the engine is shutting down"))
         self.batch.reset()
         for row in rows:
             self._send(row, row.event(None, "cancelled"))
@@ -214,7 +251,7 @@ class Engine:
     def _loop(self) -> None:
         while True:
             with self._lock:
-                while not self._closing and not self.rows and not self._waiting:
+                while not (self._closing or self.rows or self._waiting or self._calls):
                     self._lock.wait()
                 if self._closing:
                     return
@@ -243,6 +280,7 @@ class Engine:
     def step(self) -> bool:
         """Admit waiting sequences, choose one token per row, feed the tokens; whether work
         remains."""
+        self._run_calls()
         self._admit()
         if not self.rows:
             return False
@@ -258,6 +296,19 @@ class Engine:
         if self.rows:
             self.batch.feed(torch.tensor([tokens[r] for r in keep], device=self.device))
         return bool(self.rows or self._waiting)
+
+    def _run_calls(self) -> None:
+        """Run what ``call`` handed over."""
+        with self._lock:
+            calls, self._calls = self._calls, []
+        for fn, adapter, future in calls:
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                self.batch.choose([adapter])
+                future.set_result(fn(self.model))
+            except Exception as e:  # the caller gets the error; decoding goes on
+                future.set_exception(e)
 
     def _admit(self) -> None:
         """Prefill waiting sequences (cancelled ones are dropped) and add them to the batch."""

@@ -36,6 +36,7 @@ class SequenceRequest:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     logprobs: int | None = None  # send each token's log-prob and this many likeliest ids
+    adapter: str | None = None  # the adapter this sequence runs with (None: the base)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class Row:
     stop: tuple[str, ...]
     decoder: StreamDecoder
     logprobs: int | None = None
+    adapter: str | None = None
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     sent: int = 0  # characters of ``text`` already sent
