@@ -14,6 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from genlab.adapt.config import AdapterOptions
 from genlab.cli import app, main
 from genlab.cli.options import config_command, option_names
 from genlab.core.config import build_config, convert, field_help, settings
@@ -398,6 +399,25 @@ def test_stage_verbs_build_their_stage(monkeypatch):
     )  # fmt: skip
     assert sft.sft.train.lr == SFTStage().sft.train.lr
     assert (ppo.ppo.iterations, ppo.ppo.rollout_size, ppo.data.prompts) == (2, 8, "p.jsonl")
+
+
+def test_adapter_options_reach_the_stage_and_image_configs(monkeypatch):
+    seen = []
+    record = lambda cfg, resume: seen.append(cfg) or AnyMetrics()  # noqa: E731
+    for target in ("align.run_sft", "align.run_dpo", "image.train_diffusion"):
+        monkeypatch.setattr(f"genlab.cli.{target}", record)
+    main(["sft", "--adapter", "lora", "--lora-rank", "4", "--lora-alpha", "8", "--lora-dropout",
+          "0.1", "--lora-targets", "attn.qkv,mlp.fc"])  # fmt: skip
+    main(["dpo", "--adapter", "prompt", "--prompt-tokens", "5"])
+    main(["sft", "--adapter", "bottleneck", "--bottleneck-size", "4"])
+    main(["image", "train", "--init-from", "runs/x", "--adapter", "lora", "--lora-rank", "2"])
+    main(["sft"])
+    lora, prompt, bottleneck, image, plain = seen
+    assert lora.adapter == AdapterOptions("lora", 4, 8.0, 0.1, ("attn.qkv", "mlp.fc"))
+    assert (prompt.adapter.adapter, prompt.adapter.prompt_tokens) == ("prompt", 5)
+    assert (bottleneck.adapter.adapter, bottleneck.adapter.bottleneck_size) == ("bottleneck", 4)
+    assert image.init_from == "runs/x" and image.adapter == AdapterOptions("lora", lora_rank=2)
+    assert plain.adapter == AdapterOptions() and plain.adapter.config() is None  # every weight
 
 
 TRAINING = r"pretrain|image train|metrics train-features|sft|reward|dpo|ppo"

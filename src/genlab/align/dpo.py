@@ -21,7 +21,9 @@ answer's own likelihood can fall too. ``nll_weight`` adds the chosen answers' pe
 log-likelihood to the loss, as RPO does (Pang et al., 2024, "Iterative Reasoning Preference
 Optimization"): the policy keeps saying what was preferred while it learns the preference.
 
-``dpo(DPOConfig)`` trains through the shared ``Trainer``; the run folder is a GPT checkpoint.
+``dpo(DPOConfig)`` trains through the shared ``Trainer``; the run folder is a GPT checkpoint, or
+with ``tune`` an adapter around the policy (``genlab dpo --adapter lora``), whose reference is
+then the frozen base with the adapter switched off: no second copy of the model.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.align.stage import fine_tuning, stage_trainer
+from genlab.align.stage import Tune, fine_tuning, stage_trainer, whole
 from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
+from genlab.core.rng import seed_everything
 from genlab.core.train_config import TrainConfig
 from genlab.data.records import render_answer
 from genlab.data.tokenizer import Tokenizer
-from genlab.methods.autoregressive.checkpoint import KIND, load_gpt
+from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.methods.autoregressive.padding import pad_right
 from genlab.methods.autoregressive.scoring import sequence_logprobs
 from genlab.nets.gpt import GPT, IGNORE_INDEX
@@ -159,30 +162,39 @@ def dpo(
     held_out: Sequence[Mapping[str, Any]],
     extra_files: Mapping[str, bytes] | None = None,
     resume: bool = False,
+    tune: Tune = whole,
 ) -> dict[str, float]:
     """Tune ``cfg.policy`` by DPO on ``train`` comparisons (held-out loss on ``held_out``) into
-    ``cfg.out`` (a GPT folder)."""
+    ``cfg.out`` (a GPT folder, or what ``tune`` trains)."""
     if cfg.beta <= 0:
         raise GenlabError(f"beta must be > 0, got {cfg.beta}")
     policy, tokenizer = load_gpt(cfg.policy, device=pick_device(cfg.train.device))
+    seed_everything(cfg.train.seed)  # an adapter's initial weights follow the seed
+    tuned = tune(policy, cfg.policy)
     block = policy.config.block_size
     data = []
     for pairs in (train, held_out):
-        tensors, _ = encode_preference_pairs(tokenizer, pairs, block)
-        data.append((*tensors, *reference_logprobs(policy, tensors)))
+        tensors, _ = encode_preference_pairs(tokenizer, pairs, block - policy.prefix_length)
+        with tuned.reference():
+            data.append((*tensors, *reference_logprobs(policy, tensors)))
     trainer = stage_trainer(
-        policy.train(),
+        tuned.module.train(),
         make_dpo_step(cfg.beta, cfg.nll_weight),
         data[0],
         data[1],
         cfg.train,
         cfg.out,
-        KIND,
+        tuned.kind,
         tokenizer,
+        block,
         extra_files,
         resume,
+        tuned.callbacks,
     )
     metrics = trainer.fit()
+    metrics["trainable_parameters"] = float(
+        sum(p.numel() for p in tuned.module.parameters() if p.requires_grad)
+    )
     metrics["train_pairs"] = float(len(data[0][0]))
     metrics["beta"] = cfg.beta
     return metrics

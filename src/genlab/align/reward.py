@@ -241,6 +241,7 @@ def train_reward(
         cfg.out,
         KIND,
         tokenizer,
+        block,
         extra_files,
         resume,
     )

@@ -16,7 +16,8 @@ should answer. Two details make it work:
   would alone (the test checks this), at a fraction of the cost.
 
 ``sft(SFTConfig, conversations, held_out)`` trains through the shared ``Trainer``; the run folder is a GPT checkpoint that
-``genlab chat`` opens.
+``genlab chat`` opens, or with ``tune`` an adapter around the base (``genlab sft --adapter lora``).
+A soft prompt goes before each conversation, so conversations are then not packed.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from genlab.align.stage import fine_tuning, stage_trainer
+from genlab.align.stage import Tune, fine_tuning, stage_trainer, whole
 from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
+from genlab.core.rng import seed_everything
 from genlab.core.train_config import TrainConfig
 from genlab.data.records import Messages
 from genlab.data.tokenizer import Tokenizer
-from genlab.methods.autoregressive.checkpoint import KIND, load_gpt
+from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.nets.gpt import IGNORE_INDEX, segment_positions
 
 PAD_SEGMENT = -1
@@ -149,26 +151,35 @@ def sft(
     held_out: Sequence[Messages],
     extra_files: Mapping[str, bytes] | None = None,
     resume: bool = False,
+    tune: Tune = whole,
 ) -> dict[str, float]:
     """Fine-tune ``cfg.base`` on ``conversations`` (validation loss on ``held_out``) into
-    ``cfg.out``, a GPT folder that also holds ``extra_files``."""
+    ``cfg.out``, a folder that also holds ``extra_files``: a GPT, or what ``tune`` trains."""
     model, tokenizer = load_gpt(cfg.base, device=pick_device(cfg.train.device))
-    block = model.config.block_size
-    train_tensors, dropped = encode(tokenizer, conversations, block, cfg.packed, cfg.train.seed)
-    held_tensors, _ = encode(tokenizer, held_out, block, cfg.packed, cfg.train.seed + 1)
+    seed_everything(cfg.train.seed)  # an adapter's initial weights follow the seed
+    tuned = tune(model, cfg.base)
+    block = model.config.block_size - model.prefix_length  # a soft prompt takes its positions
+    packed = cfg.packed and not model.prefix_length
+    train_tensors, dropped = encode(tokenizer, conversations, block, packed, cfg.train.seed)
+    held_tensors, _ = encode(tokenizer, held_out, block, packed, cfg.train.seed + 1)
     trainer = stage_trainer(
-        model.train(),
+        tuned.module.train(),
         sft_step,
         train_tensors,
         held_tensors,
         cfg.train,
         cfg.out,
-        KIND,
+        tuned.kind,
         tokenizer,
+        model.config.block_size,
         extra_files,
         resume,
+        tuned.callbacks,
     )
     metrics = trainer.fit()
+    metrics["trainable_parameters"] = float(
+        sum(p.numel() for p in tuned.module.parameters() if p.requires_grad)
+    )
     metrics["conversations"] = float(len(conversations) - dropped)
     metrics["dropped"] = float(dropped)
     metrics["rows"] = float(len(train_tensors[0]))

@@ -50,7 +50,8 @@ def train(
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
 ) -> None:
-    """Train a caption-conditioned DDPM (built-in shapes unless --data is given)."""
+    """Train a caption-conditioned DDPM (built-in shapes unless --data is given), or fine-tune
+    a trained run (--init-from RUN; with --adapter lora only a LoRA on its UNet)."""
     ints = tuple[int, ...]
     unet = {
         "base_channels": base_channels,

@@ -7,24 +7,37 @@ captions dropped for classifier-free guidance (Ho & Salimans, 2022). The weights
 training goes (DDPM samples from that average, ``genlab.core.ema``), and every ``eval_every``
 steps the average draws a grid of fixed prompts into ``RUN/samples/``, so the run can be watched
 learning. Sampling and measuring a finished run: ``genlab.recipes.diffusion_eval``.
+
+``init_from`` starts from a trained run instead (its network, caption vocabulary and image size,
+its weight average as the starting weights): all weights train, or with ``adapter`` only a LoRA
+(Hu et al., 2021) on the UNet, frozen otherwise, as LoRA fine-tunes Stable Diffusion. The LoRA's
+default layers (``UNET_LORA_TARGETS``) are every attention projection (self- and cross-attention:
+``to_q``, ``to_k``, ``to_v``, ``to_out``) and both convolutions of every residual block (``conv1``,
+``conv2``), as LoCon adds convolutions to LoRA's attention layers; the run folder is then an
+adapter run of that base, which ``genlab image sample`` opens like any run.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from genlab.adapt.adapted import KIND as ADAPTER_KIND
+from genlab.adapt.adapted import Adapted
+from genlab.adapt.config import AdapterConfig, AdapterOptions
 from genlab.core.callbacks import Callback
 from genlab.core.checkpoint import read_model_config
 from genlab.core.distributed import dist_info
-from genlab.core.ema import EMACallback
+from genlab.core.ema import EMA_FILE, EMACallback
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_bytes, read_json
+from genlab.core.registry import load
 from genlab.core.rng import seed_everything
 from genlab.core.train_config import TrainConfig
 from genlab.core.trainer import Trainer
@@ -54,6 +67,19 @@ SAMPLES_DIR = "samples"
 IMAGE_MODELS = ("ddpm",)
 GRID_PROMPTS = 8  # columns of the training grids, each prompt drawn twice (two rows)
 EVAL_IMAGES = 512
+# a LoRA's default layers in the UNet: attention projections and residual-block convolutions
+UNET_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out", "conv1", "conv2")
+# the settings a run started from another takes from it: the network and its training target
+MODEL_SETTINGS = (
+    "model",
+    "preset",
+    "unet_overrides",
+    "text_dim",
+    "text_layers",
+    "prediction",
+    "schedule",
+    "num_train_timesteps",
+)
 
 
 @dataclass
@@ -104,6 +130,8 @@ class ImageTrainConfig:
     ema_decay: float = 0.999  # weight average decay
     grid_sampler_steps: int = 50  # DDIM steps of the sample grids written while training
     grid_guidance: float = 3.0  # guidance scale of the sample grids
+    init_from: str | None = None  # a trained image run to start from (its network and vocabulary)
+    adapter: AdapterOptions = field(default_factory=AdapterOptions)  # with init_from: lora only
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             max_steps=2000,
@@ -176,25 +204,74 @@ def build_model_config(
 
 def recipe_record(cfg: ImageTrainConfig) -> dict[str, Any]:
     """Every setting of ``cfg`` but the output folder and the trainer's (``config.json`` has
-    those), as JSON."""
-    record = {k: v for k, v in vars(cfg).items() if k not in ("out", "train", "data")}
+    those), as JSON; where it started and how only for a run started from another."""
+    skip = ("out", "train", "data", "init_from", "adapter")
+    record = {k: v for k, v in vars(cfg).items() if k not in skip}
+    if cfg.init_from is not None:
+        record |= {"init_from": cfg.init_from, "adapter": asdict(cfg.adapter)}
     return {**record, "data": cfg.data.to_dict()}
 
 
 def config_from_run(run: str | os.PathLike) -> ImageTrainConfig:
     """The full configuration a run was trained with (to resume it, or to train a variant)."""
     run = Path(run)
-    meta = read_model_config(run, KIND)
+    meta = read_model_config(run, (KIND, ADAPTER_KIND))
     recipe = dict(read_json(run / RECIPE_FILE, what="recipe settings"))
     data = DataSpec(**recipe.pop("data"))
+    adapter = recipe.pop("adapter", {})
+    if adapter.get("lora_targets") is not None:  # JSON has lists, the config tuples
+        adapter["lora_targets"] = tuple(adapter["lora_targets"])
     return ImageTrainConfig(
-        out=str(run), data=data, train=TrainConfig.from_dict(meta["train"]), **recipe
+        out=str(run),
+        data=data,
+        adapter=AdapterOptions(**adapter),
+        train=TrainConfig.from_dict(meta["train"]),
+        **recipe,
     )
+
+
+def started_from(cfg: ImageTrainConfig) -> ImageTrainConfig:
+    """``cfg`` with the network settings and image size of the run it starts from."""
+    if cfg.unet_overrides:
+        raise GenlabError(
+            f"a run started from {cfg.init_from} keeps its network: drop the UNet options"
+        )
+    base = config_from_run(str(cfg.init_from))
+    kept = {name: getattr(base, name) for name in MODEL_SETTINGS}
+    return replace(cfg, **kept, data=replace(cfg.data, size=base.data.size))
+
+
+def image_adapter(cfg: ImageTrainConfig) -> AdapterConfig | None:
+    """The LoRA to train on ``cfg.init_from``'s UNet, or ``None`` to train every weight."""
+    config = cfg.adapter.config(UNET_LORA_TARGETS)
+    if config is None:
+        return None
+    if config.method != "lora":
+        raise GenlabError(
+            f"an image model takes --adapter lora, not {config.method} (a GPT's adapter)"
+        )
+    if cfg.init_from is None:
+        raise GenlabError("--adapter trains on a trained model: give --init-from RUN")
+    return config
 
 
 def read_data_spec(run: str | os.PathLike) -> DataSpec:
     """The data a run was trained on (from ``RUN/recipe.json``)."""
     return DataSpec(**read_json(Path(run) / RECIPE_FILE, what="recipe settings")["data"])
+
+
+def start_model(run: str, captions: list[str]) -> tuple[DiffusionModel, CaptionTokenizer]:
+    """The trained model of ``run`` (its weight average: what it samples from) and its caption
+    vocabulary, which must know every word of ``captions``."""
+    base = load(run, KIND, weights=EMA_FILE)
+    tokenizer = base.files["tokenizer"]
+    unknown = sorted({w for c in captions for w in tokenizer.unknown_words(c)})
+    if unknown:
+        raise GenlabError(
+            f"the captions use words {run} never saw ({', '.join(unknown[:5])}); a run started "
+            "from it keeps its vocabulary"
+        )
+    return base.model, tokenizer  # type: ignore[return-value]
 
 
 def write_grid(
@@ -221,13 +298,16 @@ class SampleGrid(Callback):
     def __init__(
         self,
         ema: EMACallback,
+        model: DiffusionModel,
         tokenizer: CaptionTokenizer,
         prompts: list[str],
         folder: Path,
         cfg: ImageTrainConfig,
     ) -> None:
-        self.ema, self.tokenizer, self.prompts, self.folder, self.cfg = (
+        """``model`` draws: the trained module itself, or the base inside an adapter run."""
+        self.ema, self.model, self.tokenizer, self.prompts, self.folder, self.cfg = (
             ema,
+            model,
             tokenizer,
             prompts,
             folder,
@@ -236,10 +316,9 @@ class SampleGrid(Callback):
 
     def on_evaluate(self, trainer: Trainer) -> dict[str, float]:
         if dist_info().is_main and self.ema.ema is not None:
-            net = trainer.model
-            with self.ema.ema.applied(net):
+            with self.ema.ema.applied(trainer.model):
                 write_grid(
-                    net,  # type: ignore[arg-type]
+                    self.model,
                     self.tokenizer,
                     self.prompts,
                     self.folder / f"step_{trainer.step:06d}.png",
@@ -264,17 +343,26 @@ def train_diffusion(
     resuming = resume and (out / RECIPE_FILE).is_file()
     if resuming:  # the run keeps its own model, data and vocabulary; only training settings change
         cfg = replace(config_from_run(out), out=cfg.out, train=cfg.train)
+    adapter = image_adapter(cfg)
+    if cfg.init_from is not None and not resuming:
+        cfg = started_from(cfg)
     pixels, captions = load_images(cfg.data)
-    if resuming:
+    if cfg.init_from is not None:
+        model, tokenizer = start_model(cfg.init_from, captions)
+    elif resuming:
         model_config = DiffusionConfig.from_dict(read_model_config(out, KIND)["config"])
         tokenizer = CaptionTokenizer.from_json((out / CAPTION_TOKENIZER_FILE).read_text())
     else:
         tokenizer = CaptionTokenizer.from_captions(captions)
         model_config = build_model_config(cfg, tokenizer, channels=pixels.shape[1])
     tokens, mask = tokenizer.encode(captions)
-    seed_everything(cfg.train.seed)  # the initial weights follow the seed
-    model = DiffusionModel(model_config)
-    T = model_config.num_train_timesteps
+    seed_everything(cfg.train.seed)  # a new model's initial weights, or a LoRA's, follow it
+    if cfg.init_from is None:
+        model = DiffusionModel(model_config)
+    trained: nn.Module = model
+    if adapter is not None:
+        trained = Adapted.around(model, cfg.init_from, adapter, base_weights=EMA_FILE)
+    T = model.config.num_train_timesteps
     train_data = DiffusionBatchSource(pixels, tokens, mask, T, cfg.cond_drop, cfg.train.seed)
     eval_data = None
     if cfg.data.data in ("shapes", "digits"):
@@ -285,16 +373,16 @@ def train_diffusion(
         )
     prompts = grid_prompts(cfg.data, tokenizer)
     ema = EMACallback(decay=cfg.ema_decay)
-    grid = SampleGrid(ema, tokenizer, prompts, out / SAMPLES_DIR, cfg)
+    grid = SampleGrid(ema, model, tokenizer, prompts, out / SAMPLES_DIR, cfg)
     trainer = Trainer(
-        model,
+        trained,
         DiffusionLoss(model.noise_schedule(), cfg.snr_gamma, cfg.snr_floor),
         train_data,
         cfg.train,
         out,
         eval_data=eval_data,
-        model_kind=KIND,
-        model_config=model_config.to_dict(),
+        model_kind=KIND if adapter is None else ADAPTER_KIND,
+        model_config=trained.config.to_dict(),  # type: ignore[operator]
         extra_files={
             CAPTION_TOKENIZER_FILE: tokenizer.to_json().encode(),
             RECIPE_FILE: json.dumps(recipe_record(cfg), indent=2).encode(),
@@ -303,5 +391,5 @@ def train_diffusion(
         resume=resume,
     )
     metrics = trainer.fit(until=until)
-    metrics["params"] = float(model.num_params())
+    metrics["params"] = float(sum(p.numel() for p in trained.parameters() if p.requires_grad))
     return metrics

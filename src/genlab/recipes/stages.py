@@ -4,24 +4,42 @@ the stage's own settings.
 ``genlab.align`` trains on records and knows nothing of TinyWorld; these configs pair each
 stage's config with a :mod:`~genlab.data.record_sources` spec (a JSONL file or TinyWorld), and
 ``run_*`` loads the records and trains. ``genlab sft | reward | ppo | dpo`` and the demo run them,
-and the CLI's options are generated from these dataclasses.
+and the CLI's options are generated from these dataclasses. SFT and DPO train the whole model, or
+with ``adapter`` (``--adapter lora``) only an adapter around the frozen starting model
+(``genlab.adapt``): the run folder is then an adapter run that ``genlab.load`` opens.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from genlab.adapt.adapted import KIND as ADAPTER_KIND
+from genlab.adapt.adapted import Adapted
+from genlab.adapt.config import AdapterOptions
+from genlab.adapt.inject import base_only
+from genlab.adapt.peft_format import write_peft_files
 from genlab.align.dpo import DPOConfig, dpo
 from genlab.align.ppo import ppo
 from genlab.align.ppo_config import PPOConfig
 from genlab.align.ranked_samples import ranked_comparisons
 from genlab.align.reward import RewardConfig, train_reward
 from genlab.align.sft import SFTConfig, sft
+from genlab.align.stage import Tune, Tuned, whole
+from genlab.core.callbacks import Callback
+from genlab.core.checkpoint import read_model_config
 from genlab.core.device import pick_device
+from genlab.core.distributed import dist_info
+from genlab.core.errors import GenlabError
+from genlab.core.trainer import Trainer
 from genlab.data.record_sources import ComparisonData, ConversationData, PromptData
 from genlab.methods.autoregressive.checkpoint import load_gpt
+from genlab.nets.gpt import GPT
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,6 +48,7 @@ class SFTStage:
 
     sft: SFTConfig = field(default_factory=SFTConfig)
     data: ConversationData = field(default_factory=ConversationData)
+    adapter: AdapterOptions = field(default_factory=AdapterOptions)
 
 
 @dataclass
@@ -54,12 +73,54 @@ class DPOStage:
 
     dpo: DPOConfig = field(default_factory=DPOConfig)
     data: ComparisonData = field(default_factory=lambda: ComparisonData(n_eval_pairs=200))
+    adapter: AdapterOptions = field(default_factory=AdapterOptions)
+
+
+class PeftFiles(Callback):
+    """Write PEFT's files (``adapter_config.json``, ``adapter_model.safetensors``) into every
+    checkpoint of an adapter run and at its top, so tools built on PEFT open the run as it is.
+    An adapter with no PEFT form (a bottleneck, a LoRA beyond GPT-2's four block layers) is
+    said once in the log and kept in genlab's files alone."""
+
+    def __init__(self, adapted: Adapted) -> None:
+        self.adapted = adapted
+        self.possible = True
+
+    def on_checkpoint_end(self, trainer: Trainer, path: Path) -> None:
+        if not dist_info().is_main or not self.possible:
+            return
+        try:
+            for folder in (path, trainer.run_dir):
+                write_peft_files(self.adapted, folder)
+        except GenlabError as e:
+            log.warning("no PEFT files for %s: %s", trainer.run_dir, e)
+            self.possible = False
+
+
+def tuning(options: AdapterOptions) -> Tune:
+    """What a stage trains: the whole GPT without ``--adapter``; otherwise an adapter around
+    the frozen GPT (LoRA's default targets: ``attn.qkv``, ``attn.proj``), saved alone and in
+    PEFT's format, whose DPO reference is the GPT with the adapter switched off."""
+    config = options.config()
+    if config is None:
+        return whole
+
+    def tune(gpt: GPT, folder: str) -> Tuned:
+        if read_model_config(folder)["kind"] == ADAPTER_KIND:
+            raise GenlabError(
+                f"{folder} is an adapter run: train the new adapter on a full model (its base)"
+            )
+        adapted = Adapted.around(gpt, folder, config)
+        return Tuned(adapted, ADAPTER_KIND, lambda: base_only(gpt), (PeftFiles(adapted),))
+
+    return tune
 
 
 def run_sft(stage: SFTStage, resume: bool = False) -> dict[str, float]:
     cfg = stage.sft
+    tune = tuning(stage.adapter)  # bad adapter options fail before the records load
     train, held, files = stage.data.load(cfg.base, cfg.train.seed)
-    return sft(cfg, train, held, files, resume)
+    return sft(cfg, train, held, files, resume, tune)
 
 
 def ranked(
@@ -109,6 +170,7 @@ def run_ppo(stage: PPOStage, resume: bool = False) -> dict[str, float]:
 
 def run_dpo(stage: DPOStage, resume: bool = False) -> dict[str, float]:
     cfg = stage.dpo
+    tune = tuning(stage.adapter)
     train, held, _, files = stage.data.load(cfg.policy, cfg.train.seed)
     if stage.data.ranked_per_family > 0:  # held out: the kind of pairs it trains on, if any
         seed = cfg.train.seed
@@ -117,4 +179,4 @@ def run_dpo(stage: DPOStage, resume: bool = False) -> dict[str, float]:
         )
         train = shuffled_in(train, own["train"], seed)
         held = own["validation"] or held
-    return dpo(cfg, train, held, files, resume)
+    return dpo(cfg, train, held, files, resume, tune)

@@ -26,7 +26,7 @@ from genlab.core.checkpoint import MODEL_FILE
 from genlab.core.device import autocast
 from genlab.core.ema import EMA_FILE
 from genlab.core.errors import GenlabError
-from genlab.core.registry import ExtraFile, Kind, Loaded, load, register
+from genlab.core.registry import ExtraFile, Kind, Loaded, kind, load, register
 from genlab.data.captions import CaptionTokenizer
 from genlab.data.images import from_uint8
 from genlab.methods.diffusion.guidance import condition_dropout, guided_model_output
@@ -270,6 +270,7 @@ def generate_captions(
 # Run folders: what the sampler, the metrics and the server open
 
 KIND = "diffusion"
+ADAPTER_KIND = "adapter"  # genlab.adapt's kind, which may wrap a diffusion model (registered there)
 CAPTION_TOKENIZER_FILE = "caption_tokenizer.json"
 
 
@@ -295,7 +296,11 @@ register(Kind(KIND, DiffusionConfig, DiffusionModel, (CAPTIONS,), _check_vocabul
 def load_diffusion(
     folder: str | os.PathLike, use_ema: bool = True, device: str | torch.device = "cpu"
 ) -> tuple[DiffusionModel, CaptionTokenizer]:
-    """Open a diffusion run folder in eval mode: its config, caption tokenizer and weights (the
-    EMA weights ``ema.safetensors`` by default, the raw ``model.safetensors`` otherwise)."""
-    loaded = load(folder, KIND, device, weights=EMA_FILE if use_ema else MODEL_FILE)
-    return loaded.model, loaded.files["tokenizer"]  # type: ignore[return-value]
+    """Open a diffusion run folder, or an adapter run on one (the base with its LoRA), in eval
+    mode: its config, caption tokenizer and weights (the EMA weights ``ema.safetensors`` by
+    default, the raw ``model.safetensors`` otherwise)."""
+    loaded = load(folder, (KIND, ADAPTER_KIND), device, EMA_FILE if use_ema else MODEL_FILE)
+    model = loaded.model.get_submodule(kind(loaded.kind).generator or "")
+    if not isinstance(model, DiffusionModel):
+        raise GenlabError(f"{folder} is an adapter of a text model, not of a diffusion model")
+    return model, loaded.files["tokenizer"]
