@@ -25,6 +25,8 @@ __version__ = "0.1.0"
 # The modules that register a model kind: importing them makes their kinds loadable.
 KIND_MODULES = (
     "genlab.methods.autoregressive.checkpoint",
+    "genlab.methods.autoregressive.seq2seq",
+    "genlab.methods.masked.cmlm",
     "genlab.adapt.adapted",
     "genlab.methods.diffusion.text_conditioned",
     "genlab.align.reward",

@@ -1,0 +1,35 @@
+"""Translation metrics: sacreBLEU's corpus BLEU equals BLEU computed by hand, exact match and the
+repeated-word rate count what they say."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from genlab.core.errors import GenlabError
+from genlab.metrics.translation import bleu, exact_match, repeated_words
+from references import require
+
+require("sacrebleu")
+
+
+def test_bleu_equals_the_hand_computed_value() -> None:
+    # "my" for "the": clipped n-gram precisions 5/6, 3/5, 2/4, 1/3 and no brevity penalty
+    hand = 100 * (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** (1 / 4)
+    assert bleu(["the red bird sees my dog"], ["the red bird sees the dog"]) == pytest.approx(
+        hand, abs=1e-6
+    )
+    # every n-gram right but one word short: the brevity penalty exp(1 - 6/5) alone
+    short = bleu(["the red bird sees the"], ["the red bird sees the dog"])
+    assert short == pytest.approx(100 * math.exp(1 - 6 / 5), abs=1e-6)
+    assert bleu(["a b c d"], ["a b c d"]) == pytest.approx(100.0)
+
+
+def test_exact_match_and_repeats() -> None:
+    hyps = ["bu kim ni", "bu bu ni", "ni  kim"]
+    refs = ["bu kim ni", "bu kim ni", "ni kim"]
+    assert exact_match(hyps, refs) == pytest.approx(2 / 3)  # spacing does not matter
+    assert repeated_words(hyps) == pytest.approx(1 / 3)
+    with pytest.raises(GenlabError, match="2 translations for 3 references"):
+        bleu(hyps[:2], refs)
