@@ -21,6 +21,8 @@ from genlab.core.config import build_config, convert, field_help, settings
 from genlab.metrics.features import FeatureTrainConfig
 from genlab.recipes.diffusion import ImageTrainConfig
 from genlab.recipes.experiments import (
+    adapters,
+    ar_vs_nar,
     diffusion_guidance,
     diffusion_prediction,
     diffusion_steps,
@@ -420,7 +422,7 @@ def test_adapter_options_reach_the_stage_and_image_configs(monkeypatch):
     assert plain.adapter == AdapterOptions() and plain.adapter.config() is None  # every weight
 
 
-TRAINING = r"pretrain|image train|metrics train-features|sft|reward|dpo|ppo"
+TRAINING = r"pretrain|image train|metrics train-features|sft|reward|dpo|ppo|nar train"
 
 
 def documented_command_lines() -> list[str]:
@@ -454,6 +456,7 @@ def test_documented_command_lines_parse(monkeypatch, line):
         "align.run_reward",
         "align.run_dpo",
         "ppo.run_ppo",
+        "nar.train_nar",
     ]:
         monkeypatch.setattr(f"genlab.cli.{target}", record)
     main(shlex.split(line))
@@ -463,7 +466,14 @@ def test_documented_command_lines_parse(monkeypatch, line):
 # ---------------------------------------------------------------------------------------------
 # The experiment verbs: their documented command lines, and the one each page records
 
-EXPERIMENTS = (diffusion_steps, diffusion_guidance, diffusion_prediction, rlhf_vs_size)
+EXPERIMENTS = (
+    diffusion_steps,
+    diffusion_guidance,
+    diffusion_prediction,
+    rlhf_vs_size,
+    ar_vs_nar,
+    adapters,
+)
 
 
 def documented_experiment_lines() -> list[str]:

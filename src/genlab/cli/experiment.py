@@ -16,11 +16,15 @@ from genlab.cli._app import app
 from genlab.cli.options import config_command, option_names
 from genlab.core.config import format_value
 from genlab.recipes.experiments import (
+    adapters,
+    ar_vs_nar,
     diffusion_guidance,
     diffusion_prediction,
     diffusion_steps,
     rlhf_vs_size,
 )
+from genlab.recipes.experiments.adapters import AdaptersConfig
+from genlab.recipes.experiments.ar_vs_nar import ARvsNARConfig
 from genlab.recipes.experiments.diffusion_guidance import GuidanceConfig
 from genlab.recipes.experiments.diffusion_prediction import PredictionConfig
 from genlab.recipes.experiments.diffusion_steps import StepsConfig
@@ -81,3 +85,17 @@ def guidance(cfg: GuidanceConfig) -> None:
 def rlhf_vs_size_verb(cfg: RLHFSizeConfig) -> None:
     """Small RLHF vs big SFT: the demo's PPO and DPO against SFT on a model 4x its size."""
     _run(rlhf_vs_size, cfg)
+
+
+@experiment.command("adapters")
+@config_command(AdaptersConfig)
+def adapters_verb(cfg: AdaptersConfig) -> None:
+    """One base, many tasks: full fine-tuning vs LoRA, bottleneck adapters and soft prompts."""
+    _run(adapters, cfg)
+
+
+@experiment.command("ar-vs-nar")
+@config_command(ARvsNARConfig)
+def ar_vs_nar_verb(cfg: ARvsNARConfig) -> None:
+    """AR greedy and beam against mask-predict at 1-10 iterations: BLEU and ms per sentence."""
+    _run(ar_vs_nar, cfg)
