@@ -129,8 +129,19 @@ def base_tensors(model: GPT) -> dict[str, torch.Tensor]:
     return {
         n.replace(".base_layer", ""): t
         for n, t in model.state_dict().items()
-        if "lora_" not in n and "adapter_" not in n and not n.startswith("prefix")
+        if "lora_" not in n
+        and "adapter_" not in n
+        and not n.startswith("prefix")
+        and not n.startswith("wte.token_rows.")
     }
+
+
+ROWS = "model.wte.token_rows.default.weight"  # the special tokens' rows, saved with the adapter
+
+
+def special_ids(tok: Tokenizer) -> list[int]:
+    """The ids whose embedding rows an adapter trains by default (``special_tokens``)."""
+    return sorted(set(tok.special.values()))
 
 
 def weight_bytes(folder: Path) -> int:
@@ -149,18 +160,28 @@ def test_lora_sft_trains_only_the_adapter_and_saves_it_alone(tmp_path, base, cha
     own = inject.adapter_parameters(adapted.model, "default")
     assert metrics["trainable_parameters"] == sum(p.numel() for p in own.values())
     assert any(p.abs().max() > 0 for n, p in own.items() if "lora_B" in n)  # B left zero: trained
+    # the special tokens' rows trained too: those of the chat template moved off the base's
+    rows = own["wte.token_rows.default.weight"]
+    chat = [tok.user_id, tok.special["assistant"], tok.eot_id]
+    moved = rows - start["wte.weight"][special_ids(tok)]
+    assert all(moved[special_ids(tok).index(t)].abs().max() > 0 for t in chat)
 
     folder = tmp_path / "lora"
     config = json.loads((folder / "config.json").read_text())
     assert config["kind"] == "adapter" and config["config"]["base"] == str(base.resolve())
     assert config["config"]["adapter"]["rank"] == 4
     assert config["config"]["adapter"]["targets"] == ["attn.qkv", "attn.proj"]
+    assert config["config"]["adapter"]["tokens"] == special_ids(tok)
     saved = load_tensors(folder / "model.safetensors")
-    assert saved and all("lora_" in n for n in saved)
+    assert saved[ROWS].shape == (len(special_ids(tok)), 32)
+    assert any("lora_" in n for n in saved) and all("lora_" in n or n == ROWS for n in saved)
     assert weight_bytes(folder) < weight_bytes(base) / 10
     assert (folder / "tokenizer.json").is_file()
     peft_config, peft_tensors = load_peft(folder)  # PEFT's files beside genlab's
     assert peft_config.rank == 4 and set(peft_config.targets) == {"attn.qkv", "attn.proj"}
+    assert peft_config.tokens == tuple(special_ids(tok))
+    peft_json = json.loads((folder / "adapter_config.json").read_text())
+    assert peft_json["trainable_token_indices"] == {"wte": special_ids(tok)}
     own = inject.adapter_state_dict(adapted.model, "default")
     assert peft_tensors.keys() == own.keys()
     assert all(torch.equal(peft_tensors[k], own[k]) for k in own)
@@ -180,6 +201,10 @@ def test_a_lora_without_peft_form_says_so_once_and_an_adapter_run_is_no_base(
     tmp_path, caplog, base, chats
 ):
     options = AdapterOptions(adapter="lora", lora_rank=2, lora_targets=("lm_head",))
+    # the tied lm_head takes either a LoRA or the special tokens' rows: one line says which way out
+    with pytest.raises(GenlabError, match=r"lm_head.*--no-special-tokens\)$"):
+        run_sft(base, tmp_path / "both", chats, options, steps=1)
+    options = replace(options, special_tokens=False)
     with caplog.at_level(logging.WARNING, logger="genlab.recipes.stages"):
         run_sft(base, tmp_path / "head", chats, options, steps=2)
     said = [r.getMessage() for r in caplog.records if "no PEFT files" in r.getMessage()]
@@ -207,31 +232,45 @@ def first_and_last_loss(folder: Path) -> tuple[float, float]:
     return losses[0], losses[-1]
 
 
+PROMPT = "model.prefix.embeddings.default.weight"
+
+
 @pytest.mark.parametrize(
-    ("options", "lr", "weights"),
+    ("options", "lr"),
     [
-        (
-            AdapterOptions(adapter="prompt", prompt_tokens=4),
-            3e-2,
-            ["model.prefix.embeddings.default.weight"],
-        ),  # noqa: E501
-        (AdapterOptions(adapter="bottleneck", bottleneck_size=8), 1e-2, None),
+        (AdapterOptions(adapter="prompt", prompt_tokens=4, special_tokens=False), 3e-2),
+        (AdapterOptions(adapter="prompt", prompt_tokens=4), 3e-2),
+        (AdapterOptions(adapter="bottleneck", bottleneck_size=8), 1e-2),
     ],
-    ids=["prompt", "bottleneck"],
+    ids=["prompt", "prompt-rows", "bottleneck"],
 )
-def test_prompt_and_bottleneck_adapters_lower_the_loss(tmp_path, base, chats, options, lr, weights):
-    metrics, adapted = run_sft(base, tmp_path / "run", chats, options, steps=20, lr=lr)
+def test_prompt_and_bottleneck_adapters_lower_the_loss(
+    tmp_path, caplog, base, chats, tok, options, lr
+):
+    with caplog.at_level(logging.WARNING, logger="genlab.recipes.stages"):
+        metrics, adapted = run_sft(base, tmp_path / "run", chats, options, steps=20, lr=lr)
     first, last = first_and_last_loss(tmp_path / "run")
     assert last < 0.9 * first, (first, last)
     saved = load_tensors(tmp_path / "run" / "model.safetensors")
-    if weights is not None:  # a soft prompt of 4 vectors is the whole adapter
-        assert list(saved) == weights and metrics["trainable_parameters"] == 4 * 32
+    said = [r.getMessage() for r in caplog.records if "no PEFT files" in r.getMessage()]
+    rows = len(special_ids(tok)) * 32 if options.special_tokens else 0
+    if options.adapter == "prompt" and not options.special_tokens:
+        # a soft prompt of 4 vectors is the whole adapter, and PEFT's files hold it
+        assert list(saved) == [PROMPT] and metrics["trainable_parameters"] == 4 * 32
         assert torch.equal(
-            load_peft(tmp_path / "run")[1]["prefix.embeddings.weight"], saved[weights[0]]
+            load_peft(tmp_path / "run")[1]["prefix.embeddings.weight"], saved[PROMPT]
         )
+        assert not said
+    elif options.adapter == "prompt":  # the prompt and the special tokens' rows
+        assert sorted(saved) == [PROMPT, ROWS] and metrics["trainable_parameters"] == 4 * 32 + rows
+        # PEFT's prompt tuning cannot carry token rows: said once, genlab's files complete
+        assert len(said) == 1 and "trainable_token_indices is LoRA's" in said[0]
+        assert not (tmp_path / "run" / "adapter_config.json").exists()
     else:  # Houlsby's placement: after the attention projection and after the MLP
-        assert {n.split(".")[3] for n in saved} == {"attn", "mlp"}
+        assert {n.split(".")[3] for n in saved if n != ROWS} == {"attn", "mlp"} and ROWS in saved
+        assert metrics["trainable_parameters"] == sum(t.numel() for t in saved.values())
         assert not (tmp_path / "run" / "adapter_config.json").exists()  # PEFT has no such form
+        assert not said
     model, tokenizer = load_gpt(tmp_path / "run")
     prompt = tokenizer.render_prompt([{"role": "user", "content": "hello there"}])
     assert generate(model, [prompt], 4, temperature=0, tokenizer=tokenizer)[0].tokens

@@ -33,14 +33,14 @@ class AdapterConfig:
     init: str = "default"  # LoRA init as PEFT: "default" (A Kaiming-uniform, B zero), "gaussian"
     bottleneck_size: int = 16  # width of a bottleneck adapter
     prompt_tokens: int = 20  # soft-prompt length (prompt tuning)
-    prompt_init: str = (
-        "vocab"  # "vocab": start from embeddings of random vocabulary tokens; "random"
-    )
+    prompt_init: str = "vocab"  # "vocab": from random vocabulary tokens' embeddings; "random"
+    tokens: tuple[int, ...] = ()  # token ids whose embedding rows also train (chat tokens)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise GenlabError(f"unknown adapter '{self.method}': use one of {', '.join(METHODS)}")
         object.__setattr__(self, "targets", tuple(self.targets) or DEFAULT_TARGETS[self.method])
+        object.__setattr__(self, "tokens", tuple(sorted(set(self.tokens))))
         for name in ("rank", "bottleneck_size", "prompt_tokens"):
             if getattr(self, name) < 1:
                 raise GenlabError(f"adapter {name} must be positive, got {getattr(self, name)}")
@@ -58,6 +58,7 @@ class AdapterConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["targets"] = list(self.targets)
+        d["tokens"] = list(self.tokens)
         return d
 
     @classmethod
@@ -66,7 +67,9 @@ class AdapterConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise GenlabError(f"unknown adapter config field '{unknown[0]}'")
-        return cls(**{**d, "targets": tuple(d.get("targets", ()))})
+        return cls(
+            **{**d, "targets": tuple(d.get("targets", ())), "tokens": tuple(d.get("tokens", ()))}
+        )
 
 
 _DEFAULT = AdapterConfig()
@@ -85,6 +88,9 @@ class AdapterOptions:
     lora_targets: tuple[str, ...] | None = None  # layers (name suffixes); none: model's default
     bottleneck_size: int = _DEFAULT.bottleneck_size  # width of each bottleneck adapter
     prompt_tokens: int = _DEFAULT.prompt_tokens  # soft-prompt length (prompt tuning)
+    # also train the embedding rows of the tokenizer's special tokens (chat roles, end of turn;
+    # PEFT's trainable_token_indices): a base pretrained on plain text never saw them
+    special_tokens: bool = True
 
     def config(self, lora_targets: tuple[str, ...] = ()) -> AdapterConfig | None:
         """The adapter to train (``None``: full fine-tuning); ``lora_targets`` are the model's

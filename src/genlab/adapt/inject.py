@@ -40,7 +40,19 @@ def _wrapper(method: str, layer: nn.Module) -> type[AdapterLayer] | None:
 def add_adapter(model: nn.Module, config: AdapterConfig, name: str = "default") -> list[str]:
     """Inject adapter ``name`` into every layer ``config.targets`` names, make it the one that
     acts, and return the layer names. A soft prompt (``method="prompt"``) goes in front of the
-    token embeddings instead (``genlab.adapt.prompt_tuning``)."""
+    token embeddings instead (``genlab.adapt.prompt_tuning``); ``config.tokens`` adds trainable
+    embedding rows of those tokens (``genlab.adapt.tokens``)."""
+    chosen = _add_layers(model, config, name)
+    if config.tokens:
+        from genlab.adapt.tokens import add_token_rows
+
+        add_token_rows(model, config, name)
+        chosen.append("wte")
+    set_adapters(model, name)
+    return chosen
+
+
+def _add_layers(model: nn.Module, config: AdapterConfig, name: str) -> list[str]:
     if config.method == "prompt":
         from genlab.adapt.prompt_tuning import add_prompt
 
@@ -87,7 +99,6 @@ def add_adapter(model: nn.Module, config: AdapterConfig, name: str = "default") 
             setattr(model.get_submodule(parent) if parent else model, child, wrapped)
         wrapped.add(name, config)
         wrapped.train(layer.training)  # new dropout modules follow the model's mode
-    set_adapters(model, name)
     return [n for n, _ in chosen]
 
 

@@ -41,6 +41,11 @@ class AdapterLayer(nn.Module):
     def names(self) -> list[str]:
         raise NotImplementedError
 
+    @property
+    def weight(self) -> Tensor:
+        """The base layer's weight, as code reading ``layer.weight`` expects (PEFT does too)."""
+        return self.base_layer.weight
+
     def add(self, name: str, config: AdapterConfig) -> None:
         raise NotImplementedError
 

@@ -9,12 +9,21 @@ one for the exported GPT-2, and one trained with PEFT on that GPT-2 loads into g
   ``blocks.{i}.attn.qkv.lora_A.weight``, unchanged: PEFT wraps GPT-2's transposed ``Conv1D`` in
   the same ``nn.Linear`` pair, A (r, in) and B (out, r); only merging transposes
   (``fan_in_fan_out``). rsLoRA's ``alpha / sqrt(r)`` becomes an equivalent alpha.
+- Trainable token rows beside a LoRA (``AdapterConfig.tokens``): PEFT's
+  ``trainable_token_indices={"wte": [...]}`` (PEFT >= 0.15), the rows under
+  ``base_model.model.transformer.wte.token_adapter.trainable_tokens_delta`` (k, dim). Despite
+  the name PEFT stores the new rows themselves, in the order of its index list, as genlab's
+  ``wte.token_rows`` do (genlab keeps the ids sorted). GPT-2's tied ``lm_head`` reads the same
+  rows in both libraries, so PEFT saves nothing for it. The field is written only when there
+  are tokens, so a plain LoRA's config stays readable by PEFT before 0.15.
 - Prompt tuning: ``prompt_embeddings`` (virtual tokens, dim), placed before the token embeddings
   at positions 0..P-1 in both libraries.
 
-Bottleneck adapters (Houlsby et al., 2019) have no PEFT form. The config lists the fields PEFT
-has written since 0.13, so every PEFT from then on reads it without warnings. Only safetensors
-are read: ``adapter_model.bin`` is a pickle, never opened.
+Bottleneck adapters (Houlsby et al., 2019) have no PEFT form, nor does a soft prompt with token
+rows (PEFT's ``PromptTuningConfig`` has no ``trainable_token_indices``); a standalone
+``TRAINABLE_TOKENS`` folder is refused, genlab having no tokens-only adapter. The config lists
+the fields PEFT has written since 0.13, so every PEFT from then on reads it without warnings.
+Only safetensors are read: ``adapter_model.bin`` is a pickle, never opened.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from genlab.adapt.adapted import Adapted
@@ -38,7 +48,8 @@ from genlab.adapt.inject import (
     delete_adapter,
     load_adapter_state,
 )
-from genlab.adapt.layers import BottleneckLinear
+from genlab.adapt.layers import BottleneckLinear, LoRALinear
+from genlab.adapt.tokens import TokenRows
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
 from genlab.nets.hf_gpt2 import BLOCK_NAMES, CONV1D
@@ -49,6 +60,13 @@ PICKLE_FILE = "adapter_model.bin"
 PREFIX = "base_model.model."  # PeftModel -> LoraModel -> the transformers model
 PROMPT_KEY = "prompt_embeddings"
 _PROMPT_STATE = "prefix.embeddings.weight"  # genlab's key of a soft prompt (adapter_state_dict)
+# trainable token rows: PEFT's key (the embedding's TrainableTokensWrapper) and genlab's
+TOKENS_KEY = PREFIX + "transformer.wte.token_adapter.trainable_tokens_delta"
+_TOKENS_STATE = "wte.token_rows.weight"
+# how a LoRA config's trainable_token_indices may name GPT-2's embedding (PEFT matches a
+# dotted suffix), and its tied output layer, which must then list the same ids
+_EMBEDDING = ("wte", "transformer.wte")
+_TIED_HEAD = "lm_head"
 
 # the layers LoRA adapts, genlab's name -> GPT-2's ("attn.qkv" -> "attn.c_attn")
 _TO_HF = {genlab: hf for hf, genlab in BLOCK_NAMES.items() if hf in CONV1D}
@@ -73,7 +91,6 @@ _LORA_PLAIN: dict[str, tuple[Any, ...]] = {
     "lora_bias": (False, None),
     "modules_to_save": (None, []),
     "layer_replication": (None, []),
-    "trainable_token_indices": (None, [], {}),
     "target_parameters": (None, []),
     "alora_invocation_tokens": (None, []),
     "use_qalora": (False, None),
@@ -130,13 +147,12 @@ def _target_modules(layers: list[str], n_blocks: int) -> list[str]:
 
 
 def _lora_to_peft(
-    model: nn.Module, name: str, layers: list[tuple[str, nn.Module]], base: str
+    model: nn.Module,
+    name: str,
+    layers: list[tuple[str, nn.Module]],
+    rows: TokenRows | None,
+    base: str,
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    if any(isinstance(layer, BottleneckLinear) for _, layer in layers):
-        raise GenlabError(
-            f"adapter '{name}' is a bottleneck adapter (Houlsby et al., 2019), which PEFT has no "
-            "format for; keep it in genlab's adapter run folder"
-        )
     _, first = layers[0]
     rank = first.lora_A[name].weight.shape[0]
     dropout = first.lora_dropout[name]
@@ -163,8 +179,12 @@ def _lora_to_peft(
         "loftq_config": {},
         "layer_replication": None,
     }
+    state = adapter_state_dict(model, name)
     tensors = {}
-    for key, tensor in adapter_state_dict(model, name).items():
+    if rows is not None:  # only then: a PEFT before 0.15 reads a plain LoRA's config as ever
+        config["trainable_token_indices"] = {"wte": rows.indices(name).tolist()}
+        tensors[TOKENS_KEY] = state.pop(_TOKENS_STATE)
+    for key, tensor in state.items():
         layer, _, matrix = key.rpartition(".lora_")
         block, part = _LAYER.fullmatch(layer).groups()  # type: ignore[union-attr]
         tensors[f"{PREFIX}transformer.h.{block}.{_TO_HF[part]}.lora_{matrix}"] = tensor
@@ -172,8 +192,15 @@ def _lora_to_peft(
 
 
 def _prompt_to_peft(
-    model: nn.Module, name: str, base: str
+    model: nn.Module, name: str, rows: TokenRows | None, base: str
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    if rows is not None:
+        raise GenlabError(
+            f"soft prompt '{name}' also trains the embedding rows of tokens "
+            f"{rows.indices(name).tolist()}, which PEFT's prompt tuning cannot carry "
+            "(trainable_token_indices is LoRA's); keep it in genlab's adapter run folder, or "
+            "train the prompt without token rows (--no-special-tokens)"
+        )
     state = adapter_state_dict(model, name)
     if _PROMPT_STATE not in state:
         raise GenlabError(
@@ -209,11 +236,18 @@ def save_peft(
         known = ", ".join(adapter_names(model)) or "none"
         raise GenlabError(f"no adapter named '{name}' to save; this model has {known}")
     layers = [(n, layer) for n, layer in adapter_layers(model) if name in layer.names]
+    if any(isinstance(layer, BottleneckLinear) for _, layer in layers):
+        raise GenlabError(
+            f"adapter '{name}' is a bottleneck adapter (Houlsby et al., 2019), which PEFT has no "
+            "format for; keep it in genlab's adapter run folder"
+        )
+    rows = next((layer for _, layer in layers if isinstance(layer, TokenRows)), None)
+    lora = [(n, layer) for n, layer in layers if isinstance(layer, LoRALinear)]
     base = str(base_name_or_path)
-    if layers:
-        config, tensors = _lora_to_peft(model, name, layers, base)
+    if lora:
+        config, tensors = _lora_to_peft(model, name, lora, rows, base)
     else:
-        config, tensors = _prompt_to_peft(model, name, base)
+        config, tensors = _prompt_to_peft(model, name, rows, base)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(folder / WEIGHTS_FILE, tensors, metadata={"format": "pt"})
@@ -268,7 +302,9 @@ def _lora_from_peft(
             )
     if config.get("use_rslora"):  # rsLoRA scales by alpha / sqrt(r): the same as this alpha / r
         alpha = alpha * rank / math.sqrt(rank)
-    state = {}
+    tensors = dict(tensors)
+    tokens, rows = _tokens_from_peft(config, tensors, config_path, weights_path)
+    state = {} if rows is None else {_TOKENS_STATE: rows}
     for key, tensor in tensors.items():
         match = _PEFT_KEY.fullmatch(key)
         if match is None:
@@ -278,7 +314,7 @@ def _lora_from_peft(
             )
         block, part, matrix = match.groups()
         state[f"blocks.{block}.{_FROM_HF[part]}.lora_{matrix}.weight"] = tensor
-    if not state:
+    if len(state) == (rows is not None):
         raise GenlabError(f"{weights_path} holds no LoRA matrices; re-save the adapter")
     modules = config.get("target_modules")
     if isinstance(modules, list):
@@ -293,7 +329,7 @@ def _lora_from_peft(
         # PEFT's own matching: every block's layer, so a base of other depth is refused on load
         targets = tuple(dict.fromkeys(p for m in modules for p in _HF_TARGETS[m]))
     else:  # a regular expression, chosen layers, exclusions: the layers the file holds
-        targets = tuple(dict.fromkeys(k.rpartition(".lora_")[0] for k in state))
+        targets = tuple(dict.fromkeys(k.rpartition(".lora_")[0] for k in state if ".lora_" in k))
     adapter = AdapterConfig(
         method="lora",
         targets=targets,
@@ -301,8 +337,65 @@ def _lora_from_peft(
         alpha=alpha,
         dropout=config.get("lora_dropout", 0.0),
         init="gaussian" if init == "gaussian" else "default",
+        tokens=tokens,
     )
     return adapter, state
+
+
+def _tokens_from_peft(
+    config: dict[str, Any], tensors: dict[str, Tensor], config_path: Path, weights_path: Path
+) -> tuple[tuple[int, ...], Tensor | None]:
+    """A LoRA's ``trainable_token_indices`` as genlab's sorted ids and their rows in that order
+    (taken out of ``tensors``); ``()`` and ``None`` without any."""
+    indices = config.get("trainable_token_indices")
+    if isinstance(indices, dict) and indices:
+        named = [k for k in indices if k in _EMBEDDING]
+        other = next((k for k in indices if k not in (*_EMBEDDING, _TIED_HEAD)), None)
+        if other is not None or len(named) != 1:
+            what = f"'{other}'" if other is not None else f"{len(named)} embeddings"
+            raise GenlabError(
+                f"{config_path}: trainable_token_indices names {what}; genlab trains token "
+                'rows of GPT-2\'s embedding (tied to lm_head) alone: {"wte": [...]}'
+            )
+        if indices.get(_TIED_HEAD, indices[named[0]]) != indices[named[0]]:
+            raise GenlabError(
+                f"{config_path}: trainable_token_indices gives lm_head other tokens than wte; "
+                "GPT-2's lm_head is tied to wte, so genlab trains the same rows for both"
+            )
+        indices = indices[named[0]]
+    if not indices:
+        if TOKENS_KEY in tensors:
+            raise GenlabError(
+                f"{weights_path} holds trainable token rows but {config_path.name} has no "
+                "trainable_token_indices; the folder mixes two adapters"
+            )
+        return (), None
+    if not isinstance(indices, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in indices
+    ):
+        raise GenlabError(
+            f"{config_path}: trainable_token_indices must list token ids, got {json.dumps(indices)}"
+        )
+    if len(set(indices)) != len(indices):
+        twice = next(i for i in indices if indices.count(i) > 1)
+        raise GenlabError(
+            f"{config_path}: trainable_token_indices lists token {twice} twice; each token "
+            "has one trained row"
+        )
+    rows = tensors.pop(TOKENS_KEY, None)
+    if rows is None:
+        raise GenlabError(
+            f"{weights_path} lacks '{TOKENS_KEY}', the rows of the trainable tokens "
+            f"{config_path.name} lists; re-save the adapter with PEFT"
+        )
+    if rows.dim() != 2 or rows.shape[0] != len(indices):
+        raise GenlabError(
+            f"{weights_path}: '{TOKENS_KEY}' has shape {tuple(rows.shape)} but "
+            f"{config_path.name} lists {len(indices)} trainable tokens; the folder mixes two "
+            "adapters"
+        )
+    order = sorted(range(len(indices)), key=indices.__getitem__)  # genlab keeps ids sorted
+    return tuple(indices[i] for i in order), rows[torch.tensor(order, dtype=torch.long)]
 
 
 def _prompt_from_peft(
@@ -344,6 +437,12 @@ def load_peft(folder: str | os.PathLike) -> tuple[AdapterConfig, dict[str, Tenso
         raise GenlabError(f"{config_path} is not a PEFT adapter config (not a JSON object)")
     readers = {"LORA": _lora_from_peft, "PROMPT_TUNING": _prompt_from_peft}
     peft_type = config.get("peft_type")
+    if peft_type == "TRAINABLE_TOKENS":
+        raise GenlabError(
+            f'{config_path}: peft_type "TRAINABLE_TOKENS" trains token rows alone, which '
+            "genlab has no adapter for; train them beside a LoRA "
+            "(LoraConfig(trainable_token_indices=...)) and load that"
+        )
     if peft_type not in readers:
         raise GenlabError(
             f"{config_path}: peft_type {json.dumps(peft_type)} is not supported; genlab reads "

@@ -68,9 +68,6 @@ def add_prompt(model: nn.Module, config: AdapterConfig, name: str) -> list[str]:
         else:
             nn.init.normal_(embedding.weight, std=0.02)
     prompt.embeddings[name] = embedding
-    from genlab.adapt.inject import set_adapters
-
-    set_adapters(model, name)
     return ["prefix"]
 
 

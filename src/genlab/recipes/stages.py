@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from genlab.core.distributed import dist_info
 from genlab.core.errors import GenlabError
 from genlab.core.trainer import Trainer
 from genlab.data.record_sources import ComparisonData, ConversationData, PromptData
+from genlab.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.nets.gpt import GPT
 
@@ -79,8 +80,8 @@ class DPOStage:
 class PeftFiles(Callback):
     """Write PEFT's files (``adapter_config.json``, ``adapter_model.safetensors``) into every
     checkpoint of an adapter run and at its top, so tools built on PEFT open the run as it is.
-    An adapter with no PEFT form (a bottleneck, a LoRA beyond GPT-2's four block layers) is
-    said once in the log and kept in genlab's files alone."""
+    An adapter with no PEFT form (a bottleneck, a LoRA beyond GPT-2's four block layers, a soft
+    prompt with token rows) is said once in the log and kept in genlab's files alone."""
 
     def __init__(self, adapted: Adapted) -> None:
         self.adapted = adapted
@@ -99,8 +100,9 @@ class PeftFiles(Callback):
 
 def tuning(options: AdapterOptions) -> Tune:
     """What a stage trains: the whole GPT without ``--adapter``; otherwise an adapter around
-    the frozen GPT (LoRA's default targets: ``attn.qkv``, ``attn.proj``), saved alone and in
-    PEFT's format, whose DPO reference is the GPT with the adapter switched off."""
+    the frozen GPT (LoRA's default targets: ``attn.qkv``, ``attn.proj``; with
+    ``special_tokens`` the special tokens' embedding rows train too), saved alone and in PEFT's
+    format, whose DPO reference is the GPT with the adapter switched off."""
     config = options.config()
     if config is None:
         return whole
@@ -110,7 +112,9 @@ def tuning(options: AdapterOptions) -> Tune:
             raise GenlabError(
                 f"{folder} is an adapter run: train the new adapter on a full model (its base)"
             )
-        adapted = Adapted.around(gpt, folder, config)
+        tokens = Tokenizer.load(Path(folder) / TOKENIZER_FILE).special.values()
+        chosen = replace(config, tokens=tuple(tokens)) if options.special_tokens else config
+        adapted = Adapted.around(gpt, folder, chosen)
         return Tuned(adapted, ADAPTER_KIND, lambda: base_only(gpt), (PeftFiles(adapted),))
 
     return tune
