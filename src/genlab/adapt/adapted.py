@@ -39,7 +39,7 @@ KIND = "adapter"
 class AdaptedConfig:
     """Which base, which adapter, under which name."""
 
-    base: str  # the base model's folder (absolute)
+    base: str  # the base model's folder (absolute, symbolic links kept as the user gave them)
     adapter: AdapterConfig
     name: str = "default"
     base_weights: str = MODEL_FILE  # the base's weights file (a diffusion run's ema.safetensors)
@@ -87,7 +87,7 @@ class Adapted(nn.Module):
                name: str = "default", base_weights: str = MODEL_FILE) -> Adapted:  # fmt: skip
         """Inject ``adapter`` into ``base`` (loaded from ``base_weights`` of ``base_folder``)
         and freeze the rest."""
-        config = AdaptedConfig(str(Path(base_folder).resolve()), adapter, name, base_weights)
+        config = AdaptedConfig(str(Path(base_folder).absolute()), adapter, name, base_weights)
         add_adapter(base, adapter, name)
         adapted = cls(base, config)
         train_only(adapted.model, name)
