@@ -34,7 +34,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -44,13 +43,20 @@ from genlab.adapt.adapted import Adapted
 from genlab.adapt.config import AdapterConfig
 from genlab.adapt.inject import adapter_layers, adapter_parameters, merge, set_adapters, unmerge
 from genlab.core import registry
-from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.serve.api import load_model
-from genlab.serve.engine import Engine, Event, SequenceRequest
+from genlab.serve.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import build, free_port, level, requests, summarize, wait_ready  # noqa: E402
+from serve import (  # noqa: E402
+    build,
+    engine_level,
+    free_port,
+    level,
+    requests,
+    summarize,
+    wait_ready,
+)
 
 RESULTS = Path(__file__).parent / "results" / "adapters.json"
 BASE = "bench"  # the base's model name: its folder's name
@@ -82,32 +88,9 @@ def scenarios(bodies: list[dict], names: list[str]) -> dict[str, list[dict]]:
     }
 
 
-def engine_rate(engine: Engine, tokenizer: Tokenizer, bodies: list[dict], clients: int) -> float:
-    """Generated tokens/s of the engine alone (no HTTP), ``clients`` requests in flight."""
-    todo = list(bodies)
-    in_flight, tokens = 0, 0
-
-    def finished(event: Event) -> None:
-        nonlocal in_flight, tokens
-        if event.finish_reason:
-            in_flight -= 1
-            tokens += event.completion_tokens
-
-    start = time.perf_counter()
-    while todo or in_flight:
-        while todo and in_flight < clients:
-            body = todo.pop(0)
-            request = SequenceRequest(
-                tokenizer.render_prompt(body["messages"]),
-                body["max_tokens"],
-                body["temperature"],
-                seed=body["seed"],
-                adapter=None if body["model"] == BASE else body["model"],
-            )
-            engine.submit([request], finished)
-            in_flight += 1
-        engine.step()
-    return tokens / (time.perf_counter() - start)
+def adapter_of(body: dict) -> str | None:
+    """The adapter a request's ``model`` names (the base's own name: none)."""
+    return None if body["model"] == BASE else body["model"]
 
 
 def round_trip(run: Path, folders: dict[str, Path], device: str) -> dict[str, float]:
@@ -197,8 +180,10 @@ def main() -> None:
         }
         for name, bodies in plan.items():
             engine = engines[name != "base, no adapters"]
-            engine_rate(engine, tokenizer, bodies[: args.clients], args.clients)
-            rows[name]["engine_tokens_per_s"] = engine_rate(engine, tokenizer, bodies, args.clients)
+            engine_level(engine, tokenizer, bodies[: args.clients], args.clients, adapter_of)
+            rows[name]["engine_tokens_per_s"] = engine_level(
+                engine, tokenizer, bodies, args.clients, adapter_of
+            )
         trip = round_trip(run, folders, args.device)
 
     mixed, one = rows[f"{args.adapters} adapters"], rows["1 adapter"]

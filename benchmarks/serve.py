@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -195,9 +196,16 @@ def summarize(clients: int, runs: list[dict]) -> dict:
     }
 
 
-def engine_level(engine: Engine, tokenizer: Tokenizer, bodies: list[dict], clients: int) -> float:
+def engine_level(
+    engine: Engine,
+    tokenizer: Tokenizer,
+    bodies: list[dict],
+    clients: int,
+    adapter: Callable[[dict], str | None] = lambda body: None,
+) -> float:
     """Generated tokens/s of the engine alone, in this process without HTTP, keeping
-    ``clients`` of the same requests in flight: what batching gives before serving costs."""
+    ``clients`` of the same requests in flight: what batching gives before serving costs.
+    ``adapter`` names each request's adapter (none by default)."""
     todo = list(bodies)
     in_flight, tokens = 0, 0
 
@@ -216,6 +224,7 @@ def engine_level(engine: Engine, tokenizer: Tokenizer, bodies: list[dict], clien
                 body["max_tokens"],
                 body["temperature"],
                 seed=body["seed"],
+                adapter=adapter(body),
             )
             engine.submit([request], finished)
             in_flight += 1
