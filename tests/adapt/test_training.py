@@ -276,6 +276,25 @@ def test_prompt_and_bottleneck_adapters_lower_the_loss(
     assert generate(model, [prompt], 4, temperature=0, tokenizer=tokenizer)[0].tokens
 
 
+@pytest.mark.parametrize(
+    ("special", "every", "expected"),
+    [(True, False, "special"), (False, False, "none"), (True, True, "all"), (False, True, "all")],
+)
+def test_which_token_rows_an_adapter_trains(base, tok, special, every, expected):
+    gpt, _ = load_gpt(base)
+    options = AdapterOptions(adapter="lora", lora_rank=2, special_tokens=special, all_tokens=every)
+    adapted = tuning(options)(gpt, str(base)).module
+    want = {
+        "special": special_ids(tok),
+        "none": [],
+        "all": list(range(gpt.config.vocab_size)),
+    }[expected]
+    assert list(adapted.config.adapter.tokens) == want
+    rows = [p for n, p in adapted.model.named_parameters() if "token_rows" in n]
+    assert sum(p.numel() for p in rows) == len(want) * gpt.config.n_embd
+    assert all(p.requires_grad for p in rows)
+
+
 def test_base_only_runs_the_base_and_gives_the_adapter_back(base, tok):
     gpt, _ = load_gpt(base)
     plain, _ = load_gpt(base)

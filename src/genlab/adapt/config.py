@@ -91,6 +91,9 @@ class AdapterOptions:
     # also train the embedding rows of the tokenizer's special tokens (chat roles, end of turn;
     # PEFT's trainable_token_indices): a base pretrained on plain text never saw them
     special_tokens: bool = True
+    # train every token's embedding row (PEFT's modules_to_save=["embed_tokens"]): many more
+    # weights, but on a small base the frozen vocabulary is what holds an adapter back
+    all_tokens: bool = False
 
     def config(self, lora_targets: tuple[str, ...] = ()) -> AdapterConfig | None:
         """The adapter to train (``None``: full fine-tuning); ``lora_targets`` are the model's

@@ -101,7 +101,8 @@ class PeftFiles(Callback):
 def tuning(options: AdapterOptions) -> Tune:
     """What a stage trains: the whole GPT without ``--adapter``; otherwise an adapter around
     the frozen GPT (LoRA's default targets: ``attn.qkv``, ``attn.proj``; with
-    ``special_tokens`` the special tokens' embedding rows train too), saved alone and in PEFT's
+    ``special_tokens`` the special tokens' embedding rows train too, with ``all_tokens`` every
+    row), saved alone and in PEFT's
     format, whose DPO reference is the GPT with the adapter switched off."""
     config = options.config()
     if config is None:
@@ -113,7 +114,10 @@ def tuning(options: AdapterOptions) -> Tune:
                 f"{folder} is an adapter run: train the new adapter on a full model (its base)"
             )
         tokens = Tokenizer.load(Path(folder) / TOKENIZER_FILE).special.values()
-        chosen = replace(config, tokens=tuple(tokens)) if options.special_tokens else config
+        if options.all_tokens:
+            tokens = range(gpt.config.vocab_size)
+        wanted = options.all_tokens or options.special_tokens
+        chosen = replace(config, tokens=tuple(tokens)) if wanted else config
         adapted = Adapted.around(gpt, folder, chosen)
         return Tuned(adapted, ADAPTER_KIND, lambda: base_only(gpt), (PeftFiles(adapted),))
 

@@ -73,6 +73,7 @@ class AdaptersConfig:
     lora_targets: tuple[str, ...] = ("attn.qkv",)  # queries, keys and values, as LoRA's paper
     bottleneck_size: int = 8  # sized so the adapter trains about as many weights as the LoRA
     prompt_tokens: int = 20  # soft-prompt length
+    all_tokens: bool = False  # adapters also train every token's embedding row (a lever)
     n_per_family: int = 100  # held-out prompts per family and split
     seed: int = 0  # decides the data, the initialisation and the bootstrap
     out: str = str(SWEEPS_DIR / NAME)  # a run folder per (family, method, learning rate)
@@ -110,6 +111,7 @@ def adapter_options(method: str, settings: Mapping[str, Any]) -> AdapterOptions:
         lora_targets=tuple(settings["lora_targets"]) if method == "lora" else None,
         bottleneck_size=settings["bottleneck_size"],
         prompt_tokens=settings["prompt_tokens"],
+        all_tokens=settings.get("all_tokens", False),
     )
 
 
@@ -230,6 +232,7 @@ def run_experiment(cfg: AdaptersConfig, command: str = "") -> dict[str, Any]:
         "bottleneck_size": cfg.bottleneck_size,
         "prompt_tokens": cfg.prompt_tokens,
         "n_per_family": cfg.n_per_family,
+        **({"all_tokens": True} if cfg.all_tokens else {}),
     }
     points = [
         {"family": f, "method": m, "lr": lr} for m in METHODS for lr in cfg.lrs(m) for f in families
@@ -347,7 +350,13 @@ def settings_lines(cfg: AdaptersConfig, families: Sequence[str], full_params: in
         f"conversations (one per row, unpacked, as a soft prompt needs), AdamW, warmup 10 then cosine, no weight decay, seed {cfg.seed}",
         f"LoRA r={cfg.lora_rank}, alpha 16, on {', '.join(cfg.lora_targets)}; bottleneck width "
         f"{cfg.bottleneck_size} after attn.proj and mlp.proj (Houlsby); soft prompt of "
-        f"{cfg.prompt_tokens} tokens initialised from vocabulary embeddings (Lester)",
+        f"{cfg.prompt_tokens} tokens initialised from vocabulary embeddings (Lester); every adapter "
+        + (
+            "also trains every token's embedding row (--all-tokens)"
+            if cfg.all_tokens
+            else "also trains the embedding rows of the tokenizer's special tokens (chat roles, "
+            "end of turn), which the pretrained base never saw"
+        ),
         "learning rates tried: "
         + "; ".join(f"{m} {', '.join(f'{x:g}' for x in cfg.lrs(m))}" for m in METHODS)
         + " — each method's chosen by the mean exact rate on the validation prompts",
