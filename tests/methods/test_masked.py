@@ -162,3 +162,68 @@ def test_batches_are_a_function_of_seed_and_step_whatever_the_split() -> None:
     assert (hidden.sum(1) >= 1).all()
     with pytest.raises(GenlabError, match="at least one token"):
         CMLMBatchSource([[5]], [[]], vocab)
+
+
+# ---------------------------------------------------------------------------------------------
+# The hybrid's half: mask-predict after a prefix another model wrote
+
+
+class TwoWayCMLM(torch.nn.Module):
+    """A planted CMLM whose every source has two translations of two words, "a b" and "b a",
+    slightly preferring "a" in each slot while the other slot is hidden: one-shot decoding
+    writes "a a", which is neither (the multi-modality problem). Once a slot is known, the
+    other is sure to be the other word."""
+
+    def __init__(self, vocab: WordVocab) -> None:
+        super().__init__()
+        self.config = CMLMConfig(vocab_size=vocab.size, max_source=4, max_target=4)
+        self.weight = torch.nn.Parameter(torch.zeros(1))  # a device to read
+        self.a, self.b, self.vocab = vocab.index["a"], vocab.index["b"], vocab
+
+    def encode(self, source, source_mask):
+        lengths = torch.full((source.shape[0], self.config.max_target + 1), -9.0)
+        lengths[:, 2] = 0.0  # two words
+        return source[..., None].float(), source_mask, lengths
+
+    def decode(self, memory, memory_mask, target, target_mask):
+        B, T = target.shape
+        logits = torch.full((B, T, self.vocab.size), -20.0)
+        for row in range(B):
+            for slot in range(min(T, 2)):
+                other = int(target[row, 1 - slot])
+                if other == MASK:
+                    logits[row, slot, self.a], logits[row, slot, self.b] = -0.6, -0.8
+                else:
+                    logits[row, slot, self.b if other == self.a else self.a] = -0.1
+        return logits
+
+
+def test_a_prefix_settles_what_one_shot_decoding_gets_wrong() -> None:
+    vocab = WordVocab.from_texts(["a b c"])
+    model = TwoWayCMLM(vocab)
+    source = [[vocab.index["c"]]]
+    alone = translate(model, source, vocab, iterations=1, length_beam=1)
+    assert vocab.decode(alone[0].ids) == "a a"  # each slot alone prefers "a": incoherent
+    given_b = translate(model, source, vocab, iterations=1, length_beam=1,
+                        prefixes=[[vocab.index["b"]]])  # fmt: skip
+    assert vocab.decode(given_b[0].ids) == "b a"  # the prefix is kept, the rest agrees with it
+    assert given_b[0].score > -0.2  # the mean over the one word it wrote, sure of it
+    both = translate(model, source * 2, vocab, iterations=2, length_beam=1,
+                     prefixes=[[vocab.index["a"]], [vocab.index["b"]]])  # fmt: skip
+    assert [vocab.decode(t.ids) for t in both] == ["a b", "b a"]
+    with pytest.raises(GenlabError, match="1 prefixes for 2 sources"):
+        translate(model, source * 2, vocab, prefixes=[[5]])
+    with pytest.raises(GenlabError, match="leaves nothing to fill"):
+        translate(model, source, vocab, prefixes=[[5, 5, 5, 5]])
+
+
+def test_prefixes_are_kept_by_a_trained_cmlm(copier: tuple[CMLM, WordVocab]) -> None:
+    model, vocab = copier
+    sources = [s for s in toy(100, 3, vocab) if len(s) >= 3][:8]
+    # a first word it would not write
+    wrong = [[(s[0] + 1 - 5) % (vocab.size - 5) + 5] for s in sources]
+    out = translate(model, sources, vocab, iterations=3, length_beam=2, prefixes=wrong)
+    assert all(t.ids[:1] == w and len(t.ids) > 1 for t, w in zip(out, wrong, strict=True))
+    right = translate(model, sources, vocab, iterations=3, length_beam=1,
+                      prefixes=[s[:2] for s in sources])  # fmt: skip
+    assert [t.ids for t in right] == sources

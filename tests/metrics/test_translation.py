@@ -8,7 +8,7 @@ import math
 import pytest
 
 from genlab.core.errors import GenlabError
-from genlab.metrics.translation import bleu, exact_match, repeated_words
+from genlab.metrics.translation import bleu, bleu_bootstrap, exact_match, repeated_words
 from references import require
 
 require("sacrebleu")
@@ -33,3 +33,16 @@ def test_exact_match_and_repeats() -> None:
     assert repeated_words(hyps) == pytest.approx(1 / 3)
     with pytest.raises(GenlabError, match="2 translations for 3 references"):
         bleu(hyps[:2], refs)
+
+
+def test_bleu_bootstrap_centres_on_sacrebleu_and_pairs_the_difference() -> None:
+    refs = [f"w{i} a b c d e" for i in range(40)]
+    good = list(refs)
+    bad = [r if i % 2 else r.replace("c d", "d c") for i, r in enumerate(refs)]
+    own, gap = bleu_bootstrap(bad, refs, baseline=good, n_resamples=300)
+    assert own.mean == pytest.approx(bleu(bad, refs), abs=1e-6)
+    assert own.low <= own.mean <= own.high < 100
+    assert gap is not None and gap.mean == pytest.approx(bleu(bad, refs) - 100, abs=1e-6)
+    assert gap.low <= gap.mean <= gap.high < 0  # worse on every resample
+    same, none = bleu_bootstrap(good, refs)
+    assert none is None and same.low == same.high == pytest.approx(100.0)

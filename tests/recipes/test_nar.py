@@ -11,10 +11,11 @@ import pytest
 
 import genlab
 from genlab.cli import main
+from genlab.core.errors import GenlabError
 from genlab.data.tinyworld import World
 from genlab.data.tinyworld.translation import translation_pairs
-from genlab.data.translation import Pair
-from genlab.recipes.nar import NARConfig, distilled, open_translator
+from genlab.data.translation import Pair, Translation
+from genlab.recipes.nar import NARConfig, distilled, open_hybrid, open_translator
 from references import require
 
 require("sacrebleu")
@@ -129,3 +130,48 @@ def test_a_distilled_run_trains_on_the_teacher_s_translations(
     assert genlab.load(out).files["vocab"].words == genlab.load(runs["ar"]).files["vocab"].words
     with pytest.raises(SystemExit):
         train(tmp_path / "bad", "--distill", str(runs["cmlm"]))
+
+
+def test_the_hybrid_keeps_the_ar_model_s_first_words(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ar = open_translator(runs["ar"])
+    texts = ["my cat sees the sun", "the red dog"]
+    greedy = [t.split() for t in ar.translate(texts)]
+    capsys.readouterr()
+    main(["nar", "translate", str(runs["cmlm"]), "--hybrid", str(runs["ar"]), "--prefix-tokens",
+          "2", "--iterations", "2", *[a for t in texts for a in ("--text", t)]])  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    for line, words in zip(lines, greedy, strict=True):
+        if len(words) >= 2:  # the AR model wrote both words: kept, and more follow
+            assert line.split()[:2] == words[:2] and len(line.split()) > 2
+        else:  # it ended within the prefix: its translation as written
+            assert line.split() == words
+    with pytest.raises(SystemExit) as exit_info:
+        main(["nar", "translate", str(runs["cmlm"]), "--hybrid", str(runs["cmlm"]), "--text", "my cat"])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert "needs a CMLM run and an autoregressive one" in capsys.readouterr().err
+
+
+def test_the_hybrid_fills_in_after_a_planted_prefix(
+    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hybrid = open_hybrid(runs["cmlm"], runs["ar"], prefix_tokens=2)
+    vocab = hybrid.vocab
+    first, second = 5, 6  # two words of the vocabulary, whatever they mean
+    planted = [Translation([first, second], -0.1), Translation([second], -0.2)]  # 2nd ended
+    monkeypatch.setattr(
+        "genlab.recipes.nar.seq2seq.translate_prefix", lambda *args, **kw: list(planted)
+    )
+    sources = [vocab.encode("my cat sees the sun"), vocab.encode("the dog")]
+    out = hybrid.translate_ids(sources, iterations=3, length_beam=2)
+    assert out[0].ids[:2] == [first, second] and len(out[0].ids) > 2
+    assert out[1].ids == [second]
+    plain = open_hybrid(runs["cmlm"], runs["ar"], prefix_tokens=0)
+    cmlm_alone = open_translator(runs["cmlm"])
+    assert [t.ids for t in plain.translate_ids(sources, 3, 2)] == [
+        t.ids for t in cmlm_alone.translate_ids(sources, 3, 2)
+    ]
+    with pytest.raises(GenlabError, match="prefix_tokens=8"):
+        open_hybrid(runs["cmlm"], runs["ar"], prefix_tokens=8)

@@ -10,7 +10,7 @@ import typer
 from genlab.cli._app import app, say
 from genlab.cli.options import config_command
 from genlab.core.device import pick_device
-from genlab.recipes.nar import NARConfig, open_translator, train_nar
+from genlab.recipes.nar import NARConfig, open_hybrid, open_translator, train_nar
 
 nar = typer.Typer(
     help="Non-autoregressive translation: mask-predict (CMLM) against an autoregressive GPT.",
@@ -47,9 +47,23 @@ def translate(
         int, typer.Option("--length-beam", min=1, help="CMLM: length candidates per sentence.")
     ] = 3,
     beam: Annotated[int, typer.Option("--beam", min=1, help="AR: beam width (1: greedy).")] = 1,
+    hybrid: Annotated[
+        Path | None,
+        typer.Option(
+            "--hybrid",
+            help="An AR run (same data) that writes the first --prefix-tokens words; RUN, a "
+            "CMLM, fills in the rest with mask-predict.",
+        ),
+    ] = None,
+    prefix_tokens: Annotated[
+        int, typer.Option("--prefix-tokens", min=0, help="Hybrid: words the AR run writes.")
+    ] = 2,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, mps.")] = "auto",
 ) -> None:
     """Translate sentences with a trained run, one line each."""
-    translator = open_translator(run, pick_device(device))
+    if hybrid is not None:
+        translator = open_hybrid(run, hybrid, prefix_tokens, pick_device(device))
+    else:
+        translator = open_translator(run, pick_device(device))
     for line in translator.translate(text, iterations, length_beam, beam):
         typer.echo(line)

@@ -153,6 +153,77 @@ class Translator:
         return [self.vocab.decode(t.ids) for t in out]
 
 
+@dataclass
+class Hybrid(Translator):
+    """The lecture's hybrid: an autoregressive model decides the direction, mask-predict
+    finishes. The AR model ``ar`` writes the first ``prefix_tokens`` words (greedy, or beam
+    search with ``beam``); the CMLM ``model`` fills every word after them, the written ones kept
+    as context (only longer lengths are candidates). A sentence the AR model ends within the
+    prefix is its translation as written. ``prefix_tokens=0`` is plain mask-predict; a prefix
+    as long as the sentence is AR decoding.
+    """
+
+    ar: GPT | None = None
+    prefix_tokens: int = 2
+
+    @property
+    def kind(self) -> str:
+        return "hybrid"
+
+    def translate_ids(
+        self,
+        sources: Sequence[Sequence[int]],
+        iterations: int = 10,
+        length_beam: int = 3,
+        beam: int = 1,
+    ) -> list[Translation]:
+        assert isinstance(self.model, CMLM) and self.ar is not None
+        k = self.prefix_tokens
+        if k == 0:
+            return cmlm.translate(self.model, sources, self.vocab, iterations, length_beam)
+        written = seq2seq.translate_prefix(self.ar, sources, self.vocab, beam, k)
+        todo = [i for i, w in enumerate(written) if len(w.ids) >= k]  # the others ended early
+        if todo:
+            filled = cmlm.translate(
+                self.model,
+                [sources[i] for i in todo],
+                self.vocab,
+                iterations,
+                length_beam,
+                prefixes=[written[i].ids for i in todo],
+            )
+            for i, translation in zip(todo, filled, strict=True):
+                written[i] = translation
+        return written
+
+
+def open_hybrid(
+    run: str | os.PathLike,
+    ar_run: str | os.PathLike,
+    prefix_tokens: int,
+    device: str | torch.device = "cpu",
+) -> Hybrid:
+    """A CMLM run that fills in after the first ``prefix_tokens`` words of an AR run; both
+    trained on the same data (one vocabulary)."""
+    nar, ar = open_translator(run, device), open_translator(ar_run, device)
+    if nar.kind != "cmlm" or ar.kind != "ar":
+        raise GenlabError(
+            f"the hybrid needs a CMLM run and an autoregressive one; {run} is '{nar.kind}', "
+            f"{ar_run} is '{ar.kind}'"
+        )
+    if nar.vocab.words != ar.vocab.words:
+        raise GenlabError(
+            f"{run} and {ar_run} have different vocabularies: train both on the same data"
+        )
+    assert isinstance(nar.model, CMLM) and isinstance(ar.model, GPT)
+    if not 0 <= prefix_tokens < nar.model.config.max_target:
+        raise GenlabError(
+            f"prefix_tokens={prefix_tokens}: give 0 to {nar.model.config.max_target - 1} (the "
+            "CMLM writes at most that many words after it)"
+        )
+    return Hybrid(nar.model, nar.vocab, ar.model, prefix_tokens)
+
+
 def open_translator(run: str | os.PathLike, device: str | torch.device = "cpu") -> Translator:
     """A ``cmlm`` or ``gpt-translator`` run folder, ready to translate."""
     kind = read_model_config(run)["kind"]

@@ -146,26 +146,50 @@ def translate(
     vocab: WordVocab,
     iterations: int = 10,
     length_beam: int = 3,
+    prefixes: Sequence[Sequence[int]] | None = None,
 ) -> list[Translation]:
     """Mask-predict: ``length_beam`` length candidates per source, ``iterations`` passes each,
-    the best candidate by mean log-prob. ``iterations=1`` is one-shot non-autoregressive."""
+    the best candidate by mean log-prob. ``iterations=1`` is one-shot non-autoregressive.
+
+    ``prefixes`` (one per source, possibly empty): target words already written, by an
+    autoregressive model in the hybrid. They are context that mask-predict never changes; only
+    lengths longer than the prefix are candidates, the re-masking schedule counts the slots
+    after it, and a candidate's score is the mean log-prob of the words mask-predict wrote.
+    """
     if length_beam < 1:
         raise GenlabError(f"length_beam must be at least 1, got {length_beam}")
     if not sources or any(len(s) == 0 for s in sources):
         raise GenlabError("every source needs at least one token")
+    given = [list(p) for p in prefixes] if prefixes is not None else [[] for _ in sources]
+    if len(given) != len(sources):
+        raise GenlabError(f"{len(given)} prefixes for {len(sources)} sources: give one each")
+    longest_given = max(len(p) for p in given)
+    if longest_given >= model.config.max_target:
+        raise GenlabError(
+            f"a prefix of {longest_given} words leaves nothing to fill: the model writes at "
+            f"most {model.config.max_target}"
+        )
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     try:
         src, src_mask = (t.to(device) for t in _padded(sources, vocab.pad_id))
         memory, memory_mask, length_logits = model.encode(src, src_mask)
-        length_logits[:, 0] = float("-inf")  # a translation has at least one word
-        beam = min(length_beam, model.config.max_target)
+        # a translation has at least one word, and at least one after its prefix
+        given_len = torch.tensor([len(p) for p in given], device=device)
+        too_short = torch.arange(length_logits.shape[1], device=device)[None, :]
+        length_logits = length_logits.masked_fill(too_short <= given_len[:, None], float("-inf"))
+        beam = min(length_beam, model.config.max_target - longest_given)
         lengths = length_logits.topk(beam, dim=-1).indices.flatten()  # (B * beam,)
         memory = memory.repeat_interleave(beam, dim=0)
         memory_mask = memory_mask.repeat_interleave(beam, dim=0)
         slots = torch.arange(int(lengths.max()), device=device)[None, :] < lengths[:, None]
         tokens = torch.where(slots, vocab.mask_id, vocab.pad_id)
+        for row, prefix in enumerate(given):
+            if prefix:
+                rows = slice(row * beam, (row + 1) * beam)
+                tokens[rows, : len(prefix)] = torch.tensor(prefix, device=device)
+        filled = (lengths - given_len.repeat_interleave(beam)).clamp(min=1)
         banned = torch.zeros(vocab.size, dtype=torch.bool, device=device)
         banned[: len(SPECIALS)] = True  # only words are written
 
@@ -174,7 +198,7 @@ def translate(
             return logits.float().masked_fill(banned, float("-inf")).log_softmax(-1)
 
         tokens, scores = mask_predict(predict, tokens, vocab.mask_id, iterations)
-        mean = (scores.sum(1) / lengths).view(-1, beam)
+        mean = (scores.sum(1) / filled).view(-1, beam)
         best = mean.argmax(dim=1)
         picked = torch.arange(len(sources), device=device) * beam + best
         out = []

@@ -8,9 +8,14 @@ on an autoregressive teacher's outputs (sequence-level distillation, Kim & Rush,
 experiment trains a GPT with the source as prefix, a CMLM, and a CMLM distilled from that GPT
 on TinyWorld's long reordered cipher sentences, then decodes the test split with AR greedy, AR
 beam search, and mask-predict at each iteration count: BLEU (sacreBLEU), exact match, the share
-of outputs with a word repeated, and milliseconds per sentence at batch 1 and batch 32.
+of outputs with a word repeated, and milliseconds per sentence at batch 1 and batch 32. The
+hybrid rows let the AR model write the first k words and mask-predict (the distilled CMLM when
+there is one) fill in the rest. BLEU comes with a 95% bootstrap interval over the test
+sentences, and its difference to AR greedy with a paired one.
 
     genlab experiment ar-vs-nar --device cuda
+    genlab experiment ar-vs-nar --device cpu --n-train 20000 --max-steps 1200 --batch-size 64 \
+        --lr 2e-3 --n-layer 2 --n-embd 96                    # one CPU thread, about 30 minutes
 
 Goals (issue 18): mask-predict at 4 iterations within 1 BLEU of AR greedy and at least 3x
 faster at batch 1; one iteration shows the quality drop, whatever it is.
@@ -18,6 +23,7 @@ faster at batch 1; one iteration shows the quality drop, whatever it is.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +39,8 @@ from genlab.core.sweep import Metrics, Point, markdown_table, point_dir, run_swe
 from genlab.core.train_config import TrainConfig
 from genlab.data.tinyworld import World
 from genlab.data.tinyworld.translation import TASKS, translation_pairs
+from genlab.metrics.translation import bleu_bootstrap
+from genlab.nets.gpt import GPT
 from genlab.recipes.experiments.report import (
     DOCS_DIR,
     SWEEPS_DIR,
@@ -40,7 +48,14 @@ from genlab.recipes.experiments.report import (
     save_figure,
     write_page,
 )
-from genlab.recipes.nar import NARConfig, Translator, open_translator, score, train_nar
+from genlab.recipes.nar import (
+    Hybrid,
+    NARConfig,
+    Translator,
+    open_translator,
+    score,
+    train_nar,
+)
 
 NAME = "ar_vs_nar"
 TRAIN_POINT = "genlab.recipes.experiments.ar_vs_nar:train_point"
@@ -65,6 +80,9 @@ class ARvsNARConfig:
     length_beam: int = 3  # mask-predict's length candidates
     beam: int = 4  # the AR beam search's width
     distill: bool = True  # also train a CMLM on the AR run's translations
+    hybrid_prefix: tuple[int, ...] = (2, 4)  # hybrid rows: words the AR model writes first
+    hybrid_iterations: int = 4  # the hybrid's mask-predict passes after the prefix
+    n_resamples: int = 1000  # bootstrap resamples of the test sentences for BLEU's intervals
     seed: int = 0  # decides the data, the initial weights and the masks
     device: str = "auto"  # where training and timing run
     out_dir: str = str(DOCS_DIR)  # where the page and its figure go
@@ -78,6 +96,9 @@ class ARvsNARConfig:
             "n_latency": 1 <= self.n_latency <= self.n_test,
             "iterations": min(self.iterations, default=0) >= 1,
             "beam": self.beam >= 2,
+            "hybrid_prefix": min(self.hybrid_prefix, default=1) >= 1,
+            "hybrid_iterations": self.hybrid_iterations >= 1,
+            "n_resamples": self.n_resamples >= 10,
             "parallel": self.parallel >= 1,
         }
         for name, ok in checks.items():
@@ -158,45 +179,97 @@ def measure(cfg: ARvsNARConfig, runs: dict[str, Path]) -> list[dict[str, Any]]:
         for n in cfg.iterations:
             label = f"{'NAR, 1 iteration' if n == 1 else f'mask-predict, {n} iterations'}{kd}"
             settings.append((label, run, {"iterations": n, "length_beam": cfg.length_beam}))
-    rows = []
+    filler = "cmlm-kd" if "cmlm-kd" in runs else "cmlm"
+    for k in cfg.hybrid_prefix:
+        words = f"{k} word" + ("s" if k != 1 else "")
+        label = f"hybrid: AR writes {words}, mask-predict {cfg.hybrid_iterations} fills in"
+        decoding = {"iterations": cfg.hybrid_iterations, "length_beam": cfg.length_beam}
+        settings.append((label, f"hybrid-{k}", decoding | {"prefix_tokens": k}))
+    rows: list[dict[str, Any]] = []
+    references = [p.target for p in test]
     with torch.inference_mode():
         translators = {name: open_translator(path, device) for name, path in runs.items()}
+        for k in cfg.hybrid_prefix:
+            nar, ar = translators[filler], translators["ar"]
+            assert isinstance(ar.model, GPT)
+            translators[f"hybrid-{k}"] = Hybrid(nar.model, nar.vocab, ar.model, k)
         for label, run, decoding in settings:
             translator = translators[run]
-            hyps, ms_32 = _timed(translator, sources, 32, **decoding)
-            _, ms_1 = _timed(translator, sources[: cfg.n_latency], 1, **decoding)
+            options = {k: v for k, v in decoding.items() if k != "prefix_tokens"}
+            hyps, ms_32 = _timed(translator, sources, 32, **options)
+            _, ms_1 = _timed(translator, sources[: cfg.n_latency], 1, **options)
+            greedy = rows[0]["hypotheses"] if rows else None
+            own, gap = bleu_bootstrap(hyps, references, greedy, cfg.n_resamples, seed=cfg.seed)
             rows.append(
                 {"decoding": label, "run": run, **decoding, **score(hyps, test)}
+                | {"bleu_low": own.low, "bleu_high": own.high}
+                | ({"gap": gap.mean, "gap_low": gap.low, "gap_high": gap.high} if gap else {})
                 | {"ms_batch1": ms_1, "ms_batch32": ms_32, "examples": hyps[:3]}
+                | {"hypotheses": hyps}
             )
     return rows
 
 
+def _short(row: dict[str, Any]) -> str:
+    """A row's label in the figure: its decoding settings without the family's name."""
+    if row["run"] == "ar":
+        return "greedy" if row["beam"] == 1 else f"beam {row['beam']}"
+    if "prefix_tokens" in row:
+        return f"k={row['prefix_tokens']}"
+    return f"{row['iterations']} it."
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "hypotheses"}
+
+
+def _load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+
+
 def run_experiment(cfg: ARvsNARConfig, command: str = "") -> list[dict[str, Any]]:
-    """Train (or reuse) the runs, measure every decoding setting, write the page."""
+    """Train (or reuse) the runs, measure every decoding setting, write the page. The page
+    records the machine's load before and after: timings on a shared machine need it."""
     cfg.validate()
+    load_before, start = _load(), time.perf_counter()
     runs = train_runs(cfg)
     rows = measure(cfg, runs)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / f"{NAME}.json", rows)
+    atomic_write_json(out_dir / f"{NAME}.json", [_public(r) for r in rows])
 
     greedy = rows[0]
+    filler = "cmlm-kd" if "cmlm-kd" in runs else "cmlm"
     fig = new_figure(7, 4.2)
     ax = fig.subplots()
+    families = {"ar": "AR", "cmlm": "mask-predict", "cmlm-kd": "mask-predict + distillation"}
+    seen: set[str] = set()
     for row in rows:
-        ax.plot(row["ms_batch1"], row["bleu"], "o", color="C0" if row["run"] == "ar" else "C1")
-        ax.annotate(row["decoding"], (row["ms_batch1"], row["bleu"]), fontsize=7)
-    ax.set(xscale="log", xlabel="ms per sentence (batch 1)", ylabel="test BLEU")
+        family = families.get(row["run"], f"hybrid (AR prefix, {filler} fills in)")
+        color = f"C{[*families.values(), family].index(family)}"
+        low, high = row["bleu"] - row["bleu_low"], row["bleu_high"] - row["bleu"]
+        ax.errorbar(
+            row["ms_batch1"], row["bleu"], yerr=[[low], [high]], fmt="o", color=color,
+            label=None if family in seen else family,
+        )  # fmt: skip
+        seen.add(family)
+        ax.annotate(
+            _short(row), (row["ms_batch1"], row["bleu"]), fontsize=7, color=color,
+            xytext=(4, 4), textcoords="offset points",
+        )  # fmt: skip
+    ax.legend(fontsize=7)
+    ax.set(xscale="log", xlabel="ms per sentence (batch 1)", ylabel="test BLEU (95% interval)")
     ax.grid(alpha=0.3)
     fig.suptitle(f"AR vs mask-predict on {cfg.task} ({cfg.n_test} test sentences)")
     save_figure(fig, out_dir / f"{NAME}.png")
 
-    headers = ["decoding", "BLEU", "exact %", "repeated word %", "ms (batch 1)"]
-    headers += ["ms (batch 32)", "speed-up vs AR greedy (batch 1)"]
+    headers = ["decoding", "BLEU [95%]", "BLEU - AR greedy [95%]", "exact %", "repeated word %"]
+    headers += ["ms (batch 1)", "ms (batch 32)", "speed-up vs AR greedy (batch 1)"]
     body = [
-        [r["decoding"], r["bleu"], 100 * r["exact"], 100 * r["repeats"], r["ms_batch1"]]
-        + [r["ms_batch32"], greedy["ms_batch1"] / r["ms_batch1"]]
+        [f"{r['decoding']}", f"{r['bleu']:.1f} [{r['bleu_low']:.1f}, {r['bleu_high']:.1f}]"]
+        + [f"{r['gap']:+.1f} [{r['gap_low']:+.1f}, {r['gap_high']:+.1f}]" if "gap" in r else "-"]
+        + [100 * r["exact"], 100 * r["repeats"], r["ms_batch1"], r["ms_batch32"]]
+        + [greedy["ms_batch1"] / r["ms_batch1"]]
         for r in rows
     ]
     findings = []
@@ -209,11 +282,19 @@ def run_experiment(cfg: ARvsNARConfig, command: str = "") -> list[dict[str, Any]
         speed = greedy["ms_batch1"] / four["ms_batch1"]
         findings.append(
             f"{four['decoding']}: BLEU {four['bleu']:.1f} against AR greedy's "
-            f"{greedy['bleu']:.1f} (goal: at most 1 below: {'met' if gap <= 1 else 'not met'}), "
+            f"{greedy['bleu']:.1f} (goal: at most 1 below: {'met' if gap <= 1 else 'not met'}; "
+            f"the difference's 95% interval [{four['gap_low']:+.1f}, {four['gap_high']:+.1f}]), "
             f"{speed:.1f}x AR greedy's speed at batch 1 (goal: 3x: "
             f"{'met' if speed >= 3 else 'not met'}); one iteration: BLEU {one['bleu']:.1f}, "
             f"{100 * one['repeats']:.0f}% of outputs repeat a word."
         )
+    for row in rows:
+        if row["run"].startswith("hybrid"):
+            findings.append(
+                f"{row['decoding']}: BLEU {row['bleu']:.1f} ({row['gap']:+.1f} against AR "
+                f"greedy, [{row['gap_low']:+.1f}, {row['gap_high']:+.1f}]), "
+                f"{greedy['ms_batch1'] / row['ms_batch1']:.1f}x AR greedy's speed at batch 1."
+            )
     runs_text = ", ".join(f"{k}: `{v}`" for k, v in runs.items())
     write_page(
         out_dir / f"{NAME}.md",
@@ -229,7 +310,15 @@ def run_experiment(cfg: ARvsNARConfig, command: str = "") -> list[dict[str, Any]
             f"{cfg.n_layer}+{cfg.n_layer} layers, GPT {2 * cfg.n_layer} layers, width "
             f"{cfg.n_embd}; mask-predict with {cfg.length_beam} length candidates; beam search "
             "decodes one sentence at a time at either batch size",
+            f"hybrid: the AR run writes the first {', '.join(map(str, cfg.hybrid_prefix))} "
+            f"words (greedy), the {filler} run fills in with {cfg.hybrid_iterations} "
+            "mask-predict passes",
+            f"BLEU intervals: percentile bootstrap over the test sentences ({cfg.n_resamples} "
+            "resamples; the difference to AR greedy on the same resamples)",
             f"runs: {runs_text}",
+            f"machine load (1/5/15-minute averages) before: {load_before}, after: {_load()}; "
+            f"{(time.perf_counter() - start) / 60:.0f} minutes in all (trained runs are reused "
+            "on a rerun)",
         ],
         findings,
         command=command,
