@@ -265,3 +265,13 @@ def test_bad_tokens_are_one_line_errors_that_leave_the_embedding_alone():
     untied = tiny(tie_weights=False)
     with pytest.raises(GenlabError, match="tied to the embedding"):
         inject.add_adapter(untied, lora(), "a")
+
+
+def test_a_refused_token_list_leaves_no_part_of_the_adapter():
+    model = tiny()
+    before = model.state_dict()
+    with pytest.raises(GenlabError, match="outside the vocabulary"):
+        inject.add_adapter(model, AdapterConfig("lora", rank=2, tokens=(1, 10_000)), "a")
+    assert inject.adapter_names(model) == []
+    assert not list(inject.adapter_layers(model))
+    assert model.state_dict().keys() == before.keys()

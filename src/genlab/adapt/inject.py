@@ -46,7 +46,11 @@ def add_adapter(model: nn.Module, config: AdapterConfig, name: str = "default") 
     if config.tokens:
         from genlab.adapt.tokens import add_token_rows
 
-        add_token_rows(model, config, name)
+        try:
+            add_token_rows(model, config, name)
+        except GenlabError:
+            delete_adapter(model, name)  # nothing of a refused adapter stays in the model
+            raise
         chosen.append("wte")
     set_adapters(model, name)
     return chosen
