@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from genlab.core.errors import GenlabError
 from genlab.recipes.experiments.ar_vs_nar import NAME, ARvsNARConfig, run_experiment
 from references import require
 
@@ -46,3 +47,9 @@ def test_a_toy_run_writes_every_row(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "docs" / f"{NAME}.json").read_text())
     assert len(saved) == len(rows) and "hypotheses" not in saved[0]
     assert (tmp_path / "docs" / f"{NAME}.png").stat().st_size > 1000
+
+
+def test_the_ar_position_encoding_is_checked() -> None:
+    ARvsNARConfig(ar_pos="rope").validate()
+    with pytest.raises(GenlabError, match="ar_pos='alibi'"):
+        ARvsNARConfig(ar_pos="alibi").validate()

@@ -62,6 +62,21 @@ def test_train_then_translate_round_trip(
     assert metrics[-1]["step"] == 6
 
 
+def test_an_ar_run_with_rotary_positions_trains_and_round_trips(tmp_path: Path) -> None:
+    out = train(tmp_path / "rope", "--model", "ar", "--ar-pos", "rope", "--max-steps", "30",
+                "--lr", "3e-3")  # fmt: skip
+    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
+              if "loss" in json.loads(line)]  # fmt: skip
+    assert losses[-1] < losses[0]
+    loaded = genlab.load(out)
+    assert loaded.kind == "gpt-translator" and loaded.config.pos == "rope"
+    assert loaded.model.wpe is None and loaded.model.rotary is not None
+    first, again = open_translator(out), open_translator(out)
+    sources = [p.source for p in translation_pairs(World(0), "cipher_to", 4, "test", seed=1)]
+    assert first.translate(sources) == again.translate(sources, batch_size=1)
+    assert any(first.translate(sources))
+
+
 def test_distillation_replaces_targets_by_the_teacher_s(runs: dict[str, Path]) -> None:
     pairs = translation_pairs(World(0), "cipher_to", 5, "train", seed=1)
     teacher = open_translator(runs["ar"])
@@ -88,6 +103,7 @@ def test_a_jsonl_file_trains_too(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--model", "rnn"], "unknown model 'rnn'; choose from: cmlm, ar"),
+        (["--ar-pos", "alibi"], "unknown ar_pos 'alibi'; choose from: learned, rope"),
         (["--task", "copy"], "unknown task 'copy'"),
         (["--iterations", "0"], "invalid setting iterations=0"),
         (["--max-length", "3"], "longer than max_length=3: raise --max-length"),

@@ -6,11 +6,13 @@ variant by default) or a JSONL file of ``{"source", "target"}`` pairs; one hash 
 text splits a file into train/validation/test, as TinyWorld's keys split its questions. The two
 models see the same pairs and vocabulary: ``model="cmlm"`` trains the conditional masked LM
 (Ghazvininejad et al., 2019), ``model="ar"`` a decoder-only GPT with the source as prefix, of
-twice ``n_layer`` layers so that both have about as many weights. ``distill`` replaces the
-training targets by an AR run's translations of the training sources (sequence-level knowledge
-distillation, Kim & Rush, 2016): one consistent translation per source is what a model that
-writes every word at once finds easiest to match. At the end, validation BLEU and exact match
-are measured with the run's own decoding settings.
+twice ``n_layer`` layers so that both have about as many weights, with learned absolute
+positions or, with ``ar_pos="rope"``, rotary ones (relative: copying a source word from a fixed
+offset is easier to learn). ``distill`` replaces the training targets by an AR run's
+translations of the training sources (sequence-level knowledge distillation, Kim & Rush, 2016):
+one consistent translation per source is what a model that writes every word at once finds
+easiest to match. At the end, validation BLEU and exact match are measured with the run's own
+decoding settings.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from genlab.nets.cmlm import CMLM, CMLMConfig
 from genlab.nets.gpt import GPT, GPTConfig
 
 MODELS = ("cmlm", "ar")
+AR_POSITIONS = ("learned", "rope")  # the AR GPT's position encodings (GPTConfig.pos)
 
 
 @dataclass
@@ -60,6 +63,7 @@ class NARConfig:
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.1  # dropout probability in the model
+    ar_pos: str = "learned"  # AR: the GPT's positions, learned (GPT-2) | rope (rotary)
     length_weight: float = 0.1  # CMLM: weight of the length loss beside the token loss
     distill: str | None = None  # an AR run: train on its translations (Kim & Rush, 2016)
     distill_beam: int = 1  # the teacher's beam width (1: greedy, batched)
@@ -81,6 +85,10 @@ class NARConfig:
     def validate(self) -> None:
         if self.model not in MODELS:
             raise GenlabError(f"unknown model {self.model!r}; choose from: {', '.join(MODELS)}")
+        if self.ar_pos not in AR_POSITIONS:
+            raise GenlabError(
+                f"unknown ar_pos {self.ar_pos!r}; choose from: {', '.join(AR_POSITIONS)}"
+            )
         if self.data == TINYWORLD and self.task not in TASKS:
             raise GenlabError(f"unknown task {self.task!r}; choose from: {', '.join(TASKS)}")
         checks = {
@@ -304,6 +312,7 @@ def build_model(cfg: NARConfig, vocab_size: int) -> nn.Module:
             n_head=cfg.n_head,
             n_embd=cfg.n_embd,
             dropout=cfg.dropout,
+            pos=cfg.ar_pos,
         )
     )
 

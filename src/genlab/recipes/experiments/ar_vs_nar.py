@@ -49,6 +49,7 @@ from genlab.recipes.experiments.report import (
     write_page,
 )
 from genlab.recipes.nar import (
+    AR_POSITIONS,
     Hybrid,
     NARConfig,
     Translator,
@@ -76,6 +77,7 @@ class ARvsNARConfig:
     n_layer: int = 3  # CMLM: encoder and decoder layers each; the GPT has twice as many
     n_embd: int = 256
     n_head: int = 4
+    ar_pos: str = "learned"  # the AR GPT's positions: learned (GPT-2) | rope (rotary)
     iterations: tuple[int, ...] = (1, 2, 4, 10)  # mask-predict passes, a row each
     length_beam: int = 3  # mask-predict's length candidates
     beam: int = 4  # the AR beam search's width
@@ -92,6 +94,7 @@ class ARvsNARConfig:
     def validate(self) -> None:
         checks = {
             "task": self.task in TASKS,
+            "ar_pos": self.ar_pos in AR_POSITIONS,
             "n_test": self.n_test >= 1,
             "n_latency": 1 <= self.n_latency <= self.n_test,
             "iterations": min(self.iterations, default=0) >= 1,
@@ -122,6 +125,7 @@ def train_point(settings: Point, run_dir: Path) -> Metrics:
         n_head=settings["n_head"],
         n_embd=settings["n_embd"],
         distill=settings.get("teacher"),
+        ar_pos=settings.get("ar_pos", "learned"),
         train=TrainConfig(
             max_steps=settings["max_steps"],
             batch_size=settings["batch_size"],
@@ -143,7 +147,10 @@ def train_point(settings: Point, run_dir: Path) -> Metrics:
 def train_runs(cfg: ARvsNARConfig) -> dict[str, Path]:
     """The AR and CMLM runs (and the distilled CMLM), trained unless the sweep has them."""
     out, budget = Path(cfg.sweep_dir) / NAME, cfg.budget()
-    points = [{"model": "ar"}, {"model": "cmlm"}]
+    # ar_pos names the AR point only when it is not the default: runs trained before the option
+    # existed keep their folders (and are reused)
+    ar: Point = {"model": "ar"} | ({"ar_pos": cfg.ar_pos} if cfg.ar_pos != "learned" else {})
+    points = [ar, {"model": "cmlm"}]
     run_sweep(TRAIN_POINT, points, out, budget, cfg.parallel)
     runs = {p["model"]: point_dir(out, TRAIN_POINT, p, budget) / RUN for p in points}
     if cfg.distill:
@@ -307,7 +314,8 @@ def run_experiment(cfg: ARvsNARConfig, command: str = "") -> list[dict[str, Any]
             f"task `{cfg.task}`: {cfg.n_train} training pairs, {cfg.n_test} test sentences "
             f"(batch-1 latency over the first {cfg.n_latency})",
             f"each run {cfg.max_steps} steps of {cfg.batch_size} pairs, lr {cfg.lr}; CMLM "
-            f"{cfg.n_layer}+{cfg.n_layer} layers, GPT {2 * cfg.n_layer} layers, width "
+            f"{cfg.n_layer}+{cfg.n_layer} layers, GPT {2 * cfg.n_layer} layers"
+            f"{' (rotary positions)' if cfg.ar_pos == 'rope' else ''}, width "
             f"{cfg.n_embd}; mask-predict with {cfg.length_beam} length candidates; beam search "
             "decodes one sentence at a time at either batch size",
             f"hybrid: the AR run writes the first {', '.join(map(str, cfg.hybrid_prefix))} "
