@@ -16,6 +16,14 @@ from torch import Tensor, nn
 
 from genlab.adapt.config import AdapterConfig
 from genlab.adapt.layers import AdapterLayer, BottleneckLinear, LoRAConv2d, LoRALinear
+from genlab.adapt.prompt_tuning import (
+    add_prompt,
+    delete_prompt,
+    prompt_names,
+    prompt_weights,
+    set_prompt,
+)
+from genlab.adapt.tokens import add_token_rows
 from genlab.core.errors import GenlabError
 
 
@@ -42,10 +50,10 @@ def add_adapter(model: nn.Module, config: AdapterConfig, name: str = "default") 
     acts, and return the layer names. A soft prompt (``method="prompt"``) goes in front of the
     token embeddings instead (``genlab.adapt.prompt_tuning``); ``config.tokens`` adds trainable
     embedding rows of those tokens (``genlab.adapt.tokens``)."""
+    if "." in name or not name:
+        raise GenlabError(f"adapter name '{name}' must be non-empty and have no '.'")
     chosen = _add_layers(model, config, name)
     if config.tokens:
-        from genlab.adapt.tokens import add_token_rows
-
         try:
             add_token_rows(model, config, name)
         except GenlabError:
@@ -58,11 +66,7 @@ def add_adapter(model: nn.Module, config: AdapterConfig, name: str = "default") 
 
 def _add_layers(model: nn.Module, config: AdapterConfig, name: str) -> list[str]:
     if config.method == "prompt":
-        from genlab.adapt.prompt_tuning import add_prompt
-
         return add_prompt(model, config, name)
-    if "." in name or not name:
-        raise GenlabError(f"adapter name '{name}' must be non-empty and have no '.'")
     chosen = []
     for layer_name, layer in list(model.named_modules()):
         if isinstance(layer, AdapterLayer) or ".base_layer" in layer_name:
@@ -118,8 +122,6 @@ def adapter_names(model: nn.Module) -> list[str]:
     seen: dict[str, None] = {}
     for _, layer in adapter_layers(model):
         seen.update(dict.fromkeys(layer.names))
-    from genlab.adapt.prompt_tuning import prompt_names
-
     seen.update(dict.fromkeys(prompt_names(model)))
     return list(seen)
 
@@ -134,15 +136,11 @@ def set_adapters(model: nn.Module, which: str | Mapping[str, float] | None) -> N
             raise GenlabError(f"no adapter named '{name}'; this model has {', '.join(known)}")
     for _, layer in adapter_layers(model):
         layer.weights = {n: w for n, w in weights.items() if n in layer.names}
-    from genlab.adapt.prompt_tuning import set_prompt
-
     set_prompt(model, weights)
 
 
 def acting(model: nn.Module) -> dict[str, float]:
     """The adapters that act now, with their weights (``set_adapters`` takes this back)."""
-    from genlab.adapt.prompt_tuning import prompt_weights
-
     weights = prompt_weights(model)
     for _, layer in adapter_layers(model):
         weights.update(layer.weights)
@@ -191,8 +189,6 @@ def delete_adapter(model: nn.Module, name: str) -> None:
         if not layer.names:
             parent, _, child = layer_name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, child, layer.base_layer)
-    from genlab.adapt.prompt_tuning import delete_prompt
-
     delete_prompt(model, name)
 
 
@@ -274,8 +270,6 @@ def set_rows(model: nn.Module, per_row: Sequence[str | None] | None) -> None:
     if any(layer.merged for _, layer in layers):
         raise GenlabError("unmerge adapters before choosing them per row")
     names = tuple(dict.fromkeys(n for n in per_row if n is not None))
-    from genlab.adapt.prompt_tuning import prompt_names
-
     prompts = [n for n in names if n in prompt_names(model)]
     if prompts:
         raise GenlabError(

@@ -47,8 +47,6 @@ def add_prompt(model: nn.Module, config: AdapterConfig, name: str) -> list[str]:
         raise GenlabError(
             f"a {type(model).__name__} takes no soft prompt: prompt tuning needs a GPT"
         )
-    if "." in name or not name:
-        raise GenlabError(f"adapter name '{name}' must be non-empty and have no '.'")
     prompt = _soft_prompt(model)
     if prompt is None:
         prompt = model.prefix = SoftPrompt(config.prompt_tokens)
