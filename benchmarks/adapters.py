@@ -28,13 +28,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -56,6 +53,7 @@ from serve import (  # noqa: E402
     requests,
     summarize,
     wait_ready,
+    write_report,
 )
 
 RESULTS = Path(__file__).parent / "results" / "adapters.json"
@@ -211,36 +209,26 @@ def main() -> None:
         f"goal (mixed >= 80% of one adapter's tokens/s, no failure): {'met' if goal else 'MISSED'}"
     )
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "adapters",
-                "date": date.today().isoformat(),
-                "machine": {
-                    "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count(),
-                    "load_average": os.getloadavg(),
-                    "torch": torch.__version__,
-                    "device": args.device,
-                    "threads": args.threads or torch.get_num_threads(),
-                },
-                "model": f"GPT {args.layers} layers x {args.width}, context 512, random weights",
-                "adapters": f"{args.adapters} LoRA, rank {args.rank}, on attn.qkv and attn.proj",
-                "clients": args.clients,
-                "requests_per_scenario": args.requests,
-                "rounds": args.rounds,
-                "max_tokens": args.max_tokens,
-                "scenarios": rows,
-                "merge_round_trip": trip,
-                "goal_met": goal,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_report(
+        args.out,
+        "adapters",
+        {
+            "load_average": os.getloadavg(),
+            "device": args.device,
+            "threads": args.threads or torch.get_num_threads(),
+        },
+        {
+            "model": f"GPT {args.layers} layers x {args.width}, context 512, random weights",
+            "adapters": f"{args.adapters} LoRA, rank {args.rank}, on attn.qkv and attn.proj",
+            "clients": args.clients,
+            "requests_per_scenario": args.requests,
+            "rounds": args.rounds,
+            "max_tokens": args.max_tokens,
+            "scenarios": rows,
+            "merge_round_trip": trip,
+            "goal_met": goal,
+        },
     )
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -252,6 +252,26 @@ def wait_ready(base: str, server: subprocess.Popen, timeout: float = 120) -> Non
     raise SystemExit("genlab serve did not come up")
 
 
+def write_report(path: Path, benchmark: str, machine: dict, results: dict) -> None:
+    """Write a serving benchmark's JSON: its name, the date, the machine (platform, CPUs,
+    torch, plus ``machine``'s entries) and ``results``."""
+    record = {
+        "benchmark": benchmark,
+        "date": date.today().isoformat(),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            **machine,
+        },
+        **results,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=48, help="requests per level")
@@ -334,32 +354,19 @@ def main() -> None:
         f"goal (>= 4x tokens/s at {top['clients']} clients, no failure): {'met' if goal else 'MISSED'}"
     )
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "serve",
-                "date": date.today().isoformat(),
-                "machine": {
-                    "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count(),
-                    "torch": torch.__version__,
-                    "device": args.device,
-                    "server_threads": args.threads or torch.get_num_threads(),
-                },
-                "model": f"GPT {args.layers} layers x {args.width}, context 512, random weights",
-                "requests_per_level": args.requests,
-                "rounds": args.rounds,
-                "max_tokens": args.max_tokens,
-                "levels": rows,
-                "goal_met": goal,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_report(
+        args.out,
+        "serve",
+        {"device": args.device, "server_threads": args.threads or torch.get_num_threads()},
+        {
+            "model": f"GPT {args.layers} layers x {args.width}, context 512, random weights",
+            "requests_per_level": args.requests,
+            "rounds": args.rounds,
+            "max_tokens": args.max_tokens,
+            "levels": rows,
+            "goal_met": goal,
+        },
     )
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

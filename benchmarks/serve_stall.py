@@ -20,14 +20,12 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
-import platform
 import socket
 import statistics
+import sys
 import threading
 import time
 from collections import Counter
-from datetime import date
 from multiprocessing.pool import Pool
 from pathlib import Path
 
@@ -39,6 +37,9 @@ from genlab.data.tokenizer import Tokenizer
 from genlab.nets.gpt import GPT, GPTConfig
 from genlab.serve.api import create_app
 from genlab.serve.engine import Engine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve import write_report  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "serve_stall.json"
 CORPUS = [
@@ -212,33 +213,22 @@ def main() -> None:
     goal = rows["burst"]["p99_ms"] < 50
     print(f"goal (/health p99 < 50 ms during the bursts): {'met' if goal else 'MISSED'}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "serve_stall",
-                "date": date.today().isoformat(),
-                "machine": {
-                    "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count(),
-                    "torch": torch.__version__,
-                },
-                "model": "GPT 2 layers x 128, context 512, random weights",
-                "requests_per_burst": args.requests,
-                "rounds": args.rounds,
-                "body_mib": body_mib,
-                "health": rows,
-                "answers": dict(answers),
-                "answer_median_ms": statistics.median(answer_s) * 1000,
-                "answer_max_ms": max(answer_s) * 1000,
-                "goal_met": goal,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_report(
+        args.out,
+        "serve_stall",
+        {},
+        {
+            "model": "GPT 2 layers x 128, context 512, random weights",
+            "requests_per_burst": args.requests,
+            "rounds": args.rounds,
+            "body_mib": body_mib,
+            "health": rows,
+            "answers": dict(answers),
+            "answer_median_ms": statistics.median(answer_s) * 1000,
+            "answer_max_ms": max(answer_s) * 1000,
+            "goal_met": goal,
+        },
     )
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
