@@ -11,11 +11,12 @@ beam search, and mask-predict at each iteration count: BLEU (sacreBLEU), exact m
 of outputs with a word repeated, and milliseconds per sentence at batch 1 and batch 32. The
 hybrid rows let the AR model write the first k words and mask-predict (the distilled CMLM when
 there is one) fill in the rest. BLEU comes with a 95% bootstrap interval over the test
-sentences, and its difference to AR greedy with a paired one.
+sentences, and its difference to AR greedy with a paired one. How many length candidates
+mask-predict weighs is chosen on the validation split.
 
     genlab experiment ar-vs-nar --device cuda
     genlab experiment ar-vs-nar --device cpu --n-train 20000 --max-steps 1200 --batch-size 64 \
-        --lr 2e-3 --n-layer 2 --n-embd 96                    # one CPU thread, about 30 minutes
+        --lr 2e-3 --n-layer 2 --n-embd 96                    # one CPU thread, about 40 minutes
 
 Goals (issue 18): mask-predict at 4 iterations within 1 BLEU of AR greedy and at least 3x
 faster at batch 1; one iteration shows the quality drop, whatever it is.
@@ -77,9 +78,12 @@ class ARvsNARConfig:
     n_layer: int = 3  # CMLM: encoder and decoder layers each; the GPT has twice as many
     n_embd: int = 256
     n_head: int = 4
-    ar_pos: str = "learned"  # the AR GPT's positions: learned (GPT-2) | rope (rotary)
+    ar_pos: str = "rope"  # the AR GPT's positions: rope (rotary) | learned (GPT-2)
     iterations: tuple[int, ...] = (1, 2, 4, 10)  # mask-predict passes, a row each
-    length_beam: int = 3  # mask-predict's length candidates
+    # mask-predict's length candidates: each CMLM run uses the count with the best validation
+    # BLEU at hybrid_iterations passes (ties to the fewer, the faster), never read off the test
+    length_beam: tuple[int, ...] = (1, 3, 5)
+    n_valid: int = 500  # validation sentences that choose the length candidates
     beam: int = 4  # the AR beam search's width
     distill: bool = True  # also train a CMLM on the AR run's translations
     hybrid_prefix: tuple[int, ...] = (2, 4)  # hybrid rows: words the AR model writes first
@@ -96,6 +100,8 @@ class ARvsNARConfig:
             "task": self.task in TASKS,
             "ar_pos": self.ar_pos in AR_POSITIONS,
             "n_test": self.n_test >= 1,
+            "n_valid": self.n_valid >= 1,
+            "length_beam": min(self.length_beam, default=0) >= 1,
             "n_latency": 1 <= self.n_latency <= self.n_test,
             "iterations": min(self.iterations, default=0) >= 1,
             "beam": self.beam >= 2,
@@ -172,34 +178,66 @@ def _timed(
     return out, 1000 * (time.perf_counter() - start) / len(texts)
 
 
-def measure(cfg: ARvsNARConfig, runs: dict[str, Path]) -> list[dict[str, Any]]:
-    """One row per decoding setting: test BLEU, exact match, repeats, ms per sentence."""
+def choose_length_beams(
+    cfg: ARvsNARConfig, translators: dict[str, Translator]
+) -> dict[str, dict[int, float]]:
+    """Each CMLM run's validation BLEU for every length-candidate count in ``cfg.length_beam``
+    (at the hybrid's number of passes): the page's rows use each run's best."""
+    valid = translation_pairs(World(0), cfg.task, cfg.n_valid, "validation", seed=cfg.seed)
+    sources = [p.source for p in valid]
+    return {
+        run: {
+            k: score(
+                translators[run].translate(
+                    sources, iterations=cfg.hybrid_iterations, length_beam=k, batch_size=32
+                ),
+                valid,
+            )["bleu"]
+            for k in cfg.length_beam
+        }
+        for run in ("cmlm", "cmlm-kd")
+        if run in translators
+    }
+
+
+def best_length_beam(bleus: dict[int, float]) -> int:
+    """The count with the highest BLEU; on a tie the fewest candidates (the fastest)."""
+    return max(sorted(bleus), key=lambda k: bleus[k])
+
+
+def measure(
+    cfg: ARvsNARConfig, runs: dict[str, Path]
+) -> tuple[list[dict[str, Any]], dict[str, dict[int, float]]]:
+    """One row per decoding setting (test BLEU, exact match, repeats, ms per sentence), and the
+    validation BLEUs that chose each CMLM run's length candidates."""
     device = pick_device(cfg.device)
     test = translation_pairs(World(0), cfg.task, cfg.n_test, "test", seed=cfg.seed)
     sources = [p.source for p in test]
-    settings: list[tuple[str, str, dict[str, int]]] = [
-        ("AR greedy", "ar", {"beam": 1}),
-        (f"AR beam {cfg.beam}", "ar", {"beam": cfg.beam}),
-    ]
-    for run in [r for r in ("cmlm", "cmlm-kd") if r in runs]:
-        kd = " + distillation" if run == "cmlm-kd" else ""
-        for n in cfg.iterations:
-            label = f"{'NAR, 1 iteration' if n == 1 else f'mask-predict, {n} iterations'}{kd}"
-            settings.append((label, run, {"iterations": n, "length_beam": cfg.length_beam}))
     filler = "cmlm-kd" if "cmlm-kd" in runs else "cmlm"
-    for k in cfg.hybrid_prefix:
-        words = f"{k} word" + ("s" if k != 1 else "")
-        label = f"hybrid: AR writes {words}, mask-predict {cfg.hybrid_iterations} fills in"
-        decoding = {"iterations": cfg.hybrid_iterations, "length_beam": cfg.length_beam}
-        settings.append((label, f"hybrid-{k}", decoding | {"prefix_tokens": k}))
     rows: list[dict[str, Any]] = []
     references = [p.target for p in test]
     with torch.inference_mode():
         translators = {name: open_translator(path, device) for name, path in runs.items()}
+        valid_bleus = choose_length_beams(cfg, translators)
+        chosen = {run: best_length_beam(bleus) for run, bleus in valid_bleus.items()}
         for k in cfg.hybrid_prefix:
             nar, ar = translators[filler], translators["ar"]
             assert isinstance(ar.model, GPT)
             translators[f"hybrid-{k}"] = Hybrid(nar.model, nar.vocab, ar.model, k)
+        settings: list[tuple[str, str, dict[str, int]]] = [
+            ("AR greedy", "ar", {"beam": 1}),
+            (f"AR beam {cfg.beam}", "ar", {"beam": cfg.beam}),
+        ]
+        for run in chosen:
+            kd = " + distillation" if run == "cmlm-kd" else ""
+            for n in cfg.iterations:
+                label = f"{'NAR, 1 iteration' if n == 1 else f'mask-predict, {n} iterations'}{kd}"
+                settings.append((label, run, {"iterations": n, "length_beam": chosen[run]}))
+        for k in cfg.hybrid_prefix:
+            words = f"{k} word" + ("s" if k != 1 else "")
+            label = f"hybrid: AR writes {words}, mask-predict {cfg.hybrid_iterations} fills in"
+            decoding = {"iterations": cfg.hybrid_iterations, "length_beam": chosen[filler]}
+            settings.append((label, f"hybrid-{k}", decoding | {"prefix_tokens": k}))
         for label, run, decoding in settings:
             translator = translators[run]
             options = {k: v for k, v in decoding.items() if k != "prefix_tokens"}
@@ -214,7 +252,7 @@ def measure(cfg: ARvsNARConfig, runs: dict[str, Path]) -> list[dict[str, Any]]:
                 | {"ms_batch1": ms_1, "ms_batch32": ms_32, "examples": hyps[:3]}
                 | {"hypotheses": hyps}
             )
-    return rows
+    return rows, valid_bleus
 
 
 def _short(row: dict[str, Any]) -> str:
@@ -240,10 +278,11 @@ def run_experiment(cfg: ARvsNARConfig, command: str = "") -> list[dict[str, Any]
     cfg.validate()
     load_before, start = _load(), time.perf_counter()
     runs = train_runs(cfg)
-    rows = measure(cfg, runs)
+    rows, valid_bleus = measure(cfg, runs)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / f"{NAME}.json", [_public(r) for r in rows])
+    report = {"rows": [_public(r) for r in rows], "length_beam_valid_bleu": valid_bleus}
+    atomic_write_json(out_dir / f"{NAME}.json", report)
 
     greedy = rows[0]
     filler = "cmlm-kd" if "cmlm-kd" in runs else "cmlm"
@@ -303,6 +342,12 @@ def run_experiment(cfg: ARvsNARConfig, command: str = "") -> list[dict[str, Any]
                 f"{greedy['ms_batch1'] / row['ms_batch1']:.1f}x AR greedy's speed at batch 1."
             )
     runs_text = ", ".join(f"{k}: `{v}`" for k, v in runs.items())
+    choices = "; ".join(
+        f"{run}: {best_length_beam(bleus)} ("
+        + ", ".join(f"{k}: {bleu:.1f}" for k, bleu in bleus.items())
+        + ")"
+        for run, bleus in valid_bleus.items()
+    )
     write_page(
         out_dir / f"{NAME}.md",
         "Autoregressive vs non-autoregressive translation",
@@ -316,8 +361,9 @@ def run_experiment(cfg: ARvsNARConfig, command: str = "") -> list[dict[str, Any]
             f"each run {cfg.max_steps} steps of {cfg.batch_size} pairs, lr {cfg.lr}; CMLM "
             f"{cfg.n_layer}+{cfg.n_layer} layers, GPT {2 * cfg.n_layer} layers"
             f"{' (rotary positions)' if cfg.ar_pos == 'rope' else ''}, width "
-            f"{cfg.n_embd}; mask-predict with {cfg.length_beam} length candidates; beam search "
-            "decodes one sentence at a time at either batch size",
+            f"{cfg.n_embd}; beam search decodes one sentence at a time at either batch size",
+            f"mask-predict's length candidates chosen on {cfg.n_valid} validation sentences "
+            f"at {cfg.hybrid_iterations} passes (validation BLEU per count): {choices}",
             f"hybrid: the AR run writes the first {', '.join(map(str, cfg.hybrid_prefix))} "
             f"words (greedy), the {filler} run fills in with {cfg.hybrid_iterations} "
             "mask-predict passes",
