@@ -53,6 +53,7 @@ from genlab.methods.autoregressive.decoding import Generation, generate
 from genlab.methods.autoregressive.padding import pad_right
 from genlab.methods.autoregressive.scoring import sequence_logprobs
 from genlab.nets.gpt import GPT, IGNORE_INDEX
+from genlab.prompting.layout import direct, qa_text, question, with_demos
 
 EVAL_SPLITS = ("test", "validation")
 
@@ -83,11 +84,6 @@ class EvalSettings:
             raise GenlabError(f"best_of_n must be >= 1, got {self.best_of_n}")
 
 
-def qa_text(prompt: str, answer: str) -> str:
-    """One solved task in the plain-text layout of pretraining's task text and few-shot prompts."""
-    return f"Question: {prompt}\nAnswer: {answer}"
-
-
 def heldout_examples(
     world_seed: int, families: Sequence[str], n_per_family: int, seed: int = 0, split: str = "test"
 ) -> list[Example]:
@@ -114,12 +110,12 @@ def few_shot_prompts(
     for ex in examples:
         if ex.family not in solved:
             found = make_examples(world, ex.family, shots, "train", seed + 1)
-            solved[ex.family] = [qa_text(s.prompt, f"The answer is {s.answer}.") for s in found]
-        question = f"Question: {ex.prompt}\nAnswer:"
+            solved[ex.family] = [qa_text(s.prompt, direct(s.answer)) for s in found]
+        asked = question(ex.prompt)
         for k in range(len(solved[ex.family]), -1, -1):
             ids = [
                 tokenizer.bos_id,
-                *tokenizer.encode("\n\n".join([*solved[ex.family][:k], question])),
+                *tokenizer.encode(with_demos(solved[ex.family][:k], asked)),
             ]
             if len(ids) <= max_len:
                 break

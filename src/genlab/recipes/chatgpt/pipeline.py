@@ -14,7 +14,7 @@ from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_json, read_json
 from genlab.data.records import write_jsonl
 from genlab.data.tinyworld import World, make_examples
-from genlab.recipes.chatgpt.evaluate import qa_text
+from genlab.prompting.layout import direct, qa_text
 from genlab.recipes.chatgpt.presets import ChatGPTConfig
 from genlab.recipes.pretrain import pretrain
 from genlab.recipes.stages import (
@@ -49,7 +49,7 @@ def pretraining_documents(cfg: ChatGPTConfig) -> list[str]:
                 "\n\n".join(
                     qa_text(
                         e.prompt,
-                        e.worked_solution if rng.random() < 0.5 else f"The answer is {e.answer}.",
+                        e.worked_solution if rng.random() < 0.5 else direct(e.answer),
                     )
                     for e in solved[i : i + k]
                 )

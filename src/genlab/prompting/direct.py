@@ -1,0 +1,49 @@
+"""Answering without steps: zero-shot and in-context learning with k demonstrations.
+
+Zero-shot asks the question alone in pretraining's layout; few-shot puts ``shots`` solved examples
+of the same family before it (GPT-3, Brown et al., 2020), chosen and labelled as
+:mod:`genlab.prompting.demos` says. The model's line after ``Answer:`` is the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from genlab.data.tinyworld.families.base import Example
+from genlab.prompting.demos import label_space, select, shown_answers
+from genlab.prompting.layout import direct, qa_text, question, with_demos
+from genlab.prompting.lm import LM
+from genlab.prompting.settings import Outcome, PromptSettings, outcome
+
+STOP = ("\n",)  # an answer is one line
+
+
+def few_shot_prompt(example: Example, pool: Sequence[Example], settings: PromptSettings) -> str:
+    """``settings.shots`` demonstrations (their labels gold or random), then the question."""
+    rng = settings.rng(example)
+    demos = select(pool, example, settings.shots, rng, settings.selection)
+    shown = shown_answers(demos, settings.labels, label_space(pool, example.family), rng)
+    return with_demos(
+        [qa_text(d.prompt, direct(a)) for d, a in zip(demos, shown, strict=True)],
+        question(example.prompt),
+    )
+
+
+def answer_directly(
+    lm: LM, examples: Sequence[Example], prompts: Sequence[str], settings: PromptSettings
+) -> list[Outcome]:
+    texts = lm.generate_until(prompts, STOP, settings.max_tokens, seed=settings.seed)
+    return [outcome(e, t[0]) for e, t in zip(examples, texts, strict=True)]
+
+
+def zero_shot(lm: LM, examples: Sequence[Example], settings: PromptSettings) -> list[Outcome]:
+    """Each question alone."""
+    return answer_directly(lm, examples, [question(e.prompt) for e in examples], settings)
+
+
+def few_shot(
+    lm: LM, examples: Sequence[Example], pool: Sequence[Example], settings: PromptSettings
+) -> list[Outcome]:
+    """Each question after ``settings.shots`` demonstrations from ``pool``."""
+    prompts = [few_shot_prompt(e, pool, settings) for e in examples]
+    return answer_directly(lm, examples, prompts, settings)

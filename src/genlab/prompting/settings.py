@@ -1,0 +1,93 @@
+"""What every prompting strategy is told, and what it gives back for each question."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from genlab.core.errors import GenlabError
+from genlab.data.tinyworld.answers import check, extract_answer
+from genlab.data.tinyworld.families.base import Example
+from genlab.metrics.bootstrap import Interval, bootstrap_mean
+from genlab.prompting.demos import LABELS, SELECTIONS
+
+STRATEGIES = ("zero-shot", "few-shot", "cot", "zs-cot", "self-consistency", "least-to-most")
+
+
+@dataclass
+class PromptSettings:
+    """One strategy and its knobs; every strategy decodes greedily but self-consistency."""
+
+    strategy: str = (
+        "few-shot"  # zero-shot | few-shot | cot | zs-cot | self-consistency | least-to-most
+    )
+    shots: int = 3  # demonstrations per prompt (few-shot, cot, self-consistency, least-to-most)
+    labels: str = "gold"  # the demonstrations' answers: gold | random (Min et al., 2022)
+    selection: str = "random"  # which demonstrations: random | similar (most words in common)
+    samples: int = 5  # self-consistency: reasoning paths sampled per question
+    temperature: float = 0.7  # self-consistency: their sampling temperature
+    reasoning: bool = True  # self-consistency over chains of thought (False: over bare answers)
+    max_tokens: int = 24  # tokens for an answer
+    reasoning_tokens: int = 96  # tokens for a chain of thought or a decomposition
+    seed: int = 0  # demonstrations drawn and samples taken
+
+    def __post_init__(self) -> None:
+        checks = {
+            "strategy": self.strategy in STRATEGIES,
+            "shots": self.shots >= 0,
+            "labels": self.labels in LABELS,
+            "selection": self.selection in SELECTIONS,
+            "samples": self.samples >= 1,
+            "temperature": self.temperature >= 0,
+            "max_tokens": self.max_tokens >= 1,
+            "reasoning_tokens": self.reasoning_tokens >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise GenlabError(f"invalid prompting setting {name}={getattr(self, name)!r}")
+
+    def rng(self, example: Example) -> random.Random:
+        """The draws for one question: the same whatever else is evaluated with it."""
+        return random.Random(f"genlab/prompting/{self.seed}/{example.family}/{example.prompt}")
+
+
+@dataclass
+class Outcome:
+    """A question answered: the final answer, whether it is right, the model's texts (every
+    sample, every stage) and, for a vote, the winner's share and the number of distinct answers."""
+
+    example: Example
+    answer: str
+    correct: bool
+    completions: list[str] = field(default_factory=list)
+    share: float = 1.0
+    distinct: int = 1
+
+
+def answer_of(text: str) -> str:
+    """The final answer a continuation states ("... The answer is X.")."""
+    return extract_answer(text)
+
+
+def judge(example: Example, answer: str) -> bool:
+    """Whether an extracted answer is the reference, by the family's rule (a hedge scores 0)."""
+    return check(
+        answer,
+        example.answer,
+        example.match,
+        case_sensitive=example.case_sensitive,
+        options=example.options,
+    ).correct
+
+
+def outcome(example: Example, text: str, completions: Sequence[str] | None = None) -> Outcome:
+    answer = answer_of(text)
+    return Outcome(example, answer, judge(example, answer), list(completions or [text]))
+
+
+def accuracy(outcomes: Sequence[Outcome], seed: int = 0, n_resamples: int = 2000) -> Interval:
+    """Accuracy with a 95% percentile-bootstrap interval over the questions."""
+    if not outcomes:
+        raise GenlabError("no questions were answered: nothing to score")
+    return bootstrap_mean([float(o.correct) for o in outcomes], n_resamples=n_resamples, seed=seed)
