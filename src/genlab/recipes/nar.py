@@ -6,9 +6,10 @@ variant by default) or a JSONL file of ``{"source", "target"}`` pairs; one hash 
 text splits a file into train/validation/test, as TinyWorld's keys split its questions. The two
 models see the same pairs and vocabulary: ``model="cmlm"`` trains the conditional masked LM
 (Ghazvininejad et al., 2019), ``model="ar"`` a decoder-only GPT with the source as prefix, of
-twice ``n_layer`` layers so that both have about as many weights, with learned absolute
-positions or, with ``ar_pos="rope"``, rotary ones (relative: copying a source word from a fixed
-offset is easier to learn). ``distill`` replaces the training targets by an AR run's
+twice ``n_layer`` layers so that both have about as many weights, with rotary positions
+(``ar_pos="rope"``, the default: relative, so copying a source word from a fixed offset is easy
+to learn; with GPT-2's learned absolute ones, ``"learned"``, the CPU-size run reached BLEU 33
+where rotary reached 99). ``distill`` replaces the training targets by an AR run's
 translations of the training sources (sequence-level knowledge distillation, Kim & Rush, 2016):
 one consistent translation per source is what a model that writes every word at once finds
 easiest to match. At the end, validation BLEU and exact match are measured with the run's own
@@ -63,7 +64,7 @@ class NARConfig:
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.1  # dropout probability in the model
-    ar_pos: str = "learned"  # AR: the GPT's positions, learned (GPT-2) | rope (rotary)
+    ar_pos: str = "rope"  # AR: the GPT's positions, rope (rotary) | learned (GPT-2)
     length_weight: float = 0.1  # CMLM: weight of the length loss beside the token loss
     distill: str | None = None  # an AR run: train on its translations (Kim & Rush, 2016)
     distill_beam: int = 1  # the teacher's beam width (1: greedy, batched)
