@@ -23,10 +23,16 @@ from genlab.recipes.diffusion import ImageTrainConfig
 from genlab.recipes.experiments import (
     adapters,
     ar_vs_nar,
+    chain_of_thought,
     diffusion_guidance,
     diffusion_prediction,
     diffusion_steps,
+    icl_wrong_labels,
+    instruction_tuning,
+    least_to_most,
+    prompting_all,
     rlhf_vs_size,
+    self_consistency,
 )
 from genlab.recipes.experiments.diffusion_guidance import GuidanceConfig
 from genlab.recipes.experiments.diffusion_prediction import PredictionConfig
@@ -473,6 +479,12 @@ EXPERIMENTS = (
     rlhf_vs_size,
     ar_vs_nar,
     adapters,
+    icl_wrong_labels,
+    instruction_tuning,
+    chain_of_thought,
+    self_consistency,
+    least_to_most,
+    prompting_all,
 )
 
 

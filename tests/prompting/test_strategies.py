@@ -216,3 +216,13 @@ def test_scores_per_family_have_intervals_and_bad_settings_are_refused() -> None
         PromptSettings("tree")
     with pytest.raises(GenlabError, match="needs demonstrations"):
         answer(lm, questions, [], PromptSettings("few-shot"))
+
+
+def test_an_instruction_goes_bare_to_a_chat_model_and_its_whole_reply_is_read() -> None:
+    questions = family("addition", 3)
+    sums = {e.prompt: e for e in questions}
+    lm = ScriptedLM(lambda p, j: f"Sure! {' '.join(sums[p].steps)} The answer is {sums[p].answer}.")
+    outcomes = answer(lm, questions, [], PromptSettings("instruction", reasoning_tokens=64))
+    assert all(o.correct for o in outcomes)
+    assert lm.requests[0].prompts == [e.prompt for e in questions]  # no layout, no demonstrations
+    assert lm.requests[0].stop == () and lm.requests[0].max_tokens == 64

@@ -43,3 +43,10 @@ def test_the_cli_evaluates_a_url(open_server, tmp_path: Path) -> None:
           "--max-tokens", "4", "--out", str(out)])  # fmt: skip
     report = json.loads(out.read_text())
     assert report["results"]["chat"]["n"] == 3 and report["model"] == open_server.url
+
+
+def test_a_chat_endpoint_answers_as_the_run_folder_in_chat_mode(open_server, run_dir) -> None:
+    settings = PromptSettings("instruction", reasoning_tokens=6)
+    served = answer(OpenAILM(open_server.url, chat=True), QUESTIONS, [], settings)
+    local = answer(LocalLM(run_dir, device="cpu", chat=True), QUESTIONS, [], settings)
+    assert [o.completions for o in served] == [o.completions for o in local]

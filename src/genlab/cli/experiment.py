@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
+from functools import reduce
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,17 +19,29 @@ from genlab.core.config import format_value
 from genlab.recipes.experiments import (
     adapters,
     ar_vs_nar,
+    chain_of_thought,
     diffusion_guidance,
     diffusion_prediction,
     diffusion_steps,
+    icl_wrong_labels,
+    instruction_tuning,
+    least_to_most,
+    prompting_all,
     rlhf_vs_size,
+    self_consistency,
 )
 from genlab.recipes.experiments.adapters import AdaptersConfig
 from genlab.recipes.experiments.ar_vs_nar import ARvsNARConfig
+from genlab.recipes.experiments.chain_of_thought import ChainOfThoughtConfig
 from genlab.recipes.experiments.diffusion_guidance import GuidanceConfig
 from genlab.recipes.experiments.diffusion_prediction import PredictionConfig
 from genlab.recipes.experiments.diffusion_steps import StepsConfig
+from genlab.recipes.experiments.icl_wrong_labels import WrongLabelsConfig
+from genlab.recipes.experiments.instruction_tuning import InstructionTuningConfig
+from genlab.recipes.experiments.least_to_most import LeastToMostConfig
+from genlab.recipes.experiments.prompting_all import PromptingAllConfig
 from genlab.recipes.experiments.rlhf_vs_size import RLHFSizeConfig
+from genlab.recipes.experiments.self_consistency import SelfConsistencyConfig
 
 experiment = typer.Typer(
     help="Run an experiment: a claim, measured, written to docs/experiments/.",
@@ -44,7 +57,7 @@ def command_line(verb: str, cfg: Any, aliases: Mapping[str, str] | None = None) 
     where it has one."""
     parts = ["genlab", "experiment", verb]
     for key, flags in option_names(type(cfg), aliases).items():
-        flag, value = flags[-1], getattr(cfg, key)
+        flag, value = flags[-1], reduce(getattr, key.split("."), cfg)
         if isinstance(value, bool):
             parts.append(flag if value else f"--no-{flag[2:]}")
         else:
@@ -99,3 +112,45 @@ def adapters_verb(cfg: AdaptersConfig) -> None:
 def ar_vs_nar_verb(cfg: ARvsNARConfig) -> None:
     """AR greedy and beam against mask-predict at 1-10 iterations: BLEU and ms per sentence."""
     _run(ar_vs_nar, cfg)
+
+
+@experiment.command("icl-wrong-labels")
+@config_command(WrongLabelsConfig)
+def icl_wrong_labels_verb(cfg: WrongLabelsConfig) -> None:
+    """In-context demonstrations with gold, random or no labels, on each size of the ladder."""
+    _run(icl_wrong_labels, cfg)
+
+
+@experiment.command("instruction-tuning")
+@config_command(InstructionTuningConfig)
+def instruction_tuning_verb(cfg: InstructionTuningConfig) -> None:
+    """Zero-shot accuracy on held-out task families before and after SFT, by model size."""
+    _run(instruction_tuning, cfg)
+
+
+@experiment.command("chain-of-thought")
+@config_command(ChainOfThoughtConfig)
+def chain_of_thought_verb(cfg: ChainOfThoughtConfig) -> None:
+    """Direct answers against few-shot and zero-shot chain of thought, by model size."""
+    _run(chain_of_thought, cfg)
+
+
+@experiment.command("self-consistency")
+@config_command(SelfConsistencyConfig)
+def self_consistency_verb(cfg: SelfConsistencyConfig) -> None:
+    """Majority vote over 1-20 sampled answers, chains of thought against bare answers."""
+    _run(self_consistency, cfg)
+
+
+@experiment.command("least-to-most")
+@config_command(LeastToMostConfig)
+def least_to_most_verb(cfg: LeastToMostConfig) -> None:
+    """Short demonstrations, long questions: chain of thought against least-to-most."""
+    _run(least_to_most, cfg)
+
+
+@experiment.command("prompting-all")
+@config_command(PromptingAllConfig)
+def prompting_all_verb(cfg: PromptingAllConfig) -> None:
+    """The ladder, then every prompting experiment's page."""
+    _run(prompting_all, cfg)

@@ -1,8 +1,11 @@
-"""Answering without steps: zero-shot and in-context learning with k demonstrations.
+"""Answering without steps: zero-shot, in-context learning with k demonstrations, and the bare
+instruction for a chat model.
 
 Zero-shot asks the question alone in pretraining's layout; few-shot puts ``shots`` solved examples
 of the same family before it (GPT-3, Brown et al., 2020), chosen and labelled as
-:mod:`genlab.prompting.demos` says. The model's line after ``Answer:`` is the answer.
+:mod:`genlab.prompting.demos` says. The model's line after ``Answer:`` is the answer. An
+instruction-tuned model (FLAN, Wei et al., 2022) is asked the bare instruction as the user's
+message, with no layout and no demonstrations, and its whole reply is read for the answer.
 """
 
 from __future__ import annotations
@@ -47,3 +50,12 @@ def few_shot(
     """Each question after ``settings.shots`` demonstrations from ``pool``."""
     prompts = [few_shot_prompt(e, pool, settings) for e in examples]
     return answer_directly(lm, examples, prompts, settings)
+
+
+def instruction(lm: LM, examples: Sequence[Example], settings: PromptSettings) -> list[Outcome]:
+    """Each bare instruction, for a chat model (the model's end of turn ends the reply, which
+    may hold worked steps before the answer)."""
+    texts = lm.generate_until(
+        [e.prompt for e in examples], (), settings.reasoning_tokens, seed=settings.seed
+    )
+    return [outcome(e, t[0]) for e, t in zip(examples, texts, strict=True)]

@@ -12,16 +12,26 @@ from genlab.data.tinyworld.families.base import Example
 from genlab.metrics.bootstrap import Interval, bootstrap_mean
 from genlab.prompting.demos import LABELS, SELECTIONS
 
-STRATEGIES = ("zero-shot", "few-shot", "cot", "zs-cot", "self-consistency", "least-to-most")
+STRATEGIES = (
+    "zero-shot",
+    "few-shot",
+    "cot",
+    "zs-cot",
+    "self-consistency",
+    "least-to-most",
+    "instruction",
+)
+STRATEGY_HELP = (
+    "zero-shot | few-shot | cot | zs-cot | self-consistency | least-to-most | instruction "
+    "(a chat model's bare question)"
+)
 
 
 @dataclass
 class PromptSettings:
     """One strategy and its knobs; every strategy decodes greedily but self-consistency."""
 
-    strategy: str = (
-        "few-shot"  # zero-shot | few-shot | cot | zs-cot | self-consistency | least-to-most
-    )
+    strategy: str = field(default="few-shot", metadata={"help": STRATEGY_HELP})
     shots: int = 3  # demonstrations per prompt (few-shot, cot, self-consistency, least-to-most)
     labels: str = "gold"  # the demonstrations' answers: gold | random (Min et al., 2022)
     selection: str = "random"  # which demonstrations: random | similar (most words in common)

@@ -8,7 +8,7 @@ from typing import Any
 from genlab.core.errors import GenlabError
 from genlab.data.tinyworld.families.base import Example
 from genlab.prompting.cot import chain_of_thought, zero_shot_cot
-from genlab.prompting.direct import few_shot, zero_shot
+from genlab.prompting.direct import few_shot, instruction, zero_shot
 from genlab.prompting.least_to_most import least_to_most
 from genlab.prompting.lm import LM
 from genlab.prompting.self_consistency import self_consistency
@@ -38,6 +38,8 @@ def answer(
             return self_consistency(lm, examples, pool, settings)
         case "least-to-most":
             return least_to_most(lm, examples, pool, settings)
+        case "instruction":
+            return instruction(lm, examples, settings)
     raise GenlabError(f"unknown strategy {settings.strategy!r}")
 
 

@@ -9,12 +9,13 @@ bootstrap interval over its questions.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_json
 from genlab.prompting import PromptSettings, answer, by_family, open_lm
+from genlab.prompting.settings import STRATEGY_HELP
 from genlab.prompting.tasks import load_tasks
 
 
@@ -24,9 +25,8 @@ class EvalConfig:
 
     model: str = ""  # a run folder, or http://host:port of an OpenAI-compatible server
     tasks: str = "addition,sentiment"  # TinyWorld families (comma-separated) or a FILE.jsonl
-    strategy: str = (
-        "few-shot"  # zero-shot | few-shot | cot | zs-cot | self-consistency | least-to-most
-    )
+    strategy: str = field(default="few-shot", metadata={"help": STRATEGY_HELP})
+    chat: bool = False  # the model is chat-tuned: each prompt goes in as the user's message
     shots: int = 3  # demonstrations per prompt
     samples: int = 5  # self-consistency: answers sampled per question
     temperature: float = 0.7  # self-consistency: their temperature (the rest is greedy)
@@ -55,7 +55,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         raise GenlabError("give --model: a run folder or http://host:port of a server")
     settings = cfg.settings()
     questions, pool = load_tasks(cfg.tasks, cfg.split, cfg.n_per_family, cfg.world, cfg.seed)
-    lm = open_lm(cfg.model, cfg.device, cfg.served_model or None)
+    lm = open_lm(cfg.model, cfg.device, cfg.served_model or None, cfg.chat)
     start = time.perf_counter()
     outcomes = answer(lm, questions, pool, settings)
     seconds = time.perf_counter() - start

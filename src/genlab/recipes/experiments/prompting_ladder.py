@@ -1,0 +1,134 @@
+"""What the prompting experiments share: ask every rung of the ladder the same questions under
+several prompting arms, score each cell with an interval, and write the page.
+
+Each cell (rung x arm) is scored over the same questions, so two arms' difference is measured
+per question (a paired bootstrap), not from two separate intervals.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from genlab.data.tinyworld.families.base import Example
+from genlab.metrics.bootstrap import bootstrap_mean
+from genlab.prompting import LocalLM, Outcome, PromptSettings, answer
+from genlab.recipes.experiments.report import new_figure, save_figure
+
+Row = dict[str, Any]
+
+
+def load_average() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+
+
+def cell(rung: str, params: int, arm: str, outcomes: Sequence[Outcome], seconds: float) -> Row:
+    """One rung under one arm: accuracy with its 95% interval, per family, and the vote's
+    diversity where there was a vote."""
+    overall = bootstrap_mean([float(o.correct) for o in outcomes])
+    families = dict.fromkeys(o.example.family for o in outcomes)
+    return {
+        "rung": rung,
+        "params": params,
+        "arm": arm,
+        "accuracy": overall.mean,
+        "low": overall.low,
+        "high": overall.high,
+        "n": len(outcomes),
+        "families": {
+            f: sum(o.correct for o in outcomes if o.example.family == f)
+            / sum(o.example.family == f for o in outcomes)
+            for f in families
+        },
+        "distinct": sum(o.distinct for o in outcomes) / len(outcomes),
+        "share": sum(o.share for o in outcomes) / len(outcomes),
+        "seconds": seconds,
+        "correct": [o.correct for o in outcomes],
+        "examples": [
+            {"prompt": o.example.prompt, "reference": o.example.answer, "answer": o.answer}
+            | {"completions": o.completions[:3]}
+            for o in outcomes[:3]
+        ],
+    }
+
+
+def ask_ladder(
+    runs: Mapping[str, Path],
+    arms: Mapping[str, PromptSettings],
+    questions: Sequence[Example],
+    pool: Sequence[Example],
+    device: str,
+    pools: Mapping[str, Sequence[Example]] | None = None,
+) -> list[Row]:
+    """Every rung under every arm (``pools`` may give an arm its own demonstrations)."""
+    rows = []
+    for rung, run in runs.items():
+        lm = LocalLM(run, device=device)
+        params = sum(p.numel() for p in lm.model.parameters())
+        for arm, settings in arms.items():
+            start = time.perf_counter()
+            outcomes = answer(lm, questions, (pools or {}).get(arm, pool), settings)
+            rows.append(cell(rung, params, arm, outcomes, time.perf_counter() - start))
+    return rows
+
+
+def paired_gap(rows: Sequence[Row], rung: str, a: str, b: str) -> tuple[float, float, float]:
+    """Arm ``a`` minus arm ``b`` on one rung, over the same questions: mean and 95% interval."""
+    first = next(r for r in rows if r["rung"] == rung and r["arm"] == a)["correct"]
+    second = next(r for r in rows if r["rung"] == rung and r["arm"] == b)["correct"]
+    gap = bootstrap_mean([float(x) - float(y) for x, y in zip(first, second, strict=True)])
+    return gap.mean, gap.low, gap.high
+
+
+def pct(row: Row) -> str:
+    return f"{100 * row['accuracy']:.1f} [{100 * row['low']:.1f}, {100 * row['high']:.1f}]"
+
+
+def gap_text(gap: tuple[float, float, float]) -> str:
+    mean, low, high = gap
+    return f"{100 * mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def ladder_table(rows: Sequence[Row], arms: Sequence[str]) -> tuple[list[str], list[list[Any]]]:
+    """Headers and body: one line per rung, a column per arm (accuracy % [95%])."""
+    rungs = list(dict.fromkeys(r["rung"] for r in rows))
+    body = []
+    for rung in rungs:
+        own = {r["arm"]: r for r in rows if r["rung"] == rung}
+        first = next(iter(own.values()))
+        body.append([rung, f"{first['params'] / 1e6:.2f}M", *(pct(own[a]) for a in arms)])
+    return ["model", "weights", *(f"{a} %" for a in arms)], body
+
+
+def ladder_figure(rows: Sequence[Row], arms: Sequence[str], path: Path, title: str) -> None:
+    """Accuracy against weights, a line per arm, with the 95% intervals."""
+    fig = new_figure(6.5, 4.0)
+    ax = fig.subplots()
+    for i, arm in enumerate(arms):
+        own = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["params"])
+        xs = [r["params"] for r in own]
+        ys = [100 * r["accuracy"] for r in own]
+        err = [
+            [100 * (r["accuracy"] - r["low"]) for r in own],
+            [100 * (r["high"] - r["accuracy"]) for r in own],
+        ]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=arm, color=f"C{i}")
+    ax.set(xscale="log", xlabel="weights", ylabel="accuracy % (95% interval)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def public(rows: Sequence[Row]) -> list[Row]:
+    """Rows without the per-question flags (kept only for paired differences)."""
+    return [{k: v for k, v in r.items() if k != "correct"} for r in rows]
+
+
+def load_note(before: str, start: float) -> str:
+    return (
+        f"machine load (1/5/15-minute averages) before: {before}, after: {load_average()}; "
+        f"{(time.perf_counter() - start) / 60:.1f} minutes in all (a trained ladder is reused)"
+    )
