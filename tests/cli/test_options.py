@@ -30,6 +30,7 @@ from genlab.recipes.experiments import (
     icl_wrong_labels,
     instruction_tuning,
     least_to_most,
+    prompt_search,
     prompting_all,
     rlhf_vs_size,
     self_consistency,
@@ -484,6 +485,7 @@ EXPERIMENTS = (
     chain_of_thought,
     self_consistency,
     least_to_most,
+    prompt_search,
     prompting_all,
 )
 

@@ -14,6 +14,7 @@ from genlab.recipes.experiments import (
     icl_wrong_labels,
     instruction_tuning,
     least_to_most,
+    prompt_search,
     self_consistency,
 )
 from genlab.recipes.experiments.ladder import LadderConfig, ladder_documents, ladder_runs
@@ -111,3 +112,16 @@ def test_instruction_tuning_tunes_each_rung_without_the_held_out_families(ladder
     )
     assert not set(record["families"]) & set(cfg.held_out)
     check_page(tmp_path, instruction_tuning.NAME, rows, "after - before zero-shot [95%]")
+
+
+def test_prompt_search_scores_every_arm_on_the_test_pairs(ladder, tmp_path: Path) -> None:
+    cfg = prompt_search.PromptSearchConfig(
+        tasks=("reverse",), n_train=40, n_valid=4, n_test=5, candidates=2, keep=1,
+        prompt_tokens=2, soft_steps=2, device="cpu", out_dir=str(tmp_path), ladder=ladder,
+    )  # fmt: skip
+    train = prompt_search.pairs("reverse", "train", 40, 0, 0)
+    assert all(p.input.strip("'")[::-1] == p.output for p in train)
+    [row] = prompt_search.run_experiment(cfg)
+    assert row["instructions"]["hand-written"] == "Spell this word backwards:"
+    assert all(0 <= row[arm][1] <= row[arm][0] <= row[arm][2] <= 1 for arm in prompt_search.ARMS)
+    check_page(tmp_path, prompt_search.NAME, [row], "soft prompt %")

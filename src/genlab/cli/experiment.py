@@ -26,6 +26,7 @@ from genlab.recipes.experiments import (
     icl_wrong_labels,
     instruction_tuning,
     least_to_most,
+    prompt_search,
     prompting_all,
     rlhf_vs_size,
     self_consistency,
@@ -39,6 +40,7 @@ from genlab.recipes.experiments.diffusion_steps import StepsConfig
 from genlab.recipes.experiments.icl_wrong_labels import WrongLabelsConfig
 from genlab.recipes.experiments.instruction_tuning import InstructionTuningConfig
 from genlab.recipes.experiments.least_to_most import LeastToMostConfig
+from genlab.recipes.experiments.prompt_search import PromptSearchConfig
 from genlab.recipes.experiments.prompting_all import PromptingAllConfig
 from genlab.recipes.experiments.rlhf_vs_size import RLHFSizeConfig
 from genlab.recipes.experiments.self_consistency import SelfConsistencyConfig
@@ -147,6 +149,13 @@ def self_consistency_verb(cfg: SelfConsistencyConfig) -> None:
 def least_to_most_verb(cfg: LeastToMostConfig) -> None:
     """Short demonstrations, long questions: chain of thought against least-to-most."""
     _run(least_to_most, cfg)
+
+
+@experiment.command("prompt-search")
+@config_command(PromptSearchConfig)
+def prompt_search_verb(cfg: PromptSearchConfig) -> None:
+    """A hand-written instruction against APE's, APE with search, and a trained soft prompt."""
+    _run(prompt_search, cfg)
 
 
 @experiment.command("prompting-all")

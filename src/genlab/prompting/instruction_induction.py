@@ -53,21 +53,34 @@ def proposal_prompt(pairs: Sequence[Pair]) -> str:
     return f"{PROPOSE}\n\n{shown}\n\nThe instruction was"
 
 
-def execution_accuracy(
-    lm: LM, instructions: Sequence[str], pairs: Sequence[Pair], max_tokens: int = 24, seed: int = 0
-) -> list[float]:
-    """Each instruction's share of ``pairs`` answered exactly (case and spacing aside), greedy;
-    all instructions' prompts go to the model as one batch."""
+def execution_hits(
+    lm: LM,
+    instructions: Sequence[str],
+    pairs: Sequence[Pair],
+    max_tokens: int = 24,
+    seed: int = 0,
+    bare: bool = False,
+) -> list[list[bool]]:
+    """For each instruction, whether each pair is answered exactly (case and spacing aside),
+    greedy; all prompts go to the model as one batch. ``bare`` sends each input alone (a chat
+    model with a trained soft prompt needs no instruction)."""
     if not instructions:
         return []
-    prompts = [task_prompt(i, p.input) for i in instructions for p in pairs]
-    texts = lm.generate_until(prompts, ("\n",), max_tokens, seed=seed)
+    prompts = [p.input if bare else task_prompt(i, p.input) for i in instructions for p in pairs]
+    texts = lm.generate_until(prompts, () if bare else ("\n",), max_tokens, seed=seed)
     hits = [
         normalise(answer_of(t[0])) == normalise(p.output)
         for t, p in zip(texts, [*pairs] * len(instructions), strict=True)
     ]
     n = len(pairs)
-    return [sum(hits[k * n : (k + 1) * n]) / n for k in range(len(instructions))]
+    return [hits[k * n : (k + 1) * n] for k in range(len(instructions))]
+
+
+def execution_accuracy(
+    lm: LM, instructions: Sequence[str], pairs: Sequence[Pair], max_tokens: int = 24, seed: int = 0
+) -> list[float]:
+    """Each instruction's share of ``pairs`` answered exactly (APE's execution accuracy)."""
+    return [sum(h) / len(h) for h in execution_hits(lm, instructions, pairs, max_tokens, seed)]
 
 
 def _clean(text: str) -> str:

@@ -15,6 +15,7 @@ from genlab.recipes.experiments import (
     icl_wrong_labels,
     instruction_tuning,
     least_to_most,
+    prompt_search,
     self_consistency,
 )
 from genlab.recipes.experiments.ladder import LadderConfig, ladder_runs
@@ -27,6 +28,7 @@ SUITE = {
     chain_of_thought: chain_of_thought.ChainOfThoughtConfig,
     self_consistency: self_consistency.SelfConsistencyConfig,
     least_to_most: least_to_most.LeastToMostConfig,
+    prompt_search: prompt_search.PromptSearchConfig,
 }
 
 
