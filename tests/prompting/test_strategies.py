@@ -11,13 +11,14 @@ import pytest
 from genlab.core.errors import GenlabError
 from genlab.data.tinyworld import World, make_examples
 from genlab.data.tinyworld.families.base import Example
-from genlab.prompting import PromptSettings, answer, by_family
+from genlab.prompting import PromptSettings, answer
 from genlab.prompting.cot import ANSWER_TRIGGER, TRIGGER
 from genlab.prompting.demos import label_space, select, shown_answers
 from genlab.prompting.direct import few_shot_prompt
 from genlab.prompting.instruction_induction import Pair, execution_accuracy, induce
 from genlab.prompting.least_to_most import split_subquestions
 from genlab.prompting.vote import majority
+from genlab.recipes.evaluate import by_family
 from prompting.fake_lm import ScriptedLM
 
 WORLD = World(0)

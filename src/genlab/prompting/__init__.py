@@ -2,8 +2,8 @@
 self-consistency, least-to-most, and automatic instruction search (issue 14)."""
 
 from genlab.prompting.lm import LM, LocalLM, OpenAILM, open_lm
-from genlab.prompting.settings import Outcome, PromptSettings, accuracy
-from genlab.prompting.strategies import answer, by_family
+from genlab.prompting.settings import Outcome, PromptSettings
+from genlab.prompting.strategies import answer
 
 __all__ = [
     "LM",
@@ -11,8 +11,6 @@ __all__ = [
     "OpenAILM",
     "Outcome",
     "PromptSettings",
-    "accuracy",
     "answer",
-    "by_family",
     "open_lm",
 ]

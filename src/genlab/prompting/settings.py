@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from genlab.core.errors import GenlabError
 from genlab.data.tinyworld.answers import check, extract_answer
 from genlab.data.tinyworld.families.base import Example
-from genlab.metrics.bootstrap import Interval, bootstrap_mean
 from genlab.prompting.demos import LABELS, SELECTIONS
 
 STRATEGIES = (
@@ -94,10 +93,3 @@ def judge(example: Example, answer: str) -> bool:
 def outcome(example: Example, text: str, completions: Sequence[str] | None = None) -> Outcome:
     answer = answer_of(text)
     return Outcome(example, answer, judge(example, answer), list(completions or [text]))
-
-
-def accuracy(outcomes: Sequence[Outcome], seed: int = 0, n_resamples: int = 2000) -> Interval:
-    """Accuracy with a 95% percentile-bootstrap interval over the questions."""
-    if not outcomes:
-        raise GenlabError("no questions were answered: nothing to score")
-    return bootstrap_mean([float(o.correct) for o in outcomes], n_resamples=n_resamples, seed=seed)

@@ -1,9 +1,8 @@
-"""Every strategy behind one call, and a whole evaluation: answers scored per task family."""
+"""Every strategy behind one call."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from genlab.core.errors import GenlabError
 from genlab.data.tinyworld.families.base import Example
@@ -12,7 +11,7 @@ from genlab.prompting.direct import few_shot, instruction, zero_shot
 from genlab.prompting.least_to_most import least_to_most
 from genlab.prompting.lm import LM
 from genlab.prompting.self_consistency import self_consistency
-from genlab.prompting.settings import Outcome, PromptSettings, accuracy
+from genlab.prompting.settings import Outcome, PromptSettings
 
 NEEDS_DEMOS = ("few-shot", "cot", "self-consistency", "least-to-most")
 
@@ -41,18 +40,3 @@ def answer(
         case "instruction":
             return instruction(lm, examples, settings)
     raise GenlabError(f"unknown strategy {settings.strategy!r}")
-
-
-def by_family(outcomes: Sequence[Outcome], seed: int = 0) -> dict[str, dict[str, Any]]:
-    """``{family: {"accuracy": a, "ci": [lo, hi], "n": n}}``, families in first-seen order."""
-    families = dict.fromkeys(o.example.family for o in outcomes)
-    results = {}
-    for family in families:
-        own = [o for o in outcomes if o.example.family == family]
-        interval = accuracy(own, seed=seed)
-        results[family] = {
-            "accuracy": interval.mean,
-            "ci": [interval.low, interval.high],
-            "n": len(own),
-        }
-    return results

@@ -9,12 +9,14 @@ bootstrap interval over its questions.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_json
-from genlab.prompting import PromptSettings, answer, by_family, open_lm
+from genlab.metrics.bootstrap import bootstrap_mean
+from genlab.prompting import Outcome, PromptSettings, answer, open_lm
 from genlab.prompting.settings import STRATEGY_HELP
 from genlab.prompting.tasks import load_tasks
 
@@ -46,6 +48,21 @@ class EvalConfig:
         keys = ("strategy", "shots", "labels", "selection", "samples", "temperature")
         keys += ("max_tokens", "reasoning_tokens", "seed")
         return PromptSettings(**{k: getattr(self, k) for k in keys})
+
+
+def by_family(outcomes: Sequence[Outcome], seed: int = 0) -> dict[str, dict[str, Any]]:
+    """``{family: {"accuracy": a, "ci": [lo, hi], "n": n}}``, families in first-seen order; the
+    interval is a 95% percentile bootstrap over the family's questions."""
+    results = {}
+    for family in dict.fromkeys(o.example.family for o in outcomes):
+        own = [float(o.correct) for o in outcomes if o.example.family == family]
+        interval = bootstrap_mean(own, seed=seed)
+        results[family] = {
+            "accuracy": interval.mean,
+            "ci": [interval.low, interval.high],
+            "n": len(own),
+        }
+    return results
 
 
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
