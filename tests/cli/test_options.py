@@ -566,3 +566,25 @@ def test_bad_experiment_settings_are_one_line(capsys, args, message):
         main(["experiment", *shlex.split(args)])
     err = capsys.readouterr().err
     assert e.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+def documented_eval_lines() -> list[str]:
+    """Every ``genlab eval`` command line in README.md and docs/*.md."""
+    root = Path(__file__).resolve().parents[2]
+    found = []
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        text = page.read_text().replace("\\\n", " ")
+        found += [m.strip() for m in re.findall(r"genlab (eval --[^`\n#]*)", text)]
+    return found
+
+
+@pytest.mark.parametrize("line", documented_eval_lines())
+def test_documented_eval_lines_parse(monkeypatch, line):
+    seen = []
+    report = {"results": {"addition": {"accuracy": 0.5, "ci": [0.4, 0.6], "n": 50}}}
+    monkeypatch.setattr(
+        "genlab.cli.evaluate.run_eval",
+        lambda cfg: seen.append(cfg) or report | {"n": 50, "seconds": 1.0},
+    )
+    main(shlex.split(line))
+    assert len(seen) == 1 and seen[0].model
