@@ -60,7 +60,7 @@ def test_wrong_labels_and_chain_of_thought_pages(ladder, tmp_path: Path) -> None
     )
     assert [(r["rung"], r["arm"]) for r in rows[:3]] == [("xs", a) for a in icl_wrong_labels.ARMS]
     assert all(r["n"] == 12 and r["low"] <= r["accuracy"] <= r["high"] for r in rows)
-    check_page(tmp_path, icl_wrong_labels.NAME, rows, "gold - random [95%]")
+    check_page(tmp_path, icl_wrong_labels.NAME, rows, "gold labels - random labels [95%]")
     rows = chain_of_thought.run_experiment(
         chain_of_thought.ChainOfThoughtConfig(
             families=("addition", "multi_hop"), n_per_family=3, shots=1, reasoning_tokens=8,
@@ -94,7 +94,7 @@ def test_least_to_most_asks_long_questions_with_short_demonstrations(ladder, tmp
         assert {least_to_most.length_of(e) for e in pool if e.family == family} == {short}
         assert min(least_to_most.length_of(e) for e in questions if e.family == family) == long
     rows = least_to_most.run_experiment(cfg)
-    check_page(tmp_path, least_to_most.NAME, rows, "least-to-most - CoT [95%]")
+    check_page(tmp_path, least_to_most.NAME, rows, "least-to-most - few-shot CoT [95%]")
 
 
 def test_instruction_tuning_tunes_each_rung_without_the_held_out_families(ladder, tmp_path) -> None:
@@ -111,7 +111,9 @@ def test_instruction_tuning_tunes_each_rung_without_the_held_out_families(ladder
         ).read_text()
     )
     assert not set(record["families"]) & set(cfg.held_out)
-    check_page(tmp_path, instruction_tuning.NAME, rows, "after - before zero-shot [95%]")
+    check_page(
+        tmp_path, instruction_tuning.NAME, rows, "after tuning, zero-shot - before, zero-shot [95%]"
+    )
 
 
 def test_prompt_search_scores_every_arm_on_the_test_pairs(ladder, tmp_path: Path) -> None:

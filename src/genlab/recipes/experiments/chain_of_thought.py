@@ -20,20 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genlab.core.io import atomic_write_json
-from genlab.core.sweep import markdown_table
 from genlab.prompting import PromptSettings
 from genlab.prompting.tasks import load_tasks
 from genlab.recipes.experiments.ladder import LadderConfig, ladder_runs
 from genlab.recipes.experiments.prompting_ladder import (
     ask_ladder,
-    gap_text,
-    ladder_figure,
+    family_findings,
+    gap_finding,
     ladder_table,
     load_average,
     load_note,
-    paired_gap,
-    public,
+    save_rows,
 )
 from genlab.recipes.experiments.report import DOCS_DIR, write_page
 
@@ -71,32 +68,19 @@ def run_experiment(cfg: ChainOfThoughtConfig, command: str = "") -> list[dict[st
     }
     rows = ask_ladder(runs, arms, questions, pool, cfg.device)
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / f"{NAME}.json", public(rows))
-    ladder_figure(rows, ARMS, out / f"{NAME}.png", "Chain of thought by model size")
-
-    headers, body = ladder_table(rows, ARMS)
-    rungs = list(runs)
-    headers += ["few-shot CoT - direct [95%]", "zero-shot CoT - direct [95%]"]
-    for line, rung in zip(body, rungs, strict=True):
-        line.append(gap_text(paired_gap(rows, rung, "few-shot CoT", "direct")))
-        line.append(gap_text(paired_gap(rows, rung, "zero-shot CoT", "direct")))
+    save_rows(out, NAME, rows, ARMS, "Chain of thought by model size")
+    claim = "the claim: negative or nil for small models, positive for large ones"
     findings = [
-        f"few-shot CoT minus direct, by size ({', '.join(rungs)}): "
-        + "; ".join(gap_text(paired_gap(rows, r, "few-shot CoT", "direct")) for r in rungs)
-        + " points (the claim: negative or nil for small models, positive for large ones).",
-        *(
-            f"{r['rung']}, {r['arm']}: "
-            + ", ".join(f"{f} {100 * a:.0f}%" for f, a in r["families"].items())
-            for r in rows
-        ),
+        gap_finding(rows, "few-shot CoT", "direct", claim),
+        gap_finding(rows, "zero-shot CoT", "direct", claim),
+        *family_findings(rows),
     ]
     write_page(
         out / f"{NAME}.md",
         "Chain of thought by model size",
         "Does writing the steps before the answer help on multi-step questions, and from which "
         "size? Direct answers, few-shot CoT and zero-shot CoT on the same questions.",
-        markdown_table(headers, body),
+        ladder_table(rows, ARMS, [("few-shot CoT", "direct"), ("zero-shot CoT", "direct")]),
         f"{NAME}.png",
         [
             f"families {', '.join(cfg.families)}: {cfg.n_per_family} test questions each; "
@@ -106,7 +90,7 @@ def run_experiment(cfg: ChainOfThoughtConfig, command: str = "") -> list[dict[st
             'zero-shot CoT: the question, then "Let\'s think step by step.", then the reasoning '
             'and "Therefore, the answer is" (two calls, Kojima et al.)',
             "intervals: 95% percentile bootstrap over the questions; gaps paired",
-            f"ladder: {', '.join(rungs)} pretrained alike ({cfg.ladder.steps} steps), runs in "
+            f"ladder: {', '.join(runs)} pretrained alike ({cfg.ladder.steps} steps), runs in "
             f"`{cfg.ladder.sweep_dir}/ladder`",
             load_note(before, start),
         ],

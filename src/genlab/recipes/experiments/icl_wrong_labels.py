@@ -19,20 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genlab.core.io import atomic_write_json
-from genlab.core.sweep import markdown_table
 from genlab.prompting import PromptSettings
 from genlab.prompting.tasks import load_tasks
 from genlab.recipes.experiments.ladder import LadderConfig, ladder_runs
 from genlab.recipes.experiments.prompting_ladder import (
     ask_ladder,
-    gap_text,
-    ladder_figure,
+    family_findings,
+    gap_finding,
     ladder_table,
     load_average,
     load_note,
-    paired_gap,
-    public,
+    save_rows,
 )
 from genlab.recipes.experiments.report import DOCS_DIR, write_page
 
@@ -69,34 +66,15 @@ def run_experiment(cfg: WrongLabelsConfig, command: str = "") -> list[dict[str, 
     }
     rows = ask_ladder(runs, arms, questions, pool, cfg.device)
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / f"{NAME}.json", public(rows))
-    ladder_figure(rows, ARMS, out / f"{NAME}.png", "In-context labels: gold vs random")
-
-    headers, body = ladder_table(rows, ARMS)
-    rungs = list(runs)
-    gaps = {r: paired_gap(rows, r, "gold labels", "random labels") for r in rungs}
-    headers.append("gold - random [95%]")
-    for line, rung in zip(body, rungs, strict=True):
-        line.append(gap_text(gaps[rung]))
-    per_family = [
-        f"{r['rung']}, {r['arm']}: "
-        + ", ".join(f"{f} {100 * a:.0f}%" for f, a in r["families"].items())
-        for r in rows
-    ]
-    largest, smallest = rungs[-1], rungs[0]
-    findings = [
-        f"gold minus random labels, {smallest}: {gap_text(gaps[smallest])} points; "
-        f"{largest}: {gap_text(gaps[largest])} points "
-        f"(the claim: a few points at most, and more for larger models).",
-        *per_family,
-    ]
+    save_rows(out, NAME, rows, ARMS, "In-context labels: gold vs random")
+    claim = "the claim: a few points at most, and more for larger models"
+    findings = [gap_finding(rows, "gold labels", "random labels", claim), *family_findings(rows)]
     write_page(
         out / f"{NAME}.md",
         "In-context learning with wrong labels",
         "Do demonstrations teach a model the task, or only show it the format and the label "
         "space? Accuracy with no demonstrations, gold labels and random labels, by size.",
-        markdown_table(headers, body),
+        ladder_table(rows, ARMS, [("gold labels", "random labels")]),
         f"{NAME}.png",
         [
             f"families {', '.join(cfg.families)}: {cfg.n_per_family} test questions each; "
@@ -105,7 +83,7 @@ def run_experiment(cfg: WrongLabelsConfig, command: str = "") -> list[dict[str, 
             "answer in the demonstration pool)",
             "intervals: 95% percentile bootstrap over the questions; the gap is paired "
             "(the same questions and demonstrations)",
-            f"ladder: {', '.join(rungs)} pretrained alike ({cfg.ladder.steps} steps of "
+            f"ladder: {', '.join(runs)} pretrained alike ({cfg.ladder.steps} steps of "
             f"{cfg.ladder.batch_size} x {cfg.ladder.block_size} tokens), runs in "
             f"`{cfg.ladder.sweep_dir}/ladder`",
             load_note(before, start),

@@ -22,8 +22,7 @@ from typing import Any
 
 from genlab.align.sft import SFTConfig
 from genlab.align.stage import fine_tuning
-from genlab.core.io import atomic_write_json
-from genlab.core.sweep import Metrics, Point, markdown_table, point_dir, run_sweep
+from genlab.core.sweep import Metrics, Point, point_dir, run_sweep
 from genlab.data.record_sources import ConversationData
 from genlab.data.tinyworld.families import FAMILIES
 from genlab.data.tinyworld.tasks import DEFAULT_HELD_OUT
@@ -31,14 +30,14 @@ from genlab.prompting import LocalLM, PromptSettings, answer
 from genlab.prompting.tasks import load_tasks
 from genlab.recipes.experiments.ladder import LadderConfig, ladder_runs
 from genlab.recipes.experiments.prompting_ladder import (
+    GROUP,
     cell,
-    gap_text,
-    ladder_figure,
+    family_findings,
+    gap_finding,
     ladder_table,
     load_average,
     load_note,
-    paired_gap,
-    public,
+    save_rows,
 )
 from genlab.recipes.experiments.report import DOCS_DIR, write_page
 from genlab.recipes.stages import SFTStage, run_sft
@@ -129,34 +128,18 @@ def run_experiment(cfg: InstructionTuningConfig, command: str = "") -> list[dict
                 began = time.perf_counter()
                 outcomes = answer(lm, questions, pool, settings)
                 row = cell(rung, params, arm, outcomes, time.perf_counter() - began)
-                rows.append(row | {"group": group})
+                rows.append(row | {GROUP: group})
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / f"{NAME}.json", public(rows))
-    held = [r for r in rows if r["group"] == "held-out"]
-    seen = [r for r in rows if r["group"] == "seen"]
-    ladder_figure(held, ARMS, out / f"{NAME}.png", "Held-out families, before and after tuning")
-
-    rungs = list(ladder)
-    tables = []
-    for label, group in (("held-out families", held), ("seen families", seen)):
-        headers, body = ladder_table(group, ARMS)
-        headers.append("after - before zero-shot [95%]")
-        for line, rung in zip(body, rungs, strict=True):
-            line.append(gap_text(paired_gap(group, rung, ARMS[2], ARMS[0])))
-        tables.append(f"**{label}**\n\n" + markdown_table(headers, body))
-    findings = [
-        "held-out families, after tuning minus before (zero-shot), by size ("
-        + ", ".join(rungs)
-        + "): "
-        + "; ".join(gap_text(paired_gap(held, r, ARMS[2], ARMS[0])) for r in rungs)
-        + " points (the claim: positive, and growing with size).",
-        *(
-            f"{r['rung']}, {r['arm']} ({r['group']}): "
-            + ", ".join(f"{f} {100 * a:.0f}%" for f, a in r["families"].items())
-            for r in rows
-        ),
+    held = [r for r in rows if r[GROUP] == "held-out"]
+    seen = [r for r in rows if r[GROUP] == "seen"]
+    save_rows(out, NAME, rows, ARMS, "Held-out families, before and after tuning", held)
+    gap = [(ARMS[2], ARMS[0])]
+    tables = [
+        f"**held-out families**\n\n{ladder_table(held, ARMS, gap)}",
+        f"**seen families**\n\n{ladder_table(seen, ARMS, gap)}",
     ]
+    claim = "the claim: positive on held-out families, and growing with size"
+    findings = [gap_finding(held, ARMS[2], ARMS[0], claim), *family_findings(rows)]
     write_page(
         out / f"{NAME}.md",
         "Instruction tuning and unseen instructions",

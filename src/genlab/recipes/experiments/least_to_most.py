@@ -20,21 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from genlab.core.errors import GenlabError
-from genlab.core.io import atomic_write_json
-from genlab.core.sweep import markdown_table
 from genlab.data.tinyworld import World, make_examples
 from genlab.data.tinyworld.families.base import Example
 from genlab.prompting import PromptSettings
 from genlab.recipes.experiments.ladder import LadderConfig, ladder_runs
 from genlab.recipes.experiments.prompting_ladder import (
     ask_ladder,
-    gap_text,
-    ladder_figure,
+    family_findings,
+    gap_finding,
     ladder_table,
     load_average,
     load_note,
-    paired_gap,
-    public,
+    save_rows,
 )
 from genlab.recipes.experiments.report import DOCS_DIR, write_page
 
@@ -100,27 +97,9 @@ def run_experiment(cfg: LeastToMostConfig, command: str = "") -> list[dict[str, 
     }
     rows = ask_ladder(runs, arms, questions, pool, cfg.device)
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / f"{NAME}.json", public(rows))
-    ladder_figure(rows, ARMS, out / f"{NAME}.png", "Long questions, short demonstrations")
-
-    headers, body = ladder_table(rows, ARMS)
-    rungs = list(runs)
-    headers.append("least-to-most - CoT [95%]")
-    for line, rung in zip(body, rungs, strict=True):
-        line.append(gap_text(paired_gap(rows, rung, "least-to-most", "few-shot CoT")))
-    findings = [
-        "least-to-most minus few-shot CoT, by size ("
-        + ", ".join(rungs)
-        + "): "
-        + "; ".join(gap_text(paired_gap(rows, r, "least-to-most", "few-shot CoT")) for r in rungs)
-        + " points (the claim: clearly positive on questions longer than the demonstrations).",
-        *(
-            f"{r['rung']}, {r['arm']}: "
-            + ", ".join(f"{f} {100 * a:.0f}%" for f, a in r["families"].items())
-            for r in rows
-        ),
-    ]
+    save_rows(out, NAME, rows, ARMS, "Long questions, short demonstrations")
+    claim = "the claim: clearly positive on questions longer than the demonstrations"
+    findings = [gap_finding(rows, "least-to-most", "few-shot CoT", claim), *family_findings(rows)]
     lengths = "; ".join(
         f"{f} ({LENGTH[f]}): demonstrations {a}, test at least {b}" for f, (a, b) in spans.items()
     )
@@ -129,7 +108,7 @@ def run_experiment(cfg: LeastToMostConfig, command: str = "") -> list[dict[str, 
         "Least-to-most prompting on questions longer than the demonstrations",
         "With demonstrations of the shortest questions only, does decomposing a long question "
         "into subquestions and solving them in order beat a chain of thought?",
-        markdown_table(headers, body),
+        ladder_table(rows, ARMS, [("least-to-most", "few-shot CoT")]),
         f"{NAME}.png",
         [
             f"{cfg.n_per_family} long test questions per family, {cfg.shots} short train-split "
@@ -138,7 +117,7 @@ def run_experiment(cfg: LeastToMostConfig, command: str = "") -> list[dict[str, 
             "then one call per subquestion with the answers so far (demonstrations of solved "
             "chains); the last answer is the answer",
             "intervals: 95% percentile bootstrap over the questions; gaps paired",
-            f"ladder: {', '.join(rungs)} in `{cfg.ladder.sweep_dir}/ladder`",
+            f"ladder: {', '.join(runs)} in `{cfg.ladder.sweep_dir}/ladder`",
             load_note(before, start),
         ],
         findings,

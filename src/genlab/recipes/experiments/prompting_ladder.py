@@ -13,12 +13,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from genlab.core.io import atomic_write_json
+from genlab.core.sweep import markdown_table
 from genlab.data.tinyworld.families.base import Example
 from genlab.metrics.bootstrap import bootstrap_mean
 from genlab.prompting import LocalLM, Outcome, PromptSettings, answer
 from genlab.recipes.experiments.report import new_figure, save_figure
 
 Row = dict[str, Any]
+GROUP = "group"  # a row's question set, where an experiment asks more than one
 
 
 def load_average() -> str:
@@ -92,15 +95,51 @@ def gap_text(gap: tuple[float, float, float]) -> str:
     return f"{100 * mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
-def ladder_table(rows: Sequence[Row], arms: Sequence[str]) -> tuple[list[str], list[list[Any]]]:
-    """Headers and body: one line per rung, a column per arm (accuracy % [95%])."""
+def ladder_table(
+    rows: Sequence[Row], arms: Sequence[str], gaps: Sequence[tuple[str, str]] = ()
+) -> str:
+    """One line per rung, a column per arm (accuracy % [95%]), then a column per paired gap
+    ``(a, b)``: arm a minus arm b on the same questions."""
     rungs = list(dict.fromkeys(r["rung"] for r in rows))
     body = []
     for rung in rungs:
         own = {r["arm"]: r for r in rows if r["rung"] == rung}
         first = next(iter(own.values()))
-        body.append([rung, f"{first['params'] / 1e6:.2f}M", *(pct(own[a]) for a in arms)])
-    return ["model", "weights", *(f"{a} %" for a in arms)], body
+        line = [rung, f"{first['params'] / 1e6:.2f}M", *(pct(own[a]) for a in arms)]
+        body.append(line + [gap_text(paired_gap(rows, rung, a, b)) for a, b in gaps])
+    headers = ["model", "weights", *(f"{a} %" for a in arms)]
+    return markdown_table(headers + [f"{a} - {b} [95%]" for a, b in gaps], body)
+
+
+def gap_finding(rows: Sequence[Row], a: str, b: str, claim: str) -> str:
+    """One sentence: arm a minus arm b at every size, and what the claim expects."""
+    rungs = list(dict.fromkeys(r["rung"] for r in rows))
+    gaps = "; ".join(f"{r} {gap_text(paired_gap(rows, r, a, b))}" for r in rungs)
+    return f"{a} minus {b}, by size: {gaps} points ({claim})."
+
+
+def family_findings(rows: Sequence[Row]) -> list[str]:
+    """Each cell's accuracy per family, one line per rung and arm."""
+    return [
+        f"{r['rung']}, {r['arm']}{f' ({r[GROUP]})' if GROUP in r else ''}: "
+        + ", ".join(f"{f} {100 * a:.0f}%" for f, a in r["families"].items())
+        for r in rows
+    ]
+
+
+def save_rows(
+    out: Path,
+    name: str,
+    rows: Sequence[Row],
+    arms: Sequence[str],
+    title: str,
+    plotted: Sequence[Row] | None = None,
+) -> None:
+    """``NAME.json`` (every row, without the per-question flags) and ``NAME.png`` (accuracy by
+    size of ``plotted``, default every row)."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / f"{name}.json", public(rows))
+    ladder_figure(rows if plotted is None else plotted, arms, out / f"{name}.png", title)
 
 
 def ladder_figure(rows: Sequence[Row], arms: Sequence[str], path: Path, title: str) -> None:
