@@ -127,3 +127,23 @@ def test_prompt_search_scores_every_arm_on_the_test_pairs(ladder, tmp_path: Path
     assert row["instructions"]["hand-written"] == "Spell this word backwards:"
     assert all(0 <= row[arm][1] <= row[arm][0] <= row[arm][2] <= 1 for arm in prompt_search.ARMS)
     check_page(tmp_path, prompt_search.NAME, [row], "soft prompt %")
+
+
+def test_the_suite_runs_every_part_on_one_ladder_and_writes_its_page(
+    ladder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from genlab.recipes.experiments import prompting_all
+
+    seen = []
+    for module in prompting_all.SUITE:
+        monkeypatch.setattr(
+            module, "run_experiment", lambda cfg, command: seen.append((cfg, command)) or []
+        )
+    cfg = prompting_all.PromptingAllConfig(
+        seed=3, device="cpu", out_dir=str(tmp_path), ladder=ladder
+    )
+    done = prompting_all.run_experiment(cfg, "genlab experiment prompting-all --seed 3")
+    assert len(seen) == 6 and all(c.ladder is ladder and c.seed == 3 for c, _ in seen)
+    assert all(c.out_dir == str(tmp_path) for c, _ in seen) and done["minutes"] >= 0
+    page = (tmp_path / "prompting_all.md").read_text()
+    assert "[icl_wrong_labels](icl_wrong_labels.md)" in page and "90 minutes" in page
