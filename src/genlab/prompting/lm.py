@@ -114,7 +114,12 @@ class OpenAILM:
         timeout: float = 600.0,
         chat: bool = False,
     ) -> None:
-        import openai  # an optional dependency: only this backend needs it
+        try:
+            import openai  # an optional dependency: only this backend needs it
+        except ImportError:
+            raise GenlabError(
+                "evaluating a server needs the openai client: pip install 'genlab[eval]'"
+            ) from None
 
         url = base_url.rstrip("/")
         self.client = openai.OpenAI(

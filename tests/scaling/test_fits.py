@@ -1,0 +1,126 @@
+"""Scaling-law fits: Chinchilla's coefficients recovered from points drawn from the published
+law plus noise, the compute-optimal split checked against the law itself, Kaplan's power law,
+FLOPs counted against a real GPT, and the points a fit reads (file:line errors)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genlab.cli import main
+from genlab.core.errors import GenlabError
+from genlab.nets.gpt import GPT, GPTConfig
+from genlab.scaling import (
+    ChinchillaFit,
+    compute_optimal,
+    fit_chinchilla,
+    fit_power_law,
+    flops_per_token,
+    non_embedding_params,
+    predict,
+    training_flops,
+)
+from genlab.scaling.chinchilla import PUBLISHED
+from genlab.scaling.points import read_points
+
+TRUE = ChinchillaFit(**PUBLISHED)
+
+
+def sweep(seed: int, noise: float = 0.001) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An 8 x 8 grid of model sizes (1e7-1e10) and token budgets (1e9-1e12), losses from the
+    published law times log-normal noise."""
+    n, d = np.meshgrid(np.geomspace(1e7, 1e10, 8), np.geomspace(1e9, 1e12, 8))
+    n, d = n.ravel(), d.ravel()
+    rng = np.random.default_rng(seed)
+    return n, d, predict(TRUE, n, d) * np.exp(rng.normal(0.0, noise, n.size))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_published_chinchilla_coefficients_are_recovered_within_5_percent(seed: int) -> None:
+    fit = fit_chinchilla(*sweep(seed), n_resamples=0)
+    for name, value in PUBLISHED.items():
+        assert getattr(fit, name) == pytest.approx(value, rel=0.05), name
+
+
+def test_bootstrap_intervals_cover_the_truth() -> None:
+    fit = fit_chinchilla(*sweep(0, noise=0.002), n_resamples=40)
+    for name, value in PUBLISHED.items():
+        low, high = fit.intervals[name]
+        assert low <= value <= high and low <= getattr(fit, name) <= high, name
+
+
+def test_the_compute_optimal_split_minimises_the_law_at_fixed_compute() -> None:
+    flops = np.array([1e18, 1e21, 1e24])
+    n_opt, d_opt = compute_optimal(TRUE, flops)
+    assert training_flops(n_opt, d_opt) == pytest.approx(flops)
+    for scale in (0.5, 2.0):  # any other split of the same compute is worse
+        n = n_opt * scale
+        assert (predict(TRUE, n, flops / (6 * n)) > predict(TRUE, n_opt, d_opt)).all()
+    assert TRUE.a + TRUE.b == pytest.approx(1.0)
+    assert TRUE.a == pytest.approx(0.28 / 0.62)  # the paper's a = beta / (alpha + beta)
+
+
+def test_kaplans_power_law_is_recovered() -> None:
+    n = np.geomspace(1e5, 1e9, 12)
+    rng = np.random.default_rng(0)
+    loss = (8.8e13 / n) ** 0.076 * np.exp(rng.normal(0, 0.002, n.size))
+    law = fit_power_law(n, loss, n_resamples=200)
+    assert law.alpha == pytest.approx(0.076, rel=0.05)
+    assert law.alpha_ci[0] <= 0.076 <= law.alpha_ci[1]
+    assert law(n[0]) == pytest.approx(loss[0], rel=0.01)
+    with pytest.raises(GenlabError, match="at least 3 distinct"):
+        fit_power_law([1, 1, 2], [3, 2, 1])
+
+
+def test_non_embedding_params_count_a_real_gpt() -> None:
+    gpt = GPT(GPTConfig(vocab_size=50, block_size=64, n_layer=3, n_head=4, n_embd=64))
+    blocks = sum(
+        p.numel() for name, p in gpt.named_parameters() if ".blocks." in f".{name}" and p.dim() == 2
+    )
+    assert non_embedding_params(3, 64) == blocks
+    assert flops_per_token(3, 64, 64) == 6 * blocks + 6 * 3 * 64 * 64
+
+
+def test_points_come_from_a_file_or_a_sweep_and_bad_lines_are_named(tmp_path: Path) -> None:
+    good = tmp_path / "points.jsonl"
+    n, d, loss = sweep(0)
+    good.write_text(
+        "\n".join(
+            json.dumps({"params": a, "tokens": b, "loss": c})
+            for a, b, c in zip(n, d, loss, strict=True)
+        )
+    )
+    assert len(read_points(good)) == 64
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"params": 1e6, "tokens": 1e9, "loss": 3.1}\n{"params": 1e6, "tokens": -5, "loss": 3}\n'
+    )
+    with pytest.raises(GenlabError, match=r"bad\.jsonl:2 needs positive numbers"):
+        read_points(bad)
+    folder = tmp_path / "sweep" / "p=1"
+    folder.mkdir(parents=True)
+    (folder / "point.json").write_text(json.dumps({"point": {"p": 1}}))
+    (folder / "result.json").write_text(
+        json.dumps({"params": 2e6, "tokens": 4e9, "eval_loss": 2.5})
+    )
+    assert read_points(tmp_path / "sweep") == [(2e6, 4e9, 2.5)]
+
+
+def test_the_cli_fits_a_points_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    points = tmp_path / "points.jsonl"
+    n, d, loss = sweep(1)
+    points.write_text(
+        "\n".join(
+            json.dumps({"params": a, "tokens": b, "loss": c})
+            for a, b, c in zip(n, d, loss, strict=True)
+        )
+    )
+    main(["scaling", "fit", str(points), "--resamples", "5", "--out", str(tmp_path / "fit.json")])
+    record = json.loads((tmp_path / "fit.json").read_text())
+    assert record["runs"] == 64 and record["chinchilla"]["alpha"] == pytest.approx(0.34, rel=0.05)
+    assert record["L(N)"]["alpha"] > 0 and record["compute_optimal"]["tokens_per_param"] > 0
+    out = capsys.readouterr().out
+    assert "| alpha |" in out and "tokens per parameter" in out
