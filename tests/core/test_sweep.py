@@ -127,3 +127,30 @@ def test_a_bad_function_name_is_one_line_before_any_folder(tmp_path, fn, words):
         run_sweep(fn, grid(x=[1]), tmp_path / "out", FIXED)
     assert "\n" not in str(e.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_ray_tasks_give_what_one_process_gives(tmp_path):
+    """A local Ray instance (started by the test, two CPUs) runs the points; a failing point
+    and a worker that dies are recorded as processes' are."""
+    from references import require
+
+    require("ray")
+    import ray
+
+    points = grid(x=[1, 2])
+    alone = run_sweep(FN, points, tmp_path / "one", FIXED)
+    failing = point_dir(tmp_path / "ray", FN, {"x": 3}, FIXED)
+    failing.mkdir(parents=True)
+    (failing / "FAIL").touch()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        with pytest.raises(GenlabError, match=r"1 of 3 sweep points failed \(first: ValueError"):
+            run_sweep(FN, [*points, {"x": 3}], tmp_path / "ray", FIXED, launcher="ray")
+    finally:
+        ray.shutdown()
+    assert collect(tmp_path / "ray") == alone
+    for p in points:
+        one, two = (point_dir(tmp_path / d, FN, p, FIXED) / "result.json" for d in ("one", "ray"))
+        assert one.read_bytes() == two.read_bytes()
+    with pytest.raises(GenlabError, match="unknown launcher 'slurm'"):
+        run_sweep(FN, points, tmp_path / "x", FIXED, launcher="slurm")

@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from genlab.cli._app import app, say
+from genlab.cli.options import config_command
 from genlab.core.io import atomic_write_json
 from genlab.core.sweep import markdown_table
+from genlab.recipes.scaling import ScalingSweepConfig, run_scaling_sweep
 from genlab.scaling.fit import fit_points
 from genlab.scaling.points import read_points
 
@@ -55,3 +57,12 @@ def fit(
     if out is not None:
         atomic_write_json(out, record)
         say(f"wrote {out}")
+
+
+@scaling.command()
+@config_command(ScalingSweepConfig)
+def sweep(cfg: ScalingSweepConfig) -> None:
+    """Train GPTs over a grid of sizes and token budgets (--grid cpu|gpu|FILE), one run folder
+    each, locally or on Ray (--launcher ray --address ...)."""
+    rows = run_scaling_sweep(cfg)
+    say(f"{len(rows)} runs in {cfg.out}; fit them with: genlab scaling fit {cfg.out}")

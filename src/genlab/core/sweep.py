@@ -38,6 +38,7 @@ from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_bytes, atomic_write_json, read_json
 
 POINT_FILE = "point.json"  # {"fn": ..., "fixed": {...}, "point": {...}}
+LAUNCHERS = ("local", "ray")  # processes on this machine, or tasks on a Ray cluster
 RESULT_FILE = "result.json"  # the metrics: the point is done
 ERROR_FILE = "error.json"  # {"error": one line, "traceback": ...}: the point runs again
 LOG_FILE = "log.txt"  # a point's output when it runs in its own process
@@ -182,6 +183,38 @@ def _in_this_process(todo: list[Path]) -> Iterator[tuple[Path, str | None, float
         yield run_dir, error, time.perf_counter() - start
 
 
+def _on_ray(
+    todo: list[Path], address: str | None, threads: int
+) -> Iterator[tuple[Path, str | None, float]]:
+    """Each point as a Ray task of ``threads`` CPUs, on the cluster at ``address`` (``None``:
+    a Ray instance on this machine, started if none runs); yields each as it finishes. The
+    run folders must be visible at the same path on every node (a shared file system): a task
+    reads its point and writes its result there, as a local process does."""
+    try:
+        import ray
+    except ImportError:
+        raise GenlabError("--launcher ray needs Ray: pip install 'genlab[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address)
+    # the worker imports what this process can (its path) and uses the threads it was given
+    env = {"OMP_NUM_THREADS": str(threads), "PYTHONPATH": os.pathsep.join(sys.path)}
+    task = ray.remote(run_point).options(num_cpus=threads, runtime_env={"env_vars": env})
+    pending = {task.remote(str(run_dir)): (run_dir, time.perf_counter()) for run_dir in todo}
+    try:
+        while pending:
+            [ready], _ = ray.wait(list(pending), num_returns=1)
+            run_dir, start = pending.pop(ready)
+            try:
+                error = ray.get(ready)
+            except ray.exceptions.RayError as e:  # the worker died: no error file was written
+                error = _one_line(e)
+                atomic_write_json(run_dir / ERROR_FILE, {"error": error})
+            yield run_dir, error, time.perf_counter() - start
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+
+
 def run_sweep(
     fn: str,
     points: Sequence[Point],
@@ -189,6 +222,8 @@ def run_sweep(
     fixed: Point | None = None,
     parallel: int = 1,
     threads: int | None = None,
+    launcher: str = "local",
+    address: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``fn`` at every point not finished yet and return one row per point, in the order
     given: its settings, then its metrics. The rows are also written as ``OUT/results.json``
@@ -200,10 +235,14 @@ def run_sweep(
     (``OMP_NUM_THREADS``, which torch follows; default: this process's cores shared out) and
     its output in ``RUN_DIR/log.txt``.
     CPU results can depend on the thread count in the last bits: give ``threads`` to compare.
+    ``launcher="ray"`` runs every point as a Ray task instead (``address``: the cluster; none:
+    this machine), ``threads`` CPUs each (default 1), as many at once as the cluster fits.
     A failing point does not stop the others; at the end a ``GenlabError`` names how many
     failed, the first error and where the error files are."""
     if parallel < 1:
         raise GenlabError(f"a sweep runs at least 1 point at a time, got parallel={parallel}")
+    if launcher not in LAUNCHERS:
+        raise GenlabError(f"unknown launcher {launcher!r}; choose from: {', '.join(LAUNCHERS)}")
     load_function(fn)  # a wrong name fails now, once, before any folder is made
     fixed = dict(fixed or {})
     dirs: list[Path] = []
@@ -216,12 +255,15 @@ def run_sweep(
     todo = [d for d in dirs if not (d / RESULT_FILE).is_file()]
     for run_dir in todo:
         (run_dir / ERROR_FILE).unlink(missing_ok=True)
+    where = "on Ray" if launcher == "ray" else f"{parallel} at a time"
     print(
         f"sweep {out}: {len(dirs)} points, {len(dirs) - len(todo)} already done, "
-        f"{len(todo)} to run ({parallel} at a time)",
+        f"{len(todo)} to run ({where})",
         flush=True,
     )
-    if parallel == 1:
+    if launcher == "ray":
+        finished = _on_ray(todo, address, threads or 1)
+    elif parallel == 1:
         finished = _in_this_process(todo)
     else:
         finished = _in_processes(todo, parallel, threads or max(1, _cores() // parallel))
