@@ -429,7 +429,7 @@ def test_adapter_options_reach_the_stage_and_image_configs(monkeypatch):
     assert plain.adapter == AdapterOptions() and plain.adapter.config() is None  # every weight
 
 
-TRAINING = r"pretrain|image train|metrics train-features|sft|reward|dpo|ppo|nar train"
+TRAINING = r"pretrain|image train|metrics train-features|sft|reward|dpo|ppo|nar train|scaling sweep"
 
 
 def documented_command_lines() -> list[str]:
@@ -464,6 +464,7 @@ def test_documented_command_lines_parse(monkeypatch, line):
         "align.run_dpo",
         "ppo.run_ppo",
         "nar.train_nar",
+        "scaling.run_scaling_sweep",
     ]:
         monkeypatch.setattr(f"genlab.cli.{target}", record)
     main(shlex.split(line))
