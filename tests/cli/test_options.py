@@ -33,6 +33,7 @@ from genlab.recipes.experiments import (
     prompt_search,
     prompting_all,
     rlhf_vs_size,
+    scaling_laws,
     self_consistency,
 )
 from genlab.recipes.experiments.diffusion_guidance import GuidanceConfig
@@ -488,6 +489,7 @@ EXPERIMENTS = (
     least_to_most,
     prompt_search,
     prompting_all,
+    scaling_laws,
 )
 
 

@@ -144,3 +144,27 @@ def test_a_sweep_of_tiny_gpts_records_what_a_fit_reads(tmp_path: Path) -> None:
         ScalingSweepConfig(grid=str(bad)).points()
     with pytest.raises(GenlabError, match="neither a preset"):
         ScalingSweepConfig(grid="huge").points()
+
+
+def test_the_scaling_laws_experiment_predicts_a_held_out_run(tmp_path: Path) -> None:
+    from genlab.recipes.experiments.scaling_laws import NAME, ScalingLawsConfig, run_experiment
+
+    grid = tmp_path / "grid.json"
+    shapes = [[1, 2, 16], [1, 2, 24], [1, 2, 32]]
+    grid.write_text(json.dumps({"shapes": shapes, "tokens": [1024, 4096]}))
+    sweep = ScalingSweepConfig(
+        grid=str(grid), out=str(tmp_path / "sweep"), block_size=32, batch_size=8,
+        corpus_chars=30_000, vocab_size=300, device="cpu",
+    )  # fmt: skip
+    cfg = ScalingLawsConfig(
+        held_out_shape=(1, 2, 48), n_resamples=5, out_dir=str(tmp_path / "docs"), sweep=sweep
+    )
+    record = run_experiment(cfg, "genlab experiment scaling-laws")
+    held = record["held_out"]
+    largest = max(r["flops"] for r in record["runs"])
+    assert held["flops"] == pytest.approx(4 * largest, rel=0.1) and held["error"] >= 0
+    assert len(record["runs"]) == 6 and len(read_points(tmp_path / "sweep")) == 6  # not mixed in
+    page = (tmp_path / "docs" / f"{NAME}.md").read_text()
+    assert "Chinchilla (published)" in page and "goal: within 5%" in page
+    assert set(record["kaplan"]) == {"alpha_N"}  # two budgets: no law in D
+    assert (tmp_path / "docs" / f"{NAME}.png").stat().st_size > 1000

@@ -29,6 +29,7 @@ from genlab.recipes.experiments import (
     prompt_search,
     prompting_all,
     rlhf_vs_size,
+    scaling_laws,
     self_consistency,
 )
 from genlab.recipes.experiments.adapters import AdaptersConfig
@@ -43,6 +44,7 @@ from genlab.recipes.experiments.least_to_most import LeastToMostConfig
 from genlab.recipes.experiments.prompt_search import PromptSearchConfig
 from genlab.recipes.experiments.prompting_all import PromptingAllConfig
 from genlab.recipes.experiments.rlhf_vs_size import RLHFSizeConfig
+from genlab.recipes.experiments.scaling_laws import ScalingLawsConfig
 from genlab.recipes.experiments.self_consistency import SelfConsistencyConfig
 
 experiment = typer.Typer(
@@ -163,3 +165,10 @@ def prompt_search_verb(cfg: PromptSearchConfig) -> None:
 def prompting_all_verb(cfg: PromptingAllConfig) -> None:
     """The ladder, then every prompting experiment's page."""
     _run(prompting_all, cfg)
+
+
+@experiment.command("scaling-laws")
+@config_command(ScalingLawsConfig)
+def scaling_laws_verb(cfg: ScalingLawsConfig) -> None:
+    """A sweep of GPTs, the Chinchilla fit, and its prediction of a run at 4x the compute."""
+    _run(scaling_laws, cfg)

@@ -141,17 +141,21 @@ def train_point(settings: Point, run_dir: Path) -> Metrics:
     }
 
 
+def fixed_settings(cfg: ScalingSweepConfig) -> Point:
+    """What every run of the sweep shares (the folder hash includes it)."""
+    keys = ("block_size", "batch_size", "lr", "warmup_fraction", "corpus_chars", "vocab_size")
+    return {k: getattr(cfg, k) for k in (*keys, "seed", "device")}
+
+
 def run_scaling_sweep(cfg: ScalingSweepConfig) -> list[dict[str, Any]]:
     """Train every point not finished yet; one row per point (settings, then metrics)."""
     if cfg.launcher not in LAUNCHERS:
         raise GenlabError(f"unknown launcher {cfg.launcher!r}; choose from: {', '.join(LAUNCHERS)}")
-    fixed = {k: getattr(cfg, k) for k in ("block_size", "batch_size", "lr", "warmup_fraction")}
-    fixed |= {k: getattr(cfg, k) for k in ("corpus_chars", "vocab_size", "seed", "device")}
     return run_sweep(
         TRAIN_POINT,
         cfg.points(),
         cfg.out,
-        fixed,
+        fixed_settings(cfg),
         cfg.parallel,
         launcher=cfg.launcher,
         address=cfg.address or None,
