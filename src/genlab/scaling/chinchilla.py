@@ -149,7 +149,8 @@ def fit_chinchilla(
 ) -> ChinchillaFit:
     """Fit L(N, D) to runs (their parameters, tokens and final loss): L-BFGS from the ``starts``
     best points of the paper's grid; then ``n_resamples`` bootstrap refits, each from the full
-    fit's optimum."""
+    fit's optimum and the four best grid points (a refit started only at the optimum stays
+    there when a coefficient is flat, e.g. E -> 0 on runs far from convergence)."""
     n, d, l_ = (np.asarray(v, dtype=float) for v in (params, tokens, loss))
     if not n.shape == d.shape == l_.shape or len(n) < 5:
         raise GenlabError(
@@ -158,13 +159,14 @@ def fit_chinchilla(
     if (n <= 0).any() or (d <= 0).any() or (l_ <= 0).any():
         raise GenlabError("params, tokens and losses must all be positive")
     data = (np.log(n), np.log(d), np.log(l_))
-    theta, value = _best(_grid_starts(data, starts), data)
+    grid = _grid_starts(data, starts)
+    theta, value = _best(grid, data)
     fit = _fit(theta, value)
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n_resamples):
         i = rng.integers(0, len(n), len(n))
-        draws.append(_fit(*_best([theta], tuple(v[i] for v in data))))
+        draws.append(_fit(*_best([theta, *grid[:4]], tuple(v[i] for v in data))))
     for name in NAMES if draws else ():
         values = np.array([getattr(f, name) for f in draws])
         fit.intervals[name] = (
