@@ -129,13 +129,16 @@ def test_the_cli_fits_a_points_file(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_a_sweep_of_tiny_gpts_records_what_a_fit_reads(tmp_path: Path) -> None:
     grid = tmp_path / "grid.yaml"
-    grid.write_text("shapes: [[1, 2, 16], [1, 2, 32]]\ntokens: [2048, 4096]\n")
+    grid.write_text(
+        "shapes: [[1, 2, 16], [1, 2, 32]]\ntokens: [2048, 4096]\nextra: [[1, 2, 16, 8192]]\n"
+    )
     main(["scaling", "sweep", "--grid", str(grid), "--out", str(tmp_path / "sweep"),
           "--block-size", "32", "--batch-size", "8", "--corpus-chars", "30000",
           "--vocab-size", "300", "--device", "cpu"])  # fmt: skip
     points = read_points(tmp_path / "sweep")
     assert sorted((n, d) for n, d, _ in points) == [
-        (12 * 16**2, 2048), (12 * 16**2, 4096), (12 * 32**2, 2048), (12 * 32**2, 4096)
+        (12 * 16**2, 2048), (12 * 16**2, 4096), (12 * 16**2, 8192), (12 * 32**2, 2048),
+        (12 * 32**2, 4096),
     ]  # fmt: skip
     assert all(0 < loss < 10 for *_, loss in points)
     bad = tmp_path / "bad.yaml"

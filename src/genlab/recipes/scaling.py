@@ -25,11 +25,15 @@ from genlab.scaling.flops import flops_per_token, non_embedding_params
 
 TRAIN_POINT = "genlab.recipes.scaling:train_point"
 WIDTH_REF = 128  # the width at which the learning rate is lr_ref
-# preset -> (shapes as (layers, heads, width), token budgets)
+# preset -> shapes as (layers, heads, width) x token budgets, plus "extra" runs as (layers,
+# heads, width, budget): the CPU grid gives its three smaller shapes a 4M-token run each, so
+# that the sweep reaches past 20 tokens per parameter, where the irreducible loss shows,
+# without raising its largest compute
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "cpu": {
         "shapes": [[2, 2, 32], [2, 4, 64], [3, 4, 96], [4, 4, 128]],
         "tokens": [250_000, 500_000, 1_000_000, 2_000_000],
+        "extra": [[2, 2, 32, 4_000_000], [2, 4, 64, 4_000_000], [3, 4, 96, 4_000_000]],
     },
     "gpu": {
         "shapes": [
@@ -49,7 +53,7 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
 class ScalingSweepConfig:
     """The grid, what every run shares, and where the points run."""
 
-    grid: str = "cpu"  # a preset (cpu: 16 runs; gpu: 30) or a JSON/YAML file {"shapes", "tokens"}
+    grid: str = "cpu"  # a preset (cpu: 19 runs; gpu: 30) or a JSON/YAML file {"shapes", "tokens"}
     out: str = "runs/scaling"  # the sweep folder (one run folder per point)
     block_size: int = 128
     batch_size: int = 16
@@ -67,10 +71,10 @@ class ScalingSweepConfig:
 
     def points(self) -> list[Point]:
         spec = GRIDS.get(self.grid) or _read_grid(self.grid)
+        runs = [[*shape, budget] for shape in spec["shapes"] for budget in spec["tokens"]]
         return [
             {"layers": int(layers), "heads": int(heads), "width": int(width), "budget": int(budget)}
-            for layers, heads, width in spec["shapes"]
-            for budget in spec["tokens"]
+            for layers, heads, width, budget in runs + list(spec.get("extra", []))
         ]
 
 
@@ -82,15 +86,18 @@ def _read_grid(path: str) -> dict[str, list[Any]]:
         spec = yaml.safe_load(file.read_text())  # JSON is YAML
     except yaml.YAMLError as e:
         raise GenlabError(f"{path} is not JSON or YAML ({str(e).splitlines()[0]})") from None
-    shapes, tokens = (spec or {}).get("shapes"), (spec or {}).get("tokens")
+    spec = spec if isinstance(spec, dict) else {}
+    shapes, tokens, extra = spec.get("shapes"), spec.get("tokens"), spec.get("extra", [])
     ok = isinstance(shapes, list) and isinstance(tokens, list) and shapes and tokens
     ok = ok and all(isinstance(s, list) and len(s) == 3 for s in shapes)
     ok = ok and all(isinstance(t, int) and t > 0 for t in tokens)
+    ok = ok and isinstance(extra, list) and all(isinstance(e, list) and len(e) == 4 for e in extra)
     if not ok:
         raise GenlabError(
-            f'{path} needs "shapes": [[layers, heads, width], ...] and "tokens": [positive ints]'
+            f'{path} needs "shapes": [[layers, heads, width], ...] and "tokens": [positive ints] '
+            '(and optionally "extra": [[layers, heads, width, tokens], ...])'
         )
-    for layers, heads, width in shapes:
+    for layers, heads, width in shapes + [e[:3] for e in extra]:
         if not (layers >= 1 and heads >= 1 and width % heads == 0):
             raise GenlabError(
                 f"{path}: shape {[layers, heads, width]} needs width divisible by heads"
