@@ -202,6 +202,9 @@ def test_instruction_induction_keeps_the_candidate_that_executes_best() -> None:
     assert dict(found.scores) == {"Write the plural of": 1.0, "Repeat the word.": 0.0}
     searched = induce(lm, pairs[:3], pairs[3:], n_candidates=2, rounds=1, keep=1)
     assert searched.best == "Shout the word." and len(searched.scores) == 2
+    # its proposals alone are what a search-free induction finds
+    assert searched.proposed == induce(lm, pairs[:3], pairs[3:], n_candidates=2).scores
+    assert searched.proposed == [("Repeat the word.", 0.0)]
     assert execution_accuracy(lm, [], pairs) == []
 
 

@@ -15,7 +15,7 @@ from genlab.data.tinyworld.families.base import Example
 from genlab.prompting.demos import select
 from genlab.prompting.layout import qa_text, question, with_demos
 from genlab.prompting.lm import LM
-from genlab.prompting.settings import Outcome, PromptSettings, outcome
+from genlab.prompting.settings import Outcome, PromptSettings, ask, outcome
 
 TRIGGER = "Let's think step by step."  # Kojima et al.'s best reasoning trigger
 ANSWER_TRIGGER = "Therefore, the answer is"  # their answer-extraction prompt
@@ -35,8 +35,7 @@ def chain_of_thought(
 ) -> list[Outcome]:
     """Few-shot CoT, greedy: the answer is the one the model's worked solution states."""
     prompts = [cot_prompt(e, pool, settings) for e in examples]
-    texts = lm.generate_until(prompts, STOP, settings.reasoning_tokens, seed=settings.seed)
-    return [outcome(e, t[0]) for e, t in zip(examples, texts, strict=True)]
+    return ask(lm, examples, prompts, STOP, settings.reasoning_tokens, settings.seed)
 
 
 def zero_shot_cot(lm: LM, examples: Sequence[Example], settings: PromptSettings) -> list[Outcome]:

@@ -16,7 +16,7 @@ from genlab.data.tinyworld.families.base import Example
 from genlab.prompting.demos import label_space, select, shown_answers
 from genlab.prompting.layout import direct, qa_text, question, with_demos
 from genlab.prompting.lm import LM
-from genlab.prompting.settings import Outcome, PromptSettings, outcome
+from genlab.prompting.settings import Outcome, PromptSettings, ask
 
 STOP = ("\n",)  # an answer is one line
 
@@ -32,16 +32,10 @@ def few_shot_prompt(example: Example, pool: Sequence[Example], settings: PromptS
     )
 
 
-def answer_directly(
-    lm: LM, examples: Sequence[Example], prompts: Sequence[str], settings: PromptSettings
-) -> list[Outcome]:
-    texts = lm.generate_until(prompts, STOP, settings.max_tokens, seed=settings.seed)
-    return [outcome(e, t[0]) for e, t in zip(examples, texts, strict=True)]
-
-
 def zero_shot(lm: LM, examples: Sequence[Example], settings: PromptSettings) -> list[Outcome]:
     """Each question alone."""
-    return answer_directly(lm, examples, [question(e.prompt) for e in examples], settings)
+    prompts = [question(e.prompt) for e in examples]
+    return ask(lm, examples, prompts, STOP, settings.max_tokens, settings.seed)
 
 
 def few_shot(
@@ -49,13 +43,11 @@ def few_shot(
 ) -> list[Outcome]:
     """Each question after ``settings.shots`` demonstrations from ``pool``."""
     prompts = [few_shot_prompt(e, pool, settings) for e in examples]
-    return answer_directly(lm, examples, prompts, settings)
+    return ask(lm, examples, prompts, STOP, settings.max_tokens, settings.seed)
 
 
 def instruction(lm: LM, examples: Sequence[Example], settings: PromptSettings) -> list[Outcome]:
     """Each bare instruction, for a chat model (the model's end of turn ends the reply, which
     may hold worked steps before the answer)."""
-    texts = lm.generate_until(
-        [e.prompt for e in examples], (), settings.reasoning_tokens, seed=settings.seed
-    )
-    return [outcome(e, t[0]) for e, t in zip(examples, texts, strict=True)]
+    prompts = [e.prompt for e in examples]
+    return ask(lm, examples, prompts, (), settings.reasoning_tokens, settings.seed)

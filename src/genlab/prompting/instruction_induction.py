@@ -37,10 +37,12 @@ class Pair:
 
 @dataclass
 class Induction:
-    """The best instruction, and every candidate's held-out accuracy (best first)."""
+    """The best instruction, every candidate's held-out accuracy (best first), and the same for
+    the proposals alone, before any search round (APE without search)."""
 
     best: str
     scores: list[tuple[str, float]] = field(default_factory=list)
+    proposed: list[tuple[str, float]] = field(default_factory=list)
 
 
 def task_prompt(instruction: str, text: str) -> str:
@@ -112,6 +114,7 @@ def induce(
     texts = lm.generate_until(prompts, ("\n",), max_tokens, temperature=1.0, seed=seed)
     pool = list(dict.fromkeys([*given, *(c for t in texts if (c := _clean(t[0])))]))
     scored = dict(zip(pool, execution_accuracy(lm, pool, held_out, max_tokens, seed), strict=True))
+    proposed = _ranked(scored)
     for r in range(rounds):
         top = sorted(scored, key=lambda c: -scored[c])[:keep]
         asks = [f"{VARY}\n\nInput: {c}\n\nOutput:" for c in top]
@@ -123,7 +126,12 @@ def induce(
             scored |= dict(
                 zip(new, execution_accuracy(lm, new, held_out, max_tokens, seed), strict=True)
             )
-    ranked = sorted(scored.items(), key=lambda kv: -kv[1])
+    ranked = _ranked(scored)
     if not ranked:
         raise GenlabError("the model proposed no instruction and none was given")
-    return Induction(ranked[0][0], ranked)
+    return Induction(ranked[0][0], ranked, proposed)
+
+
+def _ranked(scored: dict[str, float]) -> list[tuple[str, float]]:
+    """Candidates best first (ties in the order they were found)."""
+    return sorted(scored.items(), key=lambda kv: -kv[1])

@@ -10,6 +10,7 @@ from genlab.core.errors import GenlabError
 from genlab.data.tinyworld.answers import check, extract_answer
 from genlab.data.tinyworld.families.base import Example
 from genlab.prompting.demos import LABELS, SELECTIONS
+from genlab.prompting.lm import LM
 
 STRATEGIES = (
     "zero-shot",
@@ -93,3 +94,16 @@ def judge(example: Example, answer: str) -> bool:
 def outcome(example: Example, text: str, completions: Sequence[str] | None = None) -> Outcome:
     answer = answer_of(text)
     return Outcome(example, answer, judge(example, answer), list(completions or [text]))
+
+
+def ask(
+    lm: LM,
+    examples: Sequence[Example],
+    prompts: Sequence[str],
+    stop: Sequence[str],
+    max_tokens: int,
+    seed: int,
+) -> list[Outcome]:
+    """One greedy continuation of each prompt, read for its answer to its question."""
+    texts = lm.generate_until(prompts, stop, max_tokens, seed=seed)
+    return [outcome(e, t[0]) for e, t in zip(examples, texts, strict=True)]
