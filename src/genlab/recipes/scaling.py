@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from genlab.core.errors import GenlabError
-from genlab.core.sweep import LAUNCHERS, Metrics, Point, run_sweep
+from genlab.core.sweep import Metrics, Point, run_sweep
 from genlab.core.train_config import TrainConfig
 from genlab.recipes.pretrain import PretrainConfig, pretrain
 from genlab.scaling.flops import flops_per_token, non_embedding_params
@@ -156,8 +156,6 @@ def fixed_settings(cfg: ScalingSweepConfig) -> Point:
 
 def run_scaling_sweep(cfg: ScalingSweepConfig) -> list[dict[str, Any]]:
     """Train every point not finished yet; one row per point (settings, then metrics)."""
-    if cfg.launcher not in LAUNCHERS:
-        raise GenlabError(f"unknown launcher {cfg.launcher!r}; choose from: {', '.join(LAUNCHERS)}")
     return run_sweep(
         TRAIN_POINT,
         cfg.points(),

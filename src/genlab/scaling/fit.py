@@ -15,7 +15,7 @@ from genlab.core.errors import GenlabError
 from genlab.scaling.chinchilla import compute_optimal, fit_chinchilla
 from genlab.scaling.flops import training_flops
 from genlab.scaling.points import Point
-from genlab.scaling.power_law import fit_power_law
+from genlab.scaling.power_law import PowerLaw, fit_power_law
 
 
 def _envelope(points: Sequence[Point], axis: int) -> tuple[list[float], list[float]]:
@@ -24,6 +24,19 @@ def _envelope(points: Sequence[Point], axis: int) -> tuple[list[float], list[flo
         best[point[axis]] = min(best.get(point[axis], float("inf")), point[2])
     xs = sorted(best)
     return xs, [best[x] for x in xs]
+
+
+def kaplan_laws(
+    points: Sequence[Point], n_resamples: int = 200, seed: int = 0
+) -> dict[str, PowerLaw]:
+    """L(N) and L(D) (keys ``"N"``, ``"D"``) on the envelope of ``points``, each where at least
+    three values of its variable allow a power law."""
+    laws = {}
+    for name, axis in (("N", 0), ("D", 1)):
+        xs, best = _envelope(points, axis)
+        if len(xs) >= 3:
+            laws[name] = fit_power_law(xs, best, n_resamples=n_resamples, seed=seed)
+    return laws
 
 
 def fit_points(points: Sequence[Point], n_resamples: int = 200, seed: int = 0) -> dict[str, Any]:
@@ -44,9 +57,6 @@ def fit_points(points: Sequence[Point], n_resamples: int = 200, seed: int = 0) -
             "tokens_per_param": float(d_opt / n_opt),
         },
     }
-    for name, axis in (("L(N)", 0), ("L(D)", 1)):
-        xs, best = _envelope(points, axis)
-        if len(xs) >= 3:
-            law = fit_power_law(xs, best, n_resamples=n_resamples, seed=seed)
-            record[name] = {"alpha": law.alpha, "x_c": law.x_c, "alpha_ci": list(law.alpha_ci)}
+    for name, law in kaplan_laws(points, n_resamples, seed).items():
+        record[f"L({name})"] = {"alpha": law.alpha, "x_c": law.x_c, "alpha_ci": list(law.alpha_ci)}
     return record
