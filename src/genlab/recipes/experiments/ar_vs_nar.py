@@ -24,7 +24,6 @@ faster at batch 1; one iteration shows the quality drop, whatever it is.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from genlab.nets.gpt import GPT
 from genlab.recipes.experiments.report import (
     DOCS_DIR,
     SWEEPS_DIR,
+    load_average,
     new_figure,
     save_figure,
     write_page,
@@ -268,15 +268,11 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "hypotheses"}
 
 
-def _load() -> str:
-    return "/".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-
-
 def run_experiment(cfg: ARvsNARConfig, command: str = "") -> list[dict[str, Any]]:
     """Train (or reuse) the runs, measure every decoding setting, write the page. The page
     records the machine's load before and after: timings on a shared machine need it."""
     cfg.validate()
-    load_before, start = _load(), time.perf_counter()
+    load_before, start = load_average(), time.perf_counter()
     runs = train_runs(cfg)
     rows, valid_bleus = measure(cfg, runs)
     out_dir = Path(cfg.out_dir)
@@ -370,7 +366,7 @@ def run_experiment(cfg: ARvsNARConfig, command: str = "") -> list[dict[str, Any]
             f"BLEU intervals: percentile bootstrap over the test sentences ({cfg.n_resamples} "
             "resamples; the difference to AR greedy on the same resamples)",
             f"runs: {runs_text}",
-            f"machine load (1/5/15-minute averages) before: {load_before}, after: {_load()}; "
+            f"machine load (1/5/15-minute averages) before: {load_before}, after: {load_average()}; "
             f"{(time.perf_counter() - start) / 60:.0f} minutes in all (trained runs are reused "
             "on a rerun)",
         ],

@@ -27,11 +27,10 @@ from genlab.recipes.experiments.prompting_ladder import (
     family_findings,
     gap_finding,
     ladder_table,
-    load_average,
     load_note,
     save_rows,
 )
-from genlab.recipes.experiments.report import DOCS_DIR, write_page
+from genlab.recipes.experiments.report import DOCS_DIR, load_average, write_page
 
 NAME = "icl_wrong_labels"
 ARMS = ("no demonstrations", "gold labels", "random labels")

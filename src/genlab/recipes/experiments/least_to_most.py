@@ -29,11 +29,10 @@ from genlab.recipes.experiments.prompting_ladder import (
     family_findings,
     gap_finding,
     ladder_table,
-    load_average,
     load_note,
     save_rows,
 )
-from genlab.recipes.experiments.report import DOCS_DIR, write_page
+from genlab.recipes.experiments.report import DOCS_DIR, load_average, write_page
 
 NAME = "least_to_most"
 ARMS = ("direct", "few-shot CoT", "least-to-most")

@@ -29,13 +29,18 @@ from genlab.core.io import atomic_write_bytes, atomic_write_json
 from genlab.core.sweep import Metrics, Point, markdown_table, point_dir, run_sweep
 from genlab.data.record_sources import ConversationData
 from genlab.data.tinyworld import World, make_examples
-from genlab.metrics.bootstrap import bootstrap_mean
 from genlab.prompting import LocalLM
 from genlab.prompting.instruction_induction import Pair, execution_hits, induce
 from genlab.prompting.layout import direct
 from genlab.recipes.experiments.ladder import LadderConfig, ladder_runs
-from genlab.recipes.experiments.prompting_ladder import load_average, load_note
-from genlab.recipes.experiments.report import DOCS_DIR, new_figure, save_figure, write_page
+from genlab.recipes.experiments.prompting_ladder import interval, interval_text, load_note
+from genlab.recipes.experiments.report import (
+    DOCS_DIR,
+    load_average,
+    new_figure,
+    save_figure,
+    write_page,
+)
 from genlab.recipes.stages import SFTStage, run_sft
 
 NAME = "prompt_search"
@@ -113,11 +118,6 @@ def train_point(settings: Point, run_dir: Path) -> Metrics:
     return {k: v for k, v in metrics.items() if k in ("eval_loss", "step", "time_s")}
 
 
-def accuracy_interval(hits: list[bool]) -> list[float]:
-    score = bootstrap_mean([float(h) for h in hits])
-    return [score.mean, score.low, score.high]
-
-
 def run_experiment(cfg: PromptSearchConfig, command: str = "") -> list[dict[str, Any]]:
     """Score every arm on every task's test pairs; the page compares them."""
     before, start = load_average(), time.perf_counter()
@@ -138,19 +138,17 @@ def run_experiment(cfg: PromptSearchConfig, command: str = "") -> list[dict[str,
         valid = pairs(task, "validation", cfg.n_valid, world, seed)
         test = pairs(task, "test", cfg.n_test, world, seed)
         hand = TASKS[task][2]
-        found = induce(lm, train, valid, cfg.candidates, seed=seed)
+        # one search: its proposals alone are APE, its final ranking APE with search
         searched = induce(lm, train, valid, cfg.candidates, rounds=1, keep=cfg.keep, seed=seed)
-        chosen = {"no instruction": "", "hand-written": hand, "APE": found.best}
+        chosen = {"no instruction": "", "hand-written": hand, "APE": searched.proposed[0][0]}
         chosen["APE + search"] = searched.best
         row: dict[str, Any] = {"task": task, "rung": rung, "instructions": chosen}
         for arm, instruction in chosen.items():
-            row[arm] = accuracy_interval(execution_hits(lm, [instruction], test, seed=seed)[0])
+            row[arm] = interval(execution_hits(lm, [instruction], test, seed=seed)[0])
         soft = point_dir(out_runs, TRAIN_POINT, {"task": task}, budget) / "run"
         tuned = LocalLM(soft, device=cfg.device, chat=True)
-        row["soft prompt"] = accuracy_interval(
-            execution_hits(tuned, [""], test, seed=seed, bare=True)[0]
-        )
-        row["ape_candidates"] = found.scores[:5]
+        row["soft prompt"] = interval(execution_hits(tuned, [""], test, seed=seed, bare=True)[0])
+        row["ape_candidates"] = searched.proposed[:5]
         row["search_candidates"] = searched.scores[:5]
         rows.append(row)
     out = Path(cfg.out_dir)
@@ -173,10 +171,7 @@ def run_experiment(cfg: PromptSearchConfig, command: str = "") -> list[dict[str,
     ax.legend(fontsize=7)
     save_figure(fig, out / f"{NAME}.png")
 
-    def pct(v: list[float]) -> str:
-        return f"{100 * v[0]:.1f} [{100 * v[1]:.1f}, {100 * v[2]:.1f}]"
-
-    body = [[r["task"], *(pct(r[a]) for a in ARMS)] for r in rows]
+    body = [[r["task"], *(interval_text(r[a]) for a in ARMS)] for r in rows]
     findings = [
         f"{r['task']}: hand-written {r['instructions']['hand-written']!r}; APE chose "
         f"{r['instructions']['APE']!r} (validation {100 * r['ape_candidates'][0][1]:.0f}%), "

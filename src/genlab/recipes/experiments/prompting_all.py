@@ -22,8 +22,7 @@ from genlab.recipes.experiments import (
 )
 from genlab.recipes.experiments.ladder import NAME as NAME_LADDER
 from genlab.recipes.experiments.ladder import LadderConfig, ladder_runs
-from genlab.recipes.experiments.prompting_ladder import load_average
-from genlab.recipes.experiments.report import DOCS_DIR, write_page
+from genlab.recipes.experiments.report import DOCS_DIR, load_average, write_page
 
 NAME = "prompting_all"
 SUITE = {

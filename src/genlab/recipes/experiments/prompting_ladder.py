@@ -7,7 +7,6 @@ per question (a paired bootstrap), not from two separate intervals.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,14 +17,10 @@ from genlab.core.sweep import markdown_table
 from genlab.data.tinyworld.families.base import Example
 from genlab.metrics.bootstrap import bootstrap_mean
 from genlab.prompting import LocalLM, Outcome, PromptSettings, answer
-from genlab.recipes.experiments.report import new_figure, save_figure
+from genlab.recipes.experiments.report import load_average, new_figure, save_figure
 
 Row = dict[str, Any]
 GROUP = "group"  # a row's question set, where an experiment asks more than one
-
-
-def load_average() -> str:
-    return "/".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
 
 
 def cell(rung: str, params: int, arm: str, outcomes: Sequence[Outcome], seconds: float) -> Row:
@@ -64,16 +59,15 @@ def ask_ladder(
     questions: Sequence[Example],
     pool: Sequence[Example],
     device: str,
-    pools: Mapping[str, Sequence[Example]] | None = None,
 ) -> list[Row]:
-    """Every rung under every arm (``pools`` may give an arm its own demonstrations)."""
+    """Every rung under every arm, the same questions and demonstration pool for each."""
     rows = []
     for rung, run in runs.items():
         lm = LocalLM(run, device=device)
         params = sum(p.numel() for p in lm.model.parameters())
         for arm, settings in arms.items():
             start = time.perf_counter()
-            outcomes = answer(lm, questions, (pools or {}).get(arm, pool), settings)
+            outcomes = answer(lm, questions, pool, settings)
             rows.append(cell(rung, params, arm, outcomes, time.perf_counter() - start))
     return rows
 
@@ -86,8 +80,20 @@ def paired_gap(rows: Sequence[Row], rung: str, a: str, b: str) -> tuple[float, f
     return gap.mean, gap.low, gap.high
 
 
+def interval(hits: Sequence[float]) -> list[float]:
+    """``[mean, low, high]``: a share of hits with its 95% percentile-bootstrap interval."""
+    score = bootstrap_mean([float(h) for h in hits])
+    return [score.mean, score.low, score.high]
+
+
+def interval_text(value: Sequence[float]) -> str:
+    """``[mean, low, high]`` as percentages: ``57.2 [53.3, 61.2]``."""
+    mean, low, high = value
+    return f"{100 * mean:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
 def pct(row: Row) -> str:
-    return f"{100 * row['accuracy']:.1f} [{100 * row['low']:.1f}, {100 * row['high']:.1f}]"
+    return interval_text([row["accuracy"], row["low"], row["high"]])
 
 
 def gap_text(gap: tuple[float, float, float]) -> str:

@@ -48,6 +48,12 @@ def write_results(
     save_grid(torch.cat(list(strips)), out_dir / f"{name}_samples.png", nrow=8, scale=3)
 
 
+def load_average() -> str:
+    """The machine's 1/5/15-minute load averages ("?" where the system has none): a page's
+    timings on a shared machine need them."""
+    return "/".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+
+
 def machine() -> str:
     """The hardware the timings come from, in words."""
     if torch.cuda.is_available():

@@ -24,10 +24,10 @@ import numpy as np
 
 from genlab.core.io import atomic_write_json
 from genlab.core.sweep import markdown_table, run_sweep
-from genlab.recipes.experiments.prompting_ladder import load_average
 from genlab.recipes.experiments.report import (
     DOCS_DIR,
     SWEEPS_DIR,
+    load_average,
     new_figure,
     save_figure,
     write_page,
@@ -38,7 +38,8 @@ from genlab.recipes.scaling import (
     fixed_settings,
     run_scaling_sweep,
 )
-from genlab.scaling import compute_optimal, fit_chinchilla, fit_power_law, predict, training_flops
+from genlab.scaling import compute_optimal, fit_chinchilla, predict, training_flops
+from genlab.scaling.fit import kaplan_laws
 from genlab.scaling.flops import non_embedding_params
 
 NAME = "scaling_laws"
@@ -69,21 +70,17 @@ def run_experiment(cfg: ScalingLawsConfig, command: str = "") -> dict[str, Any]:
     loss = np.array([r["loss"] for r in rows], dtype=float)
     fit = fit_chinchilla(n, d, loss, n_resamples=cfg.n_resamples, seed=cfg.sweep.seed)
 
+    flops = training_flops(n, d)
     layers, heads, width = cfg.held_out_shape
     held_n = non_embedding_params(layers, width)
-    budget = int(cfg.compute_factor * training_flops(n, d).max() / (6 * held_n))
+    budget = int(cfg.compute_factor * flops.max() / (6 * held_n))
     held_point = {"layers": layers, "heads": heads, "width": width, "budget": budget}
     [held] = _run_points(cfg.sweep, [held_point])
     predicted = float(predict(fit, held["params"], held["tokens"]))
     error = abs(predicted - held["loss"]) / held["loss"]
 
-    flops = training_flops(n, d)
     n_opt, d_opt = compute_optimal(fit, flops.max())
-    laws = {
-        name: fit_power_law(*_envelope(x, loss), n_resamples=cfg.n_resamples)
-        for name, x in (("N", n), ("D", d))
-        if len(set(x.tolist())) >= 3  # a power law needs three values of its variable
-    }
+    laws = kaplan_laws(list(zip(n, d, loss, strict=True)), cfg.n_resamples)
     record = {
         "runs": [
             {
@@ -180,11 +177,6 @@ def _run_points(cfg: ScalingSweepConfig, points: list[dict[str, int]]) -> list[d
     """Train extra points like the sweep's, in a folder beside it (``OUT-held-out``), so that
     the sweep's own table and a fit of its folder never include them."""
     return run_sweep(TRAIN_POINT, points, f"{cfg.out}-held-out", fixed_settings(cfg), 1)
-
-
-def _envelope(x: np.ndarray, loss: np.ndarray) -> tuple[list[float], list[float]]:
-    values = sorted(set(x.tolist()))
-    return values, [float(loss[x == v].min()) for v in values]
 
 
 def _figure(

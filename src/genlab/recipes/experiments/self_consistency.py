@@ -20,15 +20,20 @@ from typing import Any
 
 from genlab.core.io import atomic_write_json
 from genlab.core.sweep import markdown_table
-from genlab.metrics.bootstrap import bootstrap_mean
 from genlab.prompting import LocalLM, PromptSettings, answer
 from genlab.prompting.settings import answer_of, judge
 from genlab.prompting.tasks import load_tasks
 from genlab.prompting.vote import majority
 from genlab.recipes.experiments.chain_of_thought import MULTI_STEP
 from genlab.recipes.experiments.ladder import LadderConfig, ladder_runs
-from genlab.recipes.experiments.prompting_ladder import load_average, load_note
-from genlab.recipes.experiments.report import DOCS_DIR, new_figure, save_figure, write_page
+from genlab.recipes.experiments.prompting_ladder import interval, interval_text, load_note
+from genlab.recipes.experiments.report import (
+    DOCS_DIR,
+    load_average,
+    new_figure,
+    save_figure,
+    write_page,
+)
 
 NAME = "self_consistency"
 MODES = {"CoT": True, "direct": False}
@@ -85,15 +90,14 @@ def run_experiment(cfg: SelfConsistencyConfig, command: str = "") -> list[dict[s
             )
             paths = [[answer_of(t) for t in o.completions] for o in sampled]
             row: dict[str, Any] = {"rung": rung, "mode": mode}
-            score = bootstrap_mean([float(o.correct) for o in greedy])
-            row["greedy"] = [score.mean, score.low, score.high]
+            row["greedy"] = interval([o.correct for o in greedy])
             for k in cfg.samples:
-                right = [
-                    float(judge(q, majority(p[:k]).answer))
-                    for q, p in zip(questions, paths, strict=True)
-                ]
-                score = bootstrap_mean(right)
-                row[f"vote@{k}"] = [score.mean, score.low, score.high]
+                row[f"vote@{k}"] = interval(
+                    [
+                        judge(q, majority(p[:k]).answer)
+                        for q, p in zip(questions, paths, strict=True)
+                    ]
+                )
             row["distinct"] = sum(o.distinct for o in sampled) / len(sampled)
             row["share"] = sum(o.share for o in sampled) / len(sampled)
             row["single_sample"] = sum(
@@ -121,13 +125,15 @@ def run_experiment(cfg: SelfConsistencyConfig, command: str = "") -> list[dict[s
     ax.legend(fontsize=7)
     save_figure(fig, out / f"{NAME}.png")
 
-    def pct(v: list[float]) -> str:
-        return f"{100 * v[0]:.1f} [{100 * v[1]:.1f}, {100 * v[2]:.1f}]"
-
     headers = ["model", "answers", "greedy %", *(f"vote of {k} %" for k in cfg.samples)]
     headers += ["distinct answers (of 20)", "winner's share"]
     body = [
-        [r["rung"], r["mode"], pct(r["greedy"]), *(pct(r[f"vote@{k}"]) for k in cfg.samples)]
+        [
+            r["rung"],
+            r["mode"],
+            interval_text(r["greedy"]),
+            *(interval_text(r[f"vote@{k}"]) for k in cfg.samples),
+        ]
         + [f"{r['distinct']:.2f}", f"{r['share']:.2f}"]
         for r in rows
     ]
