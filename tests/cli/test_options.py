@@ -23,18 +23,22 @@ from genlab.recipes.diffusion import ImageTrainConfig
 from genlab.recipes.experiments import (
     adapters,
     ar_vs_nar,
+    calibration,
     chain_of_thought,
     diffusion_guidance,
     diffusion_prediction,
     diffusion_steps,
+    emergence,
     icl_wrong_labels,
     instruction_tuning,
+    knowledge_vs_language,
     least_to_most,
     prompt_search,
     prompting_all,
     rlhf_vs_size,
     scaling_laws,
     self_consistency,
+    u_shaped,
 )
 from genlab.recipes.experiments.diffusion_guidance import GuidanceConfig
 from genlab.recipes.experiments.diffusion_prediction import PredictionConfig
@@ -490,6 +494,10 @@ EXPERIMENTS = (
     prompt_search,
     prompting_all,
     scaling_laws,
+    emergence,
+    calibration,
+    u_shaped,
+    knowledge_vs_language,
 )
 
 

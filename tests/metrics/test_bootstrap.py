@@ -45,3 +45,17 @@ def test_format_and_dict():
     assert i.format() == "65.2% [60.1, 70.3]"
     assert i.format(percent=False, digits=3) == "0.652 [0.601, 0.703]"
     assert Interval(**i.to_dict()) == i
+
+
+def test_bootstrap_statistic_agrees_with_bootstrap_mean_on_a_mean() -> None:
+    import numpy as np
+
+    from genlab.metrics.bootstrap import bootstrap_mean, bootstrap_statistic
+
+    values = np.random.default_rng(1).normal(size=300)
+    general = bootstrap_statistic(lambda idx: float(values[idx].mean()), 300, 4000, seed=3)
+    special = bootstrap_mean(list(values), 4000, seed=3)
+    assert general.mean == pytest.approx(special.mean)
+    assert general.low == pytest.approx(special.low, abs=0.02)
+    assert general.high == pytest.approx(special.high, abs=0.02)
+    assert general.low < general.mean < general.high

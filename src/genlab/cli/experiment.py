@@ -19,33 +19,41 @@ from genlab.core.config import format_value
 from genlab.recipes.experiments import (
     adapters,
     ar_vs_nar,
+    calibration,
     chain_of_thought,
     diffusion_guidance,
     diffusion_prediction,
     diffusion_steps,
+    emergence,
     icl_wrong_labels,
     instruction_tuning,
+    knowledge_vs_language,
     least_to_most,
     prompt_search,
     prompting_all,
     rlhf_vs_size,
     scaling_laws,
     self_consistency,
+    u_shaped,
 )
 from genlab.recipes.experiments.adapters import AdaptersConfig
 from genlab.recipes.experiments.ar_vs_nar import ARvsNARConfig
+from genlab.recipes.experiments.calibration import CalibrationConfig
 from genlab.recipes.experiments.chain_of_thought import ChainOfThoughtConfig
 from genlab.recipes.experiments.diffusion_guidance import GuidanceConfig
 from genlab.recipes.experiments.diffusion_prediction import PredictionConfig
 from genlab.recipes.experiments.diffusion_steps import StepsConfig
+from genlab.recipes.experiments.emergence import EmergenceConfig
 from genlab.recipes.experiments.icl_wrong_labels import WrongLabelsConfig
 from genlab.recipes.experiments.instruction_tuning import InstructionTuningConfig
+from genlab.recipes.experiments.knowledge_vs_language import KnowledgeLanguageConfig
 from genlab.recipes.experiments.least_to_most import LeastToMostConfig
 from genlab.recipes.experiments.prompt_search import PromptSearchConfig
 from genlab.recipes.experiments.prompting_all import PromptingAllConfig
 from genlab.recipes.experiments.rlhf_vs_size import RLHFSizeConfig
 from genlab.recipes.experiments.scaling_laws import ScalingLawsConfig
 from genlab.recipes.experiments.self_consistency import SelfConsistencyConfig
+from genlab.recipes.experiments.u_shaped import UShapedConfig
 
 experiment = typer.Typer(
     help="Run an experiment: a claim, measured, written to docs/experiments/.",
@@ -172,3 +180,31 @@ def prompting_all_verb(cfg: PromptingAllConfig) -> None:
 def scaling_laws_verb(cfg: ScalingLawsConfig) -> None:
     """A sweep of GPTs, the Chinchilla fit, and its prediction of a run at 4x the compute."""
     _run(scaling_laws, cfg)
+
+
+@experiment.command("emergence")
+@config_command(EmergenceConfig)
+def emergence_verb(cfg: EmergenceConfig) -> None:
+    """Column arithmetic by scale: exact match (sharp) against per-digit and per-token scores."""
+    _run(emergence, cfg)
+
+
+@experiment.command("calibration")
+@config_command(CalibrationConfig)
+def calibration_verb(cfg: CalibrationConfig) -> None:
+    """Calibration error by model size, and the demo's SFT model against its PPO and DPO."""
+    _run(calibration, cfg)
+
+
+@experiment.command("u-shaped")
+@config_command(UShapedConfig)
+def u_shaped_verb(cfg: UShapedConfig) -> None:
+    """A memo trap by scale: copy what the text says or recall the world's fact?"""
+    _run(u_shaped, cfg)
+
+
+@experiment.command("knowledge-vs-language")
+@config_command(KnowledgeLanguageConfig)
+def knowledge_vs_language_verb(cfg: KnowledgeLanguageConfig) -> None:
+    """Grammar and fact minimal pairs against training tokens: how much text each needs."""
+    _run(knowledge_vs_language, cfg)

@@ -10,7 +10,7 @@ each seed's own figure beside the interval.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,3 +64,24 @@ def bootstrap_mean(
     tail = (1.0 - level) / 2
     low, high = np.quantile(resampled, [tail, 1.0 - tail])
     return Interval(mean, float(low), float(high), level)
+
+
+def bootstrap_statistic(
+    statistic: Callable[[np.ndarray], float],
+    n_items: int,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Any statistic of ``n_items`` items (``statistic(indices)`` computes it on the items at
+    those indices, repeats included) with its percentile bootstrap interval: for figures that
+    are not a mean of per-item scores, such as a calibration error."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if n_items < 1:
+        raise ValueError("bootstrap needs at least one item")
+    rng = np.random.default_rng(seed)
+    resampled = [statistic(rng.integers(0, n_items, n_items)) for _ in range(n_resamples)]
+    tail = (1.0 - level) / 2
+    low, high = np.quantile(resampled, [tail, 1.0 - tail])
+    return Interval(float(statistic(np.arange(n_items))), float(low), float(high), level)

@@ -59,7 +59,7 @@ class ScalingSweepConfig:
     batch_size: int = 16
     lr: float = 2e-3  # at width 128; scaled by (128 / width)^0.5
     warmup_fraction: float = 0.05  # of each run's steps
-    corpus_chars: int = 1_500_000  # the TinyWorld text every run trains on
+    corpus_chars: int = 16_000_000  # TinyWorld text: about 4.7M tokens, so no run repeats data
     vocab_size: int = 1024
     seed: int = 0  # the corpus drawn and the weights initialised
     device: str = "auto"

@@ -9,8 +9,10 @@ reads (Schulman et al., 2017); evaluation measures the KL to a reference; servin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -58,3 +60,41 @@ def token_logprobs(
 def sequence_logprobs(model: nn.Module, inputs: Tensor, targets: Tensor) -> Tensor:
     """``log p(targets)`` summed over each row's scored tokens (B,): DPO's and the KL's unit."""
     return token_logprobs(model, inputs, targets).logprobs.sum(-1)
+
+
+@torch.inference_mode()
+def continuation_logprobs(
+    model: nn.Module,
+    contexts: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[int]],
+    batch_size: int = 64,
+) -> list[Tensor]:
+    """``log p(continuation token | context, earlier continuation tokens)`` for each pair, one
+    tensor per pair (lm-evaluation-harness's ``loglikelihood``): what probes, minimal pairs and
+    multiple-choice questions compare. A pair longer than the context window loses its oldest
+    context tokens; rows are right-padded, which a causal model never attends to."""
+    if len(contexts) != len(continuations):
+        raise ValueError(f"{len(contexts)} contexts for {len(continuations)} continuations")
+    block = model.config.block_size
+    device = next(model.parameters()).device
+    out: list[Tensor] = []
+    for start in range(0, len(contexts), batch_size):
+        pairs = list(
+            zip(
+                contexts[start : start + batch_size],
+                continuations[start : start + batch_size],
+                strict=True,
+            )
+        )
+        seqs = [(list(c) + list(x))[-(block + 1) :] for c, x in pairs]
+        width = max(len(s) for s in seqs) - 1
+        inputs = torch.zeros(len(seqs), width, dtype=torch.long)
+        targets = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long)
+        for i, (seq, (_, cont)) in enumerate(zip(seqs, pairs, strict=True)):
+            inputs[i, : len(seq) - 1] = torch.tensor(seq[:-1])
+            targets[i, len(seq) - 1 - len(cont) : len(seq) - 1] = torch.tensor(cont)
+        scores = token_logprobs(model, inputs.to(device), targets.to(device)).logprobs.cpu()
+        for i, seq in enumerate(seqs):
+            n = len(pairs[i][1])
+            out.append(scores[i, len(seq) - 1 - n : len(seq) - 1])
+    return out

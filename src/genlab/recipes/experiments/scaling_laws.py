@@ -26,12 +26,12 @@ from genlab.core.io import atomic_write_json
 from genlab.core.sweep import markdown_table, run_sweep
 from genlab.recipes.experiments.report import (
     DOCS_DIR,
-    SWEEPS_DIR,
     load_average,
     new_figure,
     save_figure,
     write_page,
 )
+from genlab.recipes.experiments.sweep_models import default_sweep
 from genlab.recipes.scaling import (
     TRAIN_POINT,
     ScalingSweepConfig,
@@ -54,11 +54,7 @@ class ScalingLawsConfig:
     compute_factor: float = 4.0  # the held-out run's compute over the sweep's largest
     n_resamples: int = 200  # bootstrap refits for the intervals
     out_dir: str = str(DOCS_DIR)
-    sweep: ScalingSweepConfig = field(
-        default_factory=lambda: ScalingSweepConfig(
-            out=str(Path(SWEEPS_DIR) / "scaling"), parallel=2
-        )
-    )
+    sweep: ScalingSweepConfig = field(default_factory=default_sweep)
 
 
 def run_experiment(cfg: ScalingLawsConfig, command: str = "") -> dict[str, Any]:
