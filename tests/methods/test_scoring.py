@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from genlab.methods.autoregressive.padding import left_pad, pad_right
-from genlab.methods.autoregressive.scoring import sequence_logprobs, token_logprobs
+from genlab.methods.autoregressive.scoring import (
+    continuation_logprobs,
+    sequence_logprobs,
+    token_logprobs,
+)
 from genlab.nets.gpt import GPT, IGNORE_INDEX, GPTConfig, positions_from_mask
 from genlab.nets.hf_gpt2 import gpt_to_hf
 from references import require
@@ -83,3 +87,38 @@ def test_same_logprobs_as_transformers_on_a_padded_batch(tmp_path):
     ref = torch.log_softmax(logits.float(), -1).gather(-1, targets.clamp(min=0)[..., None])
     ref = ref.squeeze(-1) * (targets != IGNORE_INDEX)
     torch.testing.assert_close(scores, ref, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_continuations_score_as_alone_in_a_ragged_batch_and_lose_old_context(model):
+    pairs = [([1, 2, 3], [4, 5]), ([6], [7, 8, 9, 10]), ([11, 12, 13, 14, 15], [16])]
+    scores = continuation_logprobs(
+        model, [c for c, _ in pairs], [x for _, x in pairs], batch_size=2
+    )
+    for (context, cont), got in zip(pairs, scores, strict=True):
+        alone = by_hand(model, context + cont)[-len(cont) :].float()
+        assert got.shape == (len(cont),)
+        torch.testing.assert_close(got, alone, atol=1e-5, rtol=0)
+    long_context = list(range(1, 41))  # 40 + 2 tokens in a 32-token window
+    [got] = continuation_logprobs(model, [long_context], [[3, 4]])
+    kept = (long_context + [3, 4])[-33:]  # the window, and the last target after it
+    logp = torch.log_softmax(model(torch.tensor([kept[:-1]]))[0][0, -2:], -1)
+    torch.testing.assert_close(got, logp[[0, 1], [3, 4]], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="2 contexts for 1"):
+        continuation_logprobs(model, [[1], [2]], [[3]])
+
+
+@torch.no_grad()
+def test_continuation_logprobs_match_transformers(tmp_path):
+    transformers = require("transformers")
+    torch.manual_seed(2)
+    config = GPTConfig(vocab_size=60, block_size=32, n_layer=2, n_head=2, n_embd=32, bias=True)
+    ours = GPT(config).eval()
+    gpt_to_hf(ours, tmp_path)
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    context, cont = [5, 17, 3, 44], [8, 21, 9]
+    [got] = continuation_logprobs(ours, [context], [cont])
+    ids = torch.tensor([context + cont])
+    logp = torch.log_softmax(theirs(ids).logits[0, :-1].float(), -1)
+    ref = logp[torch.arange(len(context) - 1, ids.shape[1] - 1), torch.tensor(cont)]
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)

@@ -10,14 +10,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
-import torch
 
 from genlab.cli import main
 from genlab.core.errors import GenlabError
 from genlab.metrics.bootstrap import Interval
 from genlab.nets.gpt import GPT, GPTConfig
-from genlab.recipes.chatgpt import run_stages
-from genlab.recipes.chatgpt.presets import demo_config, smoke_config
+from genlab.recipes.chatgpt.presets import demo_config
 from genlab.recipes.experiments.rlhf_vs_size import (
     BIG,
     MODELS,
@@ -31,17 +29,6 @@ from genlab.recipes.experiments.rlhf_vs_size import (
     scaled_shape,
     table,
 )
-
-
-@pytest.fixture(scope="module")
-def smoke_demo(tmp_path_factory):
-    """A finished smoke-preset demo (every stage, a few steps each), shared by the tests."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("rlhf-size") / "demo"
-    run_stages(smoke_config(out=str(out)))
-    yield out
-    torch.set_num_threads(threads)
 
 
 def test_the_big_model_of_the_demo_preset_has_about_4x_its_parameters():

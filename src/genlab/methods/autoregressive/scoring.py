@@ -72,7 +72,8 @@ def continuation_logprobs(
     """``log p(continuation token | context, earlier continuation tokens)`` for each pair, one
     tensor per pair (lm-evaluation-harness's ``loglikelihood``): what probes, minimal pairs and
     multiple-choice questions compare. A pair longer than the context window loses its oldest
-    context tokens; rows are right-padded, which a causal model never attends to."""
+    context tokens (a continuation longer than the window is scored on its last ``block_size``
+    tokens); rows are right-padded, which a causal model never attends to."""
     if len(contexts) != len(continuations):
         raise ValueError(f"{len(contexts)} contexts for {len(continuations)} continuations")
     block = model.config.block_size
@@ -90,11 +91,13 @@ def continuation_logprobs(
         width = max(len(s) for s in seqs) - 1
         inputs = torch.zeros(len(seqs), width, dtype=torch.long)
         targets = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long)
-        for i, (seq, (_, cont)) in enumerate(zip(seqs, pairs, strict=True)):
+        scored = [min(len(x), len(s) - 1) for s, (_, x) in zip(seqs, pairs, strict=True)]
+        for i, (seq, n) in enumerate(zip(seqs, scored, strict=True)):
             inputs[i, : len(seq) - 1] = torch.tensor(seq[:-1])
-            targets[i, len(seq) - 1 - len(cont) : len(seq) - 1] = torch.tensor(cont)
+            targets[i, len(seq) - 1 - n : len(seq) - 1] = torch.tensor(seq[len(seq) - n :])
         scores = token_logprobs(model, inputs.to(device), targets.to(device)).logprobs.cpu()
-        for i, seq in enumerate(seqs):
-            n = len(pairs[i][1])
-            out.append(scores[i, len(seq) - 1 - n : len(seq) - 1])
+        out += [
+            scores[i, len(s) - 1 - n : len(s) - 1]
+            for i, (s, n) in enumerate(zip(seqs, scored, strict=True))
+        ]
     return out

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from genlab.core.device import pick_device
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_json, read_json
 from genlab.core.sweep import markdown_table
@@ -75,7 +76,7 @@ class CalibrationConfig:
     n_per_family: int = 200  # held-out demo questions per family with options
     demo: str = "runs/demo"  # a finished `genlab demo` folder (its sft, ppo and dpo models)
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     out_dir: str = str(DOCS_DIR)
     sweep: ScalingSweepConfig = field(default_factory=default_sweep)
 
@@ -216,7 +217,7 @@ def run_experiment(cfg: CalibrationConfig, command: str = "") -> dict[str, Any]:
     chats = chat_choices(examples)
     rlhf = {}
     for name in RLHF_MODELS:
-        model, tokenizer = load_gpt(demo / name, device=cfg.device)
+        model, tokenizer = load_gpt(demo / name, device=pick_device(cfg.device))
         rlhf[name] = summary(chat_probabilities(model, tokenizer, chats), chats, cfg.seed)
 
     record = {

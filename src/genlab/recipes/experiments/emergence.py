@@ -92,7 +92,7 @@ class EmergenceConfig:
     n_problems: int = 200  # per task
     max_new_tokens: int = 100  # the longest reference solution is about 70 tokens
     seed: int = 0  # the problems drawn
-    device: str = "cpu"
+    device: str = "auto"
     out_dir: str = str(DOCS_DIR)
     sweep: ScalingSweepConfig = field(default_factory=default_sweep)
 

@@ -62,7 +62,7 @@ class KnowledgeLanguageConfig:
     # before the sweep's smallest budget
     early_tokens: tuple[int, ...] = (16_384, 32_768, 65_536, 131_072)
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     out_dir: str = str(DOCS_DIR)
     sweep: ScalingSweepConfig = field(default_factory=default_sweep)
 
@@ -88,7 +88,7 @@ def untrained(model: SweepModel, seed: int, device: str) -> tuple[GPT, Tokenizer
     """The shape's random initialisation (the sweep's seed), with the trained run's tokenizer."""
     trained, tokenizer = model.open(device)
     seed_everything(seed)
-    return GPT(trained.config).to(device).eval(), tokenizer
+    return GPT(trained.config).to(next(trained.parameters()).device).eval(), tokenizer
 
 
 def tokens_to_reach(tokens: Sequence[int], scores: Sequence[float], floor: float) -> float | None:

@@ -63,7 +63,7 @@ class UShapedConfig:
 
     n_traps: int = 500
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     out_dir: str = str(DOCS_DIR)
     sweep: ScalingSweepConfig = field(default_factory=default_sweep)
 
