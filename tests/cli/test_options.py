@@ -36,6 +36,7 @@ from genlab.recipes.experiments import (
     prompt_search,
     prompting_all,
     rlhf_vs_size,
+    scale_all,
     scaling_laws,
     self_consistency,
     u_shaped,
@@ -498,6 +499,7 @@ EXPERIMENTS = (
     calibration,
     u_shaped,
     knowledge_vs_language,
+    scale_all,
 )
 
 

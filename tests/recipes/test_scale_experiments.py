@@ -151,3 +151,22 @@ def test_calibration_on_the_tiny_sweep_and_the_smoke_demo(sweep, smoke_demo, tmp
         assert sum(row["bins"]["count"]) in (20, 8)
     page = (out / "calibration.md").read_text()
     assert "Before and after RLHF" in page and "--n-questions 20" in page
+
+
+def test_the_suite_runs_its_parts_on_one_sweep_and_reports_their_minutes(
+    sweep, smoke_demo, tmp_path, monkeypatch
+):
+    from genlab.recipes.experiments import scale_all
+
+    monkeypatch.setattr(
+        scale_all, "SUITE", {u_shaped: lambda: u_shaped.UShapedConfig(n_traps=8, device="cpu")}
+    )
+    cfg = scale_all.ScaleAllConfig(
+        demo=str(smoke_demo), device="cpu", out_dir=str(tmp_path), sweep=sweep
+    )
+    minutes = scale_all.run_experiment(cfg, "genlab experiment scale-all")
+    assert set(minutes) == {"sweep", "demo", "u_shaped", "total"}
+    assert minutes["demo"] < 0.5  # the demo was there: not trained again
+    page = (tmp_path / "scale_all.md").read_text()
+    assert "[u_shaped](u_shaped.md)" in page and "minutes of process time" in page
+    assert (tmp_path / "u_shaped.md").is_file()

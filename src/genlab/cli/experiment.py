@@ -32,6 +32,7 @@ from genlab.recipes.experiments import (
     prompt_search,
     prompting_all,
     rlhf_vs_size,
+    scale_all,
     scaling_laws,
     self_consistency,
     u_shaped,
@@ -51,6 +52,7 @@ from genlab.recipes.experiments.least_to_most import LeastToMostConfig
 from genlab.recipes.experiments.prompt_search import PromptSearchConfig
 from genlab.recipes.experiments.prompting_all import PromptingAllConfig
 from genlab.recipes.experiments.rlhf_vs_size import RLHFSizeConfig
+from genlab.recipes.experiments.scale_all import ScaleAllConfig
 from genlab.recipes.experiments.scaling_laws import ScalingLawsConfig
 from genlab.recipes.experiments.self_consistency import SelfConsistencyConfig
 from genlab.recipes.experiments.u_shaped import UShapedConfig
@@ -180,6 +182,13 @@ def prompting_all_verb(cfg: PromptingAllConfig) -> None:
 def scaling_laws_verb(cfg: ScalingLawsConfig) -> None:
     """A sweep of GPTs, the Chinchilla fit, and its prediction of a run at 4x the compute."""
     _run(scaling_laws, cfg)
+
+
+@experiment.command("scale-all")
+@config_command(ScaleAllConfig)
+def scale_all_verb(cfg: ScaleAllConfig) -> None:
+    """The sweep once, then all five scale experiments' pages and what they cost."""
+    _run(scale_all, cfg)
 
 
 @experiment.command("emergence")
