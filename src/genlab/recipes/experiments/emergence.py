@@ -30,7 +30,6 @@ import numpy as np
 from genlab.core.io import atomic_write_json
 from genlab.core.sweep import markdown_table
 from genlab.data.tinyworld.worked import add_steps, mul_steps, sub_steps
-from genlab.metrics.bootstrap import bootstrap_mean
 from genlab.prompting.lm import LocalLM
 from genlab.recipes.experiments.prompting_ladder import interval, interval_text
 from genlab.recipes.experiments.report import (
@@ -129,15 +128,14 @@ def evaluate(model: SweepModel, problems: dict[str, list], cfg: EmergenceConfig)
         out[task] = {
             "exact": interval(exact),
             "digits": interval(digits),
-            "loglik": _mean_interval(loglik),
+            "loglik": interval(loglik),
             "sample": texts[0],
         }
     return out
 
 
-def _mean_interval(values: list[float]) -> list[float]:
-    mean = bootstrap_mean(values)
-    return [mean.mean, mean.low, mean.high]
+def _plain_interval(value: list[float]) -> str:
+    return f"{value[0]:.3f} [{value[1]:.3f}, {value[2]:.3f}]"
 
 
 def largest_jump(values: list[float]) -> float:
@@ -172,9 +170,7 @@ def run_experiment(cfg: EmergenceConfig, command: str = "") -> dict[str, Any]:
 
     tables = []
     for key, title in METRICS.items():
-        text = (
-            interval_text if key != "loglik" else lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
-        )
+        text = interval_text if key != "loglik" else _plain_interval
         rows = [
             [m.label, f"{m.flops:.3g}", *(text(r[t][key]) for t in TASKS)]
             for m, r in zip(models, results, strict=True)

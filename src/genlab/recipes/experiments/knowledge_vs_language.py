@@ -3,9 +3,9 @@
 The claim (Zhang et al., 2021, "When Do You Need Billions of Words of Pretraining Data?"; the
 lecture's "big data" part): syntax and grammar are learned from a small fraction of the data
 that factual knowledge needs. The experiment scores the scaling sweep's GPTs, each shape
-trained on 16K to 4M tokens (the sweep's runs and shorter ones of the same shapes), on minimal pairs (BLiMP's method: the model must give the
-acceptable sentence the higher probability): grammar pairs (subject-verb agreement, word order,
-the article) and fact pairs (a true statement against the same sentence with a false object of
+trained on 16K to 4M tokens (the sweep's runs and shorter ones of the same shapes), on minimal
+pairs (BLiMP's method: the model must give the acceptable sentence the higher probability):
+grammar pairs (subject-verb agreement, word order, the article) and fact pairs (a true statement against the same sentence with a false object of
 the same kind and length in tokens). For each shape it reports how many training tokens it
 takes to reach 90% of the score its longest run reaches, counted from the floor that the same
 shape scores untrained (its random initialisation, which need not be 50%).
