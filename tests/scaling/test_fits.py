@@ -24,7 +24,7 @@ from genlab.scaling import (
     predict,
     training_flops,
 )
-from genlab.scaling.chinchilla import PUBLISHED
+from genlab.scaling.chinchilla import PUBLISHED, predict_interval
 from genlab.scaling.points import read_points
 
 TRUE = ChinchillaFit(**PUBLISHED)
@@ -51,6 +51,16 @@ def test_bootstrap_intervals_cover_the_truth() -> None:
     for name, value in PUBLISHED.items():
         low, high = fit.intervals[name]
         assert low <= value <= high and low <= getattr(fit, name) <= high, name
+
+
+def test_the_prediction_interval_holds_the_true_loss_of_an_extrapolated_run() -> None:
+    fit = fit_chinchilla(*sweep(0, noise=0.002), n_resamples=40)
+    n, d = 4e10, 4e12  # 4x beyond the grid in both directions
+    low, high = predict_interval(fit, n, d)
+    assert low <= float(predict(TRUE, n, d)) <= high and low <= float(predict(fit, n, d)) <= high
+    assert high - low < 0.05  # 0.2% noise on 64 runs pins it down
+    with pytest.raises(GenlabError, match="no bootstrap"):
+        predict_interval(fit_chinchilla(*sweep(0), n_resamples=0), n, d)
 
 
 def test_the_compute_optimal_split_minimises_the_law_at_fixed_compute() -> None:

@@ -48,6 +48,7 @@ class ChinchillaFit:
     beta: float
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     huber: float = 0.0  # the objective at the optimum
+    draws: list[ChinchillaFit] = field(default_factory=list, repr=False)  # the bootstrap refits
 
     @property
     def a(self) -> float:
@@ -72,6 +73,18 @@ def predict(
     """L(N, D) under ``fit``."""
     n, d = np.asarray(params, dtype=float), np.asarray(tokens, dtype=float)
     return fit.E + fit.A / n**fit.alpha + fit.B / d**fit.beta
+
+
+def predict_interval(
+    fit: ChinchillaFit, params: float, tokens: float, level: float = 0.95
+) -> tuple[float, float]:
+    """The loss the bootstrap refits predict for one run: the percentile interval at ``level``
+    (the spread of the fit, not the run's own noise)."""
+    if not fit.draws:
+        raise GenlabError("this fit has no bootstrap refits: fit with n_resamples > 0")
+    values = np.array([predict(draw, params, tokens) for draw in fit.draws], dtype=float)
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 
 
 def compute_optimal(fit: ChinchillaFit, flops: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,6 +180,7 @@ def fit_chinchilla(
     for _ in range(n_resamples):
         i = rng.integers(0, len(n), len(n))
         draws.append(_fit(*_best([theta, *grid[:4]], tuple(v[i] for v in data))))
+    fit.draws = draws
     for name in NAMES if draws else ():
         values = np.array([getattr(f, name) for f in draws])
         fit.intervals[name] = (

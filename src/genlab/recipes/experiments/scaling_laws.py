@@ -39,6 +39,7 @@ from genlab.recipes.scaling import (
     run_scaling_sweep,
 )
 from genlab.scaling import compute_optimal, fit_chinchilla, predict, training_flops
+from genlab.scaling.chinchilla import predict_interval
 from genlab.scaling.fit import kaplan_laws
 from genlab.scaling.flops import non_embedding_params
 
@@ -74,6 +75,7 @@ def run_experiment(cfg: ScalingLawsConfig, command: str = "") -> dict[str, Any]:
     [held] = _run_points(cfg.sweep, [held_point])
     predicted = float(predict(fit, held["params"], held["tokens"]))
     error = abs(predicted - held["loss"]) / held["loss"]
+    band = predict_interval(fit, held["params"], held["tokens"]) if cfg.n_resamples else None
 
     n_opt, d_opt = compute_optimal(fit, flops.max())
     laws = kaplan_laws(list(zip(n, d, loss, strict=True)), cfg.n_resamples)
@@ -86,7 +88,7 @@ def run_experiment(cfg: ScalingLawsConfig, command: str = "") -> dict[str, Any]:
             for r in rows
         ],
         "fit": fit.as_dict(),
-        "held_out": held | {"predicted": predicted, "error": error},
+        "held_out": held | {"predicted": predicted, "error": error, "predicted_interval": band},
         "compute_optimal": {
             "flops": float(flops.max()),
             "params": float(n_opt),
@@ -133,7 +135,14 @@ def run_experiment(cfg: ScalingLawsConfig, command: str = "") -> dict[str, Any]:
     findings = [
         f"the held-out run ({layers} x {width}, {held['tokens']:,} tokens, {cfg.compute_factor:g}x the "
         f"sweep's largest compute): predicted loss {predicted:.4f}, measured {held['loss']:.4f}, "
-        f"error {100 * error:.1f}% (goal: within 5%: {'met' if error <= 0.05 else 'not met'}).",
+        f"error {100 * error:.1f}% (goal: within 5%: {'met' if error <= 0.05 else 'not met'})"
+        + (
+            f"; the bootstrap refits predict [{band[0]:.4f}, {band[1]:.4f}] (95%), which "
+            + ("holds" if band[0] <= held["loss"] <= band[1] else "misses")
+            + " the measured loss."
+            if band
+            else "."
+        ),
         f"compute-optimal at the sweep's largest compute ({flops.max():.3g} FLOPs): N {n_opt:,.0f}, "
         f"D {d_opt:,.0f}, {d_opt / n_opt:.1f} tokens per parameter (Chinchilla: about 20); "
         f"N_opt ~ C^{fit.a:.2f}, D_opt ~ C^{fit.b:.2f} (Chinchilla: 0.46, 0.54).",
