@@ -13,7 +13,7 @@ import pytest
 from genlab.cli import main
 from genlab.core.errors import GenlabError
 from genlab.nets.gpt import GPT, GPTConfig
-from genlab.recipes.scaling import ScalingSweepConfig
+from genlab.recipes.scaling import ScalingSweepConfig, run_scaling_sweep
 from genlab.scaling import (
     ChinchillaFit,
     compute_optimal,
@@ -181,3 +181,20 @@ def test_the_scaling_laws_experiment_predicts_a_held_out_run(tmp_path: Path) -> 
     assert "Chinchilla (published)" in page and "goal: within 5%" in page
     assert set(record["kaplan"]) == {"alpha_N"}  # two budgets: no law in D
     assert (tmp_path / "docs" / f"{NAME}.png").stat().st_size > 1000
+
+
+def test_a_sweep_point_can_be_a_torchrun_job(tmp_path: Path) -> None:
+    """Two CPU processes (gloo) train each point data-parallel; rank 0 writes one result, with
+    the same tokens as a one-process run of the same global batch."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("shapes: [[1, 2, 16]]\ntokens: [2048]\n")
+    common = ["--grid", str(grid), "--block-size", "32", "--batch-size", "8",
+              "--corpus-chars", "30000", "--vocab-size", "300", "--device", "cpu"]  # fmt: skip
+    main(["scaling", "sweep", *common, "--out", str(tmp_path / "ddp"), "--nproc-per-point", "2"])
+    main(["scaling", "sweep", *common, "--out", str(tmp_path / "one")])
+    [ddp], [one] = read_points(tmp_path / "ddp"), read_points(tmp_path / "one")
+    assert ddp[:2] == one[:2] and ddp[2] == pytest.approx(one[2], rel=0.01)  # same batches
+    with pytest.raises(GenlabError, match="local launcher"):
+        run_scaling_sweep(
+            ScalingSweepConfig(nproc_per_point=2, launcher="ray", out=str(tmp_path / "ray"))
+        )

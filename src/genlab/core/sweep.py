@@ -112,6 +112,9 @@ def run_point(run_dir: str | os.PathLike) -> str | None:
     traceback."""
     run_dir = Path(run_dir)
     spec = read_json(run_dir / POINT_FILE, what="sweep point")
+    if int(os.environ.get("RANK", "0")) != 0:  # a torchrun point: every rank trains, rank 0 writes
+        load_function(spec["fn"])({**spec["fixed"], **spec["point"]}, run_dir)
+        return None
     try:
         metrics = load_function(spec["fn"])({**spec["fixed"], **spec["point"]}, run_dir)
         if not isinstance(metrics, dict) or not all(
@@ -138,13 +141,18 @@ def _cores() -> int:
 
 
 def _in_processes(
-    todo: list[Path], parallel: int, threads: int
+    todo: list[Path], parallel: int, threads: int, nproc: int = 1
 ) -> Iterator[tuple[Path, str | None, float]]:
     """Each point in a fresh ``python -m genlab.core.sweep RUN_DIR``, ``parallel`` at a time;
-    yields each as it finishes. The child sees this process's import path, so any function this
+    yields each as it finishes. With ``nproc`` > 1 a point is a ``torchrun --standalone
+    --nproc_per_node NPROC`` job instead (data-parallel training, one process per GPU; rank 0
+    writes the result). The child sees this process's import path, so any function this
     process can import works; a child that dies without an error file (killed, crashed) is
     recorded as failed. Children still running when the sweep stops are killed."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": str(threads)}
+    launch = [sys.executable, "-m"]
+    if nproc > 1:
+        launch += ["torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m"]
     waiting = list(todo)
     running: dict[subprocess.Popen[bytes], tuple[Path, float]] = {}
     try:
@@ -153,7 +161,7 @@ def _in_processes(
                 run_dir = waiting.pop(0)
                 with open(run_dir / LOG_FILE, "wb") as log:
                     child = subprocess.Popen(
-                        [sys.executable, "-m", "genlab.core.sweep", str(run_dir)],
+                        [*launch, "genlab.core.sweep", str(run_dir)],
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         env=env,
@@ -224,6 +232,7 @@ def run_sweep(
     threads: int | None = None,
     launcher: str = "local",
     address: str | None = None,
+    nproc_per_point: int = 1,
 ) -> list[dict[str, Any]]:
     """Run ``fn`` at every point not finished yet and return one row per point, in the order
     given: its settings, then its metrics. The rows are also written as ``OUT/results.json``
@@ -237,12 +246,19 @@ def run_sweep(
     CPU results can depend on the thread count in the last bits: give ``threads`` to compare.
     ``launcher="ray"`` runs every point as a Ray task instead (``address``: the cluster; none:
     this machine), ``threads`` CPUs each (default 1), as many at once as the cluster fits.
+    ``nproc_per_point=N`` makes each local point a ``torchrun`` job of N processes (one per
+    GPU: ``fn`` must train data-parallel under torchrun, as genlab's trainer does).
     A failing point does not stop the others; at the end a ``GenlabError`` names how many
     failed, the first error and where the error files are."""
     if parallel < 1:
         raise GenlabError(f"a sweep runs at least 1 point at a time, got parallel={parallel}")
     if launcher not in LAUNCHERS:
         raise GenlabError(f"unknown launcher {launcher!r}; choose from: {', '.join(LAUNCHERS)}")
+    if nproc_per_point < 1 or (nproc_per_point > 1 and launcher != "local"):
+        raise GenlabError(
+            f"nproc_per_point={nproc_per_point}: torchrun points need at least 1 process and "
+            "the local launcher (on Ray, give each point its GPUs' node instead)"
+        )
     load_function(fn)  # a wrong name fails now, once, before any folder is made
     fixed = dict(fixed or {})
     dirs: list[Path] = []
@@ -263,10 +279,11 @@ def run_sweep(
     )
     if launcher == "ray":
         finished = _on_ray(todo, address, threads or 1)
-    elif parallel == 1:
+    elif parallel == 1 and nproc_per_point == 1:
         finished = _in_this_process(todo)
     else:
-        finished = _in_processes(todo, parallel, threads or max(1, _cores() // parallel))
+        share = threads or max(1, _cores() // (parallel * nproc_per_point))
+        finished = _in_processes(todo, parallel, share, nproc_per_point)
     errors: dict[Path, str] = {}
     for count, (run_dir, error, seconds) in enumerate(finished, 1):
         if error:

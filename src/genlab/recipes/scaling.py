@@ -64,6 +64,7 @@ class ScalingSweepConfig:
     seed: int = 0  # the corpus drawn and the weights initialised
     device: str = "auto"
     parallel: int = 1  # local processes at once
+    nproc_per_point: int = 1  # > 1: each point a torchrun job of this many processes (GPUs)
     launcher: str = "local"  # local | ray
     address: str = (
         ""  # with --launcher ray: the cluster (ray://host:10001 or host:6379); none: this machine
@@ -164,4 +165,5 @@ def run_scaling_sweep(cfg: ScalingSweepConfig) -> list[dict[str, Any]]:
         cfg.parallel,
         launcher=cfg.launcher,
         address=cfg.address or None,
+        nproc_per_point=cfg.nproc_per_point,
     )
