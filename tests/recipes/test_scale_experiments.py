@@ -36,9 +36,11 @@ def sweep(tmp_path_factory) -> ScalingSweepConfig:
     return cfg
 
 
-def test_the_sweep_models_come_in_compute_order_and_by_size_keeps_one_budget(sweep):
+def test_the_sweep_models_come_in_loss_order_and_by_size_keeps_one_budget(sweep):
     models = sweep_models(sweep)
-    assert len(models) == 4 and [m.flops for m in models] == sorted(m.flops for m in models)
+    assert len(models) == 4 and [m.loss for m in models] == sorted(
+        (m.loss for m in models), reverse=True
+    )
     assert all((m.folder / "model.safetensors").is_file() for m in models)
     chosen = by_size(models)
     assert [m.width for m in chosen] == [16, 32] and {m.tokens for m in chosen} == {4096}

@@ -222,7 +222,14 @@ def run_experiment(cfg: CalibrationConfig, command: str = "") -> dict[str, Any]:
 
     record = {
         "by_size": [
-            {"label": m.label, "params": m.params, "tokens": m.tokens, "flops": m.flops} | s
+            {
+                "label": m.label,
+                "params": m.params,
+                "tokens": m.tokens,
+                "flops": m.flops,
+                "loss": m.loss,
+            }
+            | s
             for m, s in zip(models, sizes, strict=True)
         ],
         "rlhf": rlhf,
@@ -236,7 +243,7 @@ def run_experiment(cfg: CalibrationConfig, command: str = "") -> dict[str, Any]:
     size_rows = [
         [
             m.label,
-            f"{m.flops:.3g}",
+            f"{m.loss:.3f}",
             _text(s["accuracy"]),
             f"{100 * s['confidence']:.1f}",
             _text(s["ece"], False),
@@ -249,7 +256,9 @@ def run_experiment(cfg: CalibrationConfig, command: str = "") -> dict[str, Any]:
     ]
     table = (
         "**By size** (fact questions, pretrained models)\n\n"
-        + markdown_table(["model", "FLOPs", "accuracy %", "mean confidence %", "ECE"], size_rows)
+        + markdown_table(
+            ["model", "held-out loss", "accuracy %", "mean confidence %", "ECE"], size_rows
+        )
         + f"\n\n**Before and after RLHF** (`{demo}`: SFT, then PPO or DPO from it)\n\n"
         + markdown_table(["model", "accuracy %", "mean confidence %", "ECE"], rlhf_rows)
     )
@@ -321,14 +330,17 @@ def _figure(
 ) -> None:
     fig = new_figure(13, 4)
     left, middle, right = fig.subplots(1, 3)
-    flops = [m.flops for m in models]
+    loss = [m.loss for m in models]
     ece = np.array([s["ece"] for s in sizes])
     left.errorbar(
-        flops, ece[:, 0], yerr=[ece[:, 0] - ece[:, 1], ece[:, 2] - ece[:, 0]], fmt="o", ms=3
+        loss,
+        ece[:, 0],
+        yerr=np.clip([ece[:, 0] - ece[:, 1], ece[:, 2] - ece[:, 0]], 0, None),
+        fmt="o",
+        ms=3,
     )
-    left.set(
-        xscale="log", xlabel="training FLOPs", ylabel="ECE", title="calibration error by compute"
-    )
+    left.invert_xaxis()
+    left.set(xlabel="held-out loss (nats/token)", ylabel="ECE", title="calibration error by loss")
     pick = {m.label: s for m, s in zip(models, sizes, strict=True)}
     for ax, curves, title in (
         (

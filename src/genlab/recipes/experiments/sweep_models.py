@@ -63,8 +63,11 @@ class SweepModel:
 
 
 def sweep_models(sweep: ScalingSweepConfig) -> list[SweepModel]:
-    """Every run of the sweep (trained first where missing), then the finished runs in the
-    held-out folder beside it, ordered by training compute."""
+    """Every run of the sweep (trained first where missing) and the finished runs in the
+    held-out folder beside it, from the highest held-out loss to the lowest: the order of
+    capability. Runs of one compute differ a lot (a small model on many tokens beats a big one
+    on few), while abilities track the pretraining loss across sizes and budgets (Du et al.,
+    2024, "Understanding Emergent Abilities of Language Models from the Loss Perspective")."""
     rows = run_scaling_sweep(sweep)
     fixed = fixed_settings(sweep)
     point_keys = ("layers", "heads", "width", "budget")
@@ -77,7 +80,7 @@ def sweep_models(sweep: ScalingSweepConfig) -> list[SweepModel]:
         folder = point_dir(held, TRAIN_POINT, {k: row[k] for k in point_keys}, fixed)
         if folder.is_dir():
             models.append(_model(row, folder, held_out=True))
-    return sorted(models, key=lambda m: (m.flops, m.params))
+    return sorted(models, key=lambda m: -m.loss)
 
 
 def extra_models(sweep: ScalingSweepConfig, points: list[dict], suffix: str) -> list[SweepModel]:

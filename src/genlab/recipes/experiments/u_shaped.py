@@ -112,12 +112,19 @@ def run_experiment(cfg: UShapedConfig, command: str = "") -> dict[str, Any]:
     chosen = by_size(models)
     pick = {m.label: r for m, r in zip(models, results, strict=True)}
     shapes = {
-        "by_compute": shape_of([r["trap"] for r in results]),
+        "by_loss": shape_of([r["trap"] for r in results]),
         "by_size": shape_of([pick[m.label]["trap"] for m in chosen]),
     }
     record = {
         "models": [
-            {"label": m.label, "params": m.params, "tokens": m.tokens, "flops": m.flops} | r
+            {
+                "label": m.label,
+                "params": m.params,
+                "tokens": m.tokens,
+                "flops": m.flops,
+                "loss": m.loss,
+            }
+            | r
             for m, r in zip(models, results, strict=True)
         ],
         "shape": shapes,
@@ -128,14 +135,14 @@ def run_experiment(cfg: UShapedConfig, command: str = "") -> dict[str, Any]:
     _figure(out / f"{NAME}.png", models, results, chosen, pick)
 
     rows = [
-        [m.label, f"{m.flops:.3g}", *(interval_text(r[k]) for k in SCORES)]
+        [m.label, f"{m.loss:.3f}", *(interval_text(r[k]) for k in SCORES)]
         for m, r in zip(models, results, strict=True)
     ]
-    table = markdown_table(["model", "FLOPs", *(f"{v} %" for v in SCORES.values())], rows)
+    table = markdown_table(["model", "held-out loss", *(f"{v} %" for v in SCORES.values())], rows)
     trap = [r["trap"][0] for r in results]
     lowest = models[int(np.argmin(trap))]
     findings = [
-        f"the trap score against training compute is {shapes['by_compute']}: from "
+        f"the trap score, model by model from the highest held-out loss to the lowest, is {shapes['by_loss']}: from "
         f"{interval_text(results[0]['trap'])}% ({models[0].label}) to a low of "
         f"{100 * min(trap):.1f}% ({lowest.label}) and {interval_text(results[-1]['trap'])}% "
         f"({models[-1].label}).",
@@ -161,7 +168,7 @@ def run_experiment(cfg: UShapedConfig, command: str = "") -> dict[str, Any]:
             "sentence and the question use different paraphrases; a model prefers the object "
             "whose continuation (to the full stop) it gives the higher log-probability",
             f"models: the {len(models)} runs of the sweep `{cfg.sweep.out}` (and its held-out run "
-            "where trained), ordered by training FLOPs",
+            "where trained), ordered by their held-out loss, highest first",
             "intervals: 95% bootstrap over traps; a curve is U-shaped when its lowest point is "
             "inside it and both ends sit above that point's interval",
             f"machine load (1/5/15-minute averages) before: {before}, after: {load_average()}; "
@@ -182,12 +189,12 @@ def _figure(
 ) -> None:
     fig = new_figure(11, 4)
     left, right = fig.subplots(1, 2)
-    flops = [m.flops for m in models]
+    loss = [m.loss for m in models]
     for i, (key, title) in enumerate(SCORES.items()):
         mean = [100 * r[key][0] for r in results]
-        left.plot(flops, mean, "o-", color=f"C{i}", ms=3, label=title)
+        left.plot(loss, mean, "o-", color=f"C{i}", ms=3, label=title)
         left.fill_between(
-            flops,
+            loss,
             [100 * r[key][1] for r in results],
             [100 * r[key][2] for r in results],
             color=f"C{i}",
@@ -200,7 +207,8 @@ def _figure(
             color=f"C{i}",
             label=title,
         )
-    left.set(xscale="log", xlabel="training FLOPs", ylabel="% of traps", title="by compute")
+    left.set(xlabel="held-out loss (nats/token)", ylabel="% of traps", title="by held-out loss")
+    left.invert_xaxis()
     right.set(
         xscale="log",
         xlabel="non-embedding parameters",
