@@ -41,12 +41,38 @@ def columns(rows: list[dict]) -> list[np.ndarray]:
     return [np.array([r[k] for r in rows], dtype=float) for k in ("params", "tokens", "loss")]
 
 
-def validation_error(rows: list[dict]) -> float:
+def chinchilla(rows: list[dict]):
+    fit = fit_chinchilla(*columns(rows), n_resamples=0)
+    return lambda n, d: predict(fit, n, d)
+
+
+def kaplan_joint(rows: list[dict]):
+    """Kaplan et al.'s L(N, D) = ((N_c / N)^(a_N / a_D) + D_c / D)^a_D (no irreducible term),
+    fitted as the Chinchilla form is: Huber loss on log-loss, L-BFGS from a grid of starts."""
+    n, d, loss = (np.log(v) for v in columns(rows))
+
+    def log_loss(theta: np.ndarray, n: np.ndarray, d: np.ndarray) -> np.ndarray:
+        log_nc, log_dc, a_n, a_d = theta
+        return a_d * np.logaddexp((log_nc - n) * a_n / a_d, log_dc - d)
+
+    def objective(theta: np.ndarray) -> float:
+        return float(huber(1e-3, log_loss(theta, n, d) - loss).sum())
+
+    starts = itertools.product((5, 10, 15, 20), (5, 10, 15, 20), (0.1, 0.3, 0.6), (0.1, 0.3, 0.6))
+    bounds = [(None, None), (None, None), (1e-3, None), (1e-3, None)]
+    best = min(
+        (minimize(objective, s, method="L-BFGS-B", bounds=bounds) for s in starts),
+        key=lambda r: r.fun,
+    )
+    return lambda n2, d2: np.exp(log_loss(best.x, np.log(n2), np.log(d2)))
+
+
+def validation_error(rows: list[dict], fitter=chinchilla) -> float:
     """Mean relative error on the three largest-compute runs of a fit to the others."""
     order = np.argsort([r["params"] * r["tokens"] for r in rows])
-    fit = fit_chinchilla(*columns([rows[i] for i in order[:-3]]), n_resamples=0)
+    law = fitter([rows[i] for i in order[:-3]])
     n, d, loss = columns([rows[i] for i in order[-3:]])
-    return float(np.mean(np.abs(predict(fit, n, d) - loss) / loss))
+    return float(np.mean(np.abs(law(n, d) - loss) / loss))
 
 
 def profile(rows: list[dict], e: float) -> tuple[float, float, float]:
@@ -79,7 +105,10 @@ def main() -> None:
             dict(zip(("layers", "heads", "width", "budget"), run, strict=True)) for run in runs
         ]
         extra[name] = run_sweep(TRAIN_POINT, points, f"{sweep.out}-{name}", fixed, sweep.parallel)
-    arms = {"sweep": base, "sweep + long": base + extra["long"]}
+    arms = {"sweep": base}
+    for least in (500_000, 1_000_000):
+        arms[f"sweep, runs of {least / 1e6:g}M+ tokens"] = [r for r in base if r["tokens"] >= least]
+    arms["sweep + long"] = base + extra["long"]
     arms["sweep + bracket"] = base + extra["bracket"]
     arms["sweep + long + bracket"] = base + extra["long"] + extra["bracket"]
     table, record = [], {}
@@ -115,6 +144,13 @@ def main() -> None:
                 f"{100 * error:.1f}%",
             ]
         )
+    law = kaplan_joint(base)
+    guess = float(law(held_out["params"], held_out["tokens"]))
+    error = abs(guess - held_out["loss"]) / held_out["loss"]
+    record["kaplan_joint"] = {"predicted": guess, "error": error,
+                              "validation_error": validation_error(base, kaplan_joint)}  # fmt: skip
+    print(f"\nKaplan's joint form on the sweep: predicted {guess:.4f}, error {100 * error:.1f}%, "
+          f"validation error {100 * record['kaplan_joint']['validation_error']:.1f}%")  # fmt: skip
     print("\nthe sweep's fit with E fixed (how flat the objective is in E):")
     print(markdown_table(["E", "Huber objective", "alpha", "beta", "predicted", "error"], rows))
     out = Path("docs/experiments/scaling_levers.json")

@@ -180,6 +180,7 @@ def run_experiment(cfg: KnowledgeLanguageConfig, command: str = "") -> dict[str,
         for s in shapes
         if reach[s]["facts"] and reach[s]["grammar"]
     ]
+    rising = [s for s in shapes if _still_rising(models, scores, s)]
     findings = [
         "grammar pairs at the longest run of each shape: "
         + ", ".join(f"{s} {interval_text(_longest(models, scores, s)['grammar'])}%" for s in shapes)
@@ -193,7 +194,13 @@ def run_experiment(cfg: KnowledgeLanguageConfig, command: str = "") -> dict[str,
             else "(not measurable: a probe never rose above its floor)"
         )
         + f" (the runs span {min(m.tokens for m in models):,} to {max(m.tokens for m in models):,} "
-        "tokens; a figure at the first means 'by the first run').",
+        "tokens; a figure at the first means 'by the first run')"
+        + (
+            f"; facts are still rising at the longest runs of {', '.join(rising)}, whose score "
+            "stands in for the final one, so their figures are lower bounds."
+            if rising
+            else "."
+        ),
         "frequent facts against rare ones at the longest runs: "
         + ", ".join(
             f"{s} {interval_text(_longest(models, scores, s).get('facts frequent', [math.nan] * 3))}"
@@ -226,6 +233,14 @@ def run_experiment(cfg: KnowledgeLanguageConfig, command: str = "") -> dict[str,
         command=command,
     )
     return record
+
+
+def _still_rising(models: list[SweepModel], scores: dict, shape: str) -> bool:
+    """Whether the facts score of the shape's longest run is above its second-longest run's
+    interval: the curve has not levelled off."""
+    runs = sorted((m for m in models if m.shape == shape), key=lambda m: m.tokens)
+    last, before = scores[runs[-1].label]["facts"], scores[runs[-2].label]["facts"]
+    return last[0] > before[2]
 
 
 def _longest(models: list[SweepModel], scores: dict, shape: str) -> dict[str, list[float]]:
