@@ -221,17 +221,7 @@ def run_experiment(cfg: CalibrationConfig, command: str = "") -> dict[str, Any]:
         rlhf[name] = summary(chat_probabilities(model, tokenizer, chats), chats, cfg.seed)
 
     record = {
-        "by_size": [
-            {
-                "label": m.label,
-                "params": m.params,
-                "tokens": m.tokens,
-                "flops": m.flops,
-                "loss": m.loss,
-            }
-            | s
-            for m, s in zip(models, sizes, strict=True)
-        ],
+        "by_size": [m.summary() | s for m, s in zip(models, sizes, strict=True)],
         "rlhf": rlhf,
     }
     out = Path(cfg.out_dir)

@@ -158,17 +158,7 @@ def run_experiment(cfg: EmergenceConfig, command: str = "") -> dict[str, Any]:
         task: {k: largest_jump([r[task][k][0] for r in results]) for k in METRICS} for task in TASKS
     }
     record = {
-        "models": [
-            {
-                "label": m.label,
-                "params": m.params,
-                "tokens": m.tokens,
-                "flops": m.flops,
-                "loss": m.loss,
-            }
-            | {"results": r}
-            for m, r in zip(models, results, strict=True)
-        ],
+        "models": [m.summary() | {"results": r} for m, r in zip(models, results, strict=True)],
         "largest_jump": jumps,
     }
     out = Path(cfg.out_dir)

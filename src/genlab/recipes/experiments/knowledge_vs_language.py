@@ -141,11 +141,7 @@ def run_experiment(cfg: KnowledgeLanguageConfig, command: str = "") -> dict[str,
             for p in PROBES
         }
     record = {
-        "models": [
-            {"label": m.label, "shape": m.shape, "params": m.params, "tokens": m.tokens}
-            | scores[m.label]
-            for m in models
-        ],
+        "models": [m.summary() | scores[m.label] for m in models],
         "untrained": floors,
         "tokens_to_90pct": reach,
     }

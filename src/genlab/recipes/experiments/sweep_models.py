@@ -58,6 +58,11 @@ class SweepModel:
             " (held out)" if self.held_out else ""
         )
 
+    def summary(self) -> dict[str, object]:
+        """What a page's JSON says of the model."""
+        keys = ("label", "shape", "params", "tokens", "flops", "loss")
+        return {k: getattr(self, k) for k in keys}
+
     def open(self, device: str = "cpu") -> tuple[GPT, Tokenizer]:
         return load_gpt(self.folder, device=pick_device(device))
 

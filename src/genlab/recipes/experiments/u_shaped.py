@@ -116,17 +116,7 @@ def run_experiment(cfg: UShapedConfig, command: str = "") -> dict[str, Any]:
         "by_size": shape_of([pick[m.label]["trap"] for m in chosen]),
     }
     record = {
-        "models": [
-            {
-                "label": m.label,
-                "params": m.params,
-                "tokens": m.tokens,
-                "flops": m.flops,
-                "loss": m.loss,
-            }
-            | r
-            for m, r in zip(models, results, strict=True)
-        ],
+        "models": [m.summary() | r for m, r in zip(models, results, strict=True)],
         "shape": shapes,
     }
     out = Path(cfg.out_dir)
