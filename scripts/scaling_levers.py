@@ -107,7 +107,7 @@ def main() -> None:
         extra[name] = run_sweep(TRAIN_POINT, points, f"{sweep.out}-{name}", fixed, sweep.parallel)
     arms = {"sweep": base}
     for least in (500_000, 1_000_000):
-        arms[f"sweep, runs of {least / 1e6:g}M+ tokens"] = [r for r in base if r["tokens"] >= least]
+        arms[f"sweep, runs of {least / 1e6:g}M+ tokens"] = [r for r in base if r["budget"] >= least]
     arms["sweep + long"] = base + extra["long"]
     arms["sweep + bracket"] = base + extra["bracket"]
     arms["sweep + long + bracket"] = base + extra["long"] + extra["bracket"]
