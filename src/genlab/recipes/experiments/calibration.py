@@ -266,7 +266,9 @@ def run_experiment(cfg: CalibrationConfig, command: str = "") -> dict[str, Any]:
             f"RLHF: {len(chats)} held-out questions of the demo's families "
             f"{', '.join(CHOICE_FAMILIES)} ({cfg.n_per_family} each), answers in the chat template",
             f"confidence: the chosen option's probability normalised over the options; ECE over "
-            f"{N_BINS} equal-width bins; intervals: 95% bootstrap over questions",
+            f"{N_BINS} equal-width bins; intervals: 95% bootstrap over questions (ECE's runs high: "
+            "a resample's duplicates leave bins thinner and noisier, so an estimate can sit near "
+            "its interval's low edge)",
             f"machine load (1/5/15-minute averages) before: {before}, after: {load_average()}; "
             f"{(time.perf_counter() - start) / 60:.1f} minutes (no training)",
         ],
