@@ -26,9 +26,9 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import huber, logsumexp
 
-from genlab.core.sweep import collect, markdown_table, run_sweep
+from genlab.core.sweep import collect, markdown_table
 from genlab.recipes.experiments.sweep_models import default_sweep
-from genlab.recipes.scaling import TRAIN_POINT, fixed_settings
+from genlab.recipes.scaling import HELD_OUT, run_beside
 from genlab.scaling.chinchilla import fit_chinchilla, predict, predict_interval
 
 ARMS = {
@@ -93,9 +93,8 @@ def profile(rows: list[dict], e: float) -> tuple[float, float, float]:
 
 def main() -> None:
     sweep = default_sweep()
-    fixed = fixed_settings(sweep)
     base = collect(sweep.out)
-    held = collect(f"{sweep.out}-held-out")
+    held = collect(f"{sweep.out}-{HELD_OUT}")
     if not base or not held:
         sys.exit("run `genlab experiment scaling-laws` first (the sweep and its held-out run)")
     [held_out] = held
@@ -104,7 +103,7 @@ def main() -> None:
         points = [
             dict(zip(("layers", "heads", "width", "budget"), run, strict=True)) for run in runs
         ]
-        extra[name] = run_sweep(TRAIN_POINT, points, f"{sweep.out}-{name}", fixed, sweep.parallel)
+        extra[name] = run_beside(sweep, points, name, sweep.parallel)
     arms = {"sweep": base}
     for least in (500_000, 1_000_000):
         arms[f"sweep, runs of {least / 1e6:g}M+ tokens"] = [r for r in base if r["budget"] >= least]

@@ -112,11 +112,12 @@ def run_point(run_dir: str | os.PathLike) -> str | None:
     traceback."""
     run_dir = Path(run_dir)
     spec = read_json(run_dir / POINT_FILE, what="sweep point")
+    settings = {**spec["fixed"], **spec["point"]}
     if int(os.environ.get("RANK", "0")) != 0:  # a torchrun point: every rank trains, rank 0 writes
-        load_function(spec["fn"])({**spec["fixed"], **spec["point"]}, run_dir)
+        load_function(spec["fn"])(settings, run_dir)
         return None
     try:
-        metrics = load_function(spec["fn"])({**spec["fixed"], **spec["point"]}, run_dir)
+        metrics = load_function(spec["fn"])(settings, run_dir)
         if not isinstance(metrics, dict) or not all(
             isinstance(k, str) and isinstance(v, int | float | str) for k, v in metrics.items()
         ):

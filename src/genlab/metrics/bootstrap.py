@@ -47,8 +47,7 @@ def bootstrap_mean(
 
     The mean is the mean of the groups' means (each seed weighs the same).
     """
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+    _check_level(level)
     if len(groups) and not isinstance(groups[0], (Sequence, np.ndarray)):
         groups = [groups]  # type: ignore[list-item]
     arrays = [np.asarray(g, dtype=np.float64) for g in groups]
@@ -60,10 +59,7 @@ def bootstrap_mean(
         picks = rng.integers(0, a.size, size=(n_resamples, a.size))
         resampled += a[picks].mean(axis=1)
     resampled /= len(arrays)
-    mean = float(np.mean([a.mean() for a in arrays]))
-    tail = (1.0 - level) / 2
-    low, high = np.quantile(resampled, [tail, 1.0 - tail])
-    return Interval(mean, float(low), float(high), level)
+    return _percentile_interval(float(np.mean([a.mean() for a in arrays])), resampled, level)
 
 
 def bootstrap_statistic(
@@ -76,12 +72,23 @@ def bootstrap_statistic(
     """Any statistic of ``n_items`` items (``statistic(indices)`` computes it on the items at
     those indices, repeats included) with its percentile bootstrap interval: for figures that
     are not a mean of per-item scores, such as a calibration error."""
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+    _check_level(level)
     if n_items < 1:
         raise ValueError("bootstrap needs at least one item")
     rng = np.random.default_rng(seed)
     resampled = [statistic(rng.integers(0, n_items, n_items)) for _ in range(n_resamples)]
+    return _percentile_interval(float(statistic(np.arange(n_items))), resampled, level)
+
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+
+
+def _percentile_interval(
+    estimate: float, resampled: Sequence[float] | np.ndarray, level: float
+) -> Interval:
+    """The estimate with the resampled statistics' percentiles at ``level`` around it."""
     tail = (1.0 - level) / 2
     low, high = np.quantile(resampled, [tail, 1.0 - tail])
-    return Interval(float(statistic(np.arange(n_items))), float(low), float(high), level)
+    return Interval(estimate, float(low), float(high), level)

@@ -25,6 +25,7 @@ from genlab.scaling.flops import flops_per_token, non_embedding_params
 
 TRAIN_POINT = "genlab.recipes.scaling:train_point"
 WIDTH_REF = 128  # the width at which the learning rate is lr_ref
+HELD_OUT = "held-out"  # the suffix of the folder beside a sweep for runs predicted, not fitted
 # preset -> shapes as (layers, heads, width) x token budgets, plus "extra" runs as (layers,
 # heads, width, budget): the CPU grid gives its three smaller shapes a 4M-token run each, so
 # that the sweep reaches past 20 tokens per parameter, where the irreducible loss shows,
@@ -167,3 +168,12 @@ def run_scaling_sweep(cfg: ScalingSweepConfig) -> list[dict[str, Any]]:
         address=cfg.address or None,
         nproc_per_point=cfg.nproc_per_point,
     )
+
+
+def run_beside(
+    cfg: ScalingSweepConfig, points: list[Point], suffix: str, parallel: int = 1
+) -> list[dict[str, Any]]:
+    """Train points of the sweep's kind, with its fixed settings, in ``OUT-SUFFIX`` beside it
+    (a held-out run, shorter or longer runs), so that the sweep's own table and a fit of its
+    folder never include them; one row per point, as :func:`run_scaling_sweep` gives."""
+    return run_sweep(TRAIN_POINT, points, f"{cfg.out}-{suffix}", fixed_settings(cfg), parallel)

@@ -261,3 +261,19 @@ RELATIONS: dict[str, Relation] = {
         ),
     )
 }
+
+OBJECT_ENDINGS = ("{o}.", "{a_o}.")  # how a statement that ends with its object ends
+
+
+def ends_with_object(template: str) -> bool:
+    """Whether a statement template ends with its object (and so can be cut before it)."""
+    return template.endswith(OBJECT_ENDINGS)
+
+
+def cloze(template: str) -> tuple[str, str]:
+    """A statement that ends with its object, cut before it: the stem and the ending that a
+    continuation fills in ("{o}." or "{a_o}.", the object with its article)."""
+    if not ends_with_object(template):
+        raise ValueError(f"{template!r} does not end with its object")
+    ending = "{a_o}." if template.endswith("{a_o}.") else "{o}."
+    return template[: -len(ending)].rstrip(), ending

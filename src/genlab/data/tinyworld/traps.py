@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 
 from genlab.data.tinyworld.names import fresh_name, person_name
-from genlab.data.tinyworld.relations import RELATIONS
+from genlab.data.tinyworld.relations import RELATIONS, cloze, ends_with_object
 from genlab.data.tinyworld.world import Fact, World
 
 RELATIONS_USED = ("born_in", "lives_in", "pet", "job", "favourite_colour")
@@ -49,15 +49,14 @@ def traps(world: World, n: int, seed: int = 0) -> list[Trap]:
         if fact.relation not in RELATIONS_USED:
             continue
         relation = RELATIONS[fact.relation]
-        enders = [t for t in relation.statements if t.endswith("{o}.") or t.endswith("{a_o}.")]
+        enders = [t for t in relation.statements if ends_with_object(t)]
         if not enders:
             continue
         query = rng.choice(enders)
         context = rng.choice([t for t in relation.statements if t != query])
         stated = _as_common(world, fact, rng)
         stranger = fresh_name(rng, taken, person_name).capitalize()
-        cut = "{a_o}." if query.endswith("{a_o}.") else "{o}."
-        stem = query[: -len(cut)].rstrip()
+        stem, cut = cloze(query)
 
         out.append(
             Trap(

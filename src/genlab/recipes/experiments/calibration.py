@@ -36,7 +36,7 @@ from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_json, read_json
 from genlab.core.sweep import markdown_table
 from genlab.data.tinyworld import Example
-from genlab.data.tinyworld.relations import RELATIONS
+from genlab.data.tinyworld.relations import RELATIONS, cloze, ends_with_object
 from genlab.data.tinyworld.world import World
 from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import load_gpt
@@ -45,6 +45,7 @@ from genlab.metrics.bootstrap import bootstrap_statistic
 from genlab.metrics.calibration import expected_calibration_error, reliability
 from genlab.nets.gpt import GPT
 from genlab.recipes.chatgpt.evaluate import heldout_examples
+from genlab.recipes.experiments.prompting_ladder import interval_text, value_interval_text
 from genlab.recipes.experiments.report import (
     DOCS_DIR,
     load_average,
@@ -98,9 +99,8 @@ def fact_choices(world: World, n: int, seed: int) -> list[Choice]:
     out = []
     for fact in rng.sample(facts, min(n, len(facts))):
         relation = RELATIONS[fact.relation]
-        template = rng.choice([t for t in relation.statements if t.endswith(("{o}.", "{a_o}."))])
-        cut = "{a_o}." if template.endswith("{a_o}.") else "{o}."
-        stem = world.render(template[: -len(cut)].rstrip(), fact.subject, "")
+        stem, cut = cloze(rng.choice([t for t in relation.statements if ends_with_object(t)]))
+        stem = world.render(stem, fact.subject, "")
         objects = world.entities(relation.object_kind)
         options = tuple(" " + world.render(cut, fact.subject, o) for o in objects)
         out.append(Choice(stem, options, objects.index(fact.object)))
@@ -189,12 +189,6 @@ def summary(probs: Sequence[np.ndarray], choices: Sequence[Choice], seed: int) -
     }
 
 
-def _text(v: Sequence[float], percent: bool = True) -> str:
-    scale = 100 if percent else 1
-    digits = 1 if percent else 3
-    return f"{scale * v[0]:.{digits}f} [{scale * v[1]:.{digits}f}, {scale * v[2]:.{digits}f}]"
-
-
 def run_experiment(cfg: CalibrationConfig, command: str = "") -> dict[str, Any]:
     before, start = load_average(), time.perf_counter()
     demo = Path(cfg.demo)
@@ -234,14 +228,19 @@ def run_experiment(cfg: CalibrationConfig, command: str = "") -> dict[str, Any]:
         [
             m.label,
             f"{m.loss:.3f}",
-            _text(s["accuracy"]),
+            interval_text(s["accuracy"]),
             f"{100 * s['confidence']:.1f}",
-            _text(s["ece"], False),
+            value_interval_text(s["ece"]),
         ]
         for m, s in zip(models, sizes, strict=True)
     ]
     rlhf_rows = [
-        [name, _text(r["accuracy"]), f"{100 * r['confidence']:.1f}", _text(r["ece"], False)]
+        [
+            name,
+            interval_text(r["accuracy"]),
+            f"{100 * r['confidence']:.1f}",
+            value_interval_text(r["ece"]),
+        ]
         for name, r in rlhf.items()
     ]
     table = (
@@ -289,9 +288,9 @@ def _findings(
     pick = {m.label: s for m, s in zip(models, sizes, strict=True)}
     smallest, largest = pick[chosen[0].label], pick[chosen[-1].label]
     lines = [
-        f"at {chosen[0].tokens / 1e6:.2g}M tokens, ECE goes from {_text(smallest['ece'], False)} "
-        f"({chosen[0].shape}) to {_text(largest['ece'], False)} ({chosen[-1].shape}), accuracy "
-        f"from {_text(smallest['accuracy'])}% to {_text(largest['accuracy'])}%: "
+        f"at {chosen[0].tokens / 1e6:.2g}M tokens, ECE goes from {value_interval_text(smallest['ece'])} "
+        f"({chosen[0].shape}) to {value_interval_text(largest['ece'])} ({chosen[-1].shape}), accuracy "
+        f"from {interval_text(smallest['accuracy'])}% to {interval_text(largest['accuracy'])}%: "
         + (
             "the larger model is better calibrated (intervals apart)."
             if largest["ece"][2] < smallest["ece"][1]
@@ -311,7 +310,7 @@ def _findings(
             else "no different from SFT (intervals overlap)"
         )
         lines.append(
-            f"{name.upper()}: ECE {_text(r['ece'], False)} against SFT's {_text(sft['ece'], False)}, "
+            f"{name.upper()}: ECE {value_interval_text(r['ece'])} against SFT's {value_interval_text(sft['ece'])}, "
             f"mean confidence {100 * r['confidence']:.1f}% against {100 * sft['confidence']:.1f}%: {verdict}."
         )
     return lines

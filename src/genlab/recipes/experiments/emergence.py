@@ -32,7 +32,11 @@ from genlab.core.io import atomic_write_json
 from genlab.core.sweep import markdown_table
 from genlab.data.tinyworld.worked import add_steps, mul_steps, sub_steps
 from genlab.prompting.lm import LocalLM
-from genlab.recipes.experiments.prompting_ladder import interval, interval_text
+from genlab.recipes.experiments.prompting_ladder import (
+    interval,
+    interval_text,
+    value_interval_text,
+)
 from genlab.recipes.experiments.report import (
     DOCS_DIR,
     load_average,
@@ -136,10 +140,6 @@ def evaluate(model: SweepModel, problems: dict[str, list], cfg: EmergenceConfig)
     return out
 
 
-def _plain_interval(value: list[float]) -> str:
-    return f"{value[0]:.3f} [{value[1]:.3f}, {value[2]:.3f}]"
-
-
 def largest_jump(values: list[float]) -> float:
     """The share of a metric's whole range covered by its biggest rise between two neighbouring
     models (1: all at once; about 1/(n - 1): a steady climb)."""
@@ -168,7 +168,7 @@ def run_experiment(cfg: EmergenceConfig, command: str = "") -> dict[str, Any]:
 
     tables = []
     for key, title in METRICS.items():
-        text = interval_text if key != "loglik" else _plain_interval
+        text = interval_text if key != "loglik" else value_interval_text
         rows = [
             [m.label, f"{m.loss:.3f}", *(text(r[t][key]) for t in TASKS)]
             for m, r in zip(models, results, strict=True)

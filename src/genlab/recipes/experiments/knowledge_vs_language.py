@@ -112,22 +112,21 @@ def tokens_to_reach(tokens: Sequence[int], scores: Sequence[float], floor: float
 def run_experiment(cfg: KnowledgeLanguageConfig, command: str = "") -> dict[str, Any]:
     before, start = load_average(), time.perf_counter()
     swept = [m for m in sweep_models(cfg.sweep) if not m.held_out]
-    shapes_run = {(m.layers, m.width): m for m in swept}
     heads = {(p["layers"], p["width"]): p["heads"] for p in cfg.sweep.points()}
     early = [
         {"layers": layers, "heads": heads[(layers, width)], "width": width, "budget": budget}
-        for layers, width in shapes_run
+        for layers, width in dict.fromkeys((m.layers, m.width) for m in swept)
         for budget in cfg.early_tokens
     ]
     models = extra_models(cfg.sweep, early, "early") + swept
     world = World(cfg.sweep.seed)
-    _, tokenizer = models[0].open(cfg.device)
+    tokenizer = Tokenizer.load(models[0].folder)
     grammar = grammar_pairs(world, cfg.n_pairs, cfg.seed)
     facts = fact_pairs(
         world, cfg.n_pairs, cfg.seed, length=lambda s: len(tokenizer.encode(" " + s))
     )
     scores = {m.label: probe(*m.open(cfg.device), grammar, facts) for m in models}
-    shapes = sorted({m.shape for m in models}, key=lambda s: [int(x) for x in s.split(" x ")])
+    shapes = list(dict.fromkeys(m.shape for m in sorted(models, key=lambda m: (m.layers, m.width))))
     floors, reach = {}, {}
     for shape in shapes:
         runs = sorted((m for m in models if m.shape == shape), key=lambda m: m.tokens)

@@ -92,6 +92,12 @@ def interval_text(value: Sequence[float]) -> str:
     return f"{100 * mean:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
 
+def value_interval_text(value: Sequence[float]) -> str:
+    """``[mean, low, high]`` of a figure that is not a share: ``0.097 [0.069, 0.145]``."""
+    mean, low, high = value
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
 def pct(row: Row) -> str:
     return interval_text([row["accuracy"], row["low"], row["high"]])
 

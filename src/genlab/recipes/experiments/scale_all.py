@@ -14,8 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from genlab.core.io import read_json
-from genlab.core.sweep import RESULT_FILE, markdown_table
+from genlab.core.sweep import markdown_table
 from genlab.recipes.chatgpt import run_stages
 from genlab.recipes.chatgpt.presets import demo_config
 from genlab.recipes.experiments import (
@@ -90,15 +89,10 @@ def run_experiment(cfg: ScaleAllConfig, command: str = "") -> dict[str, Any]:
         [
             f"sweep: grid `{cfg.sweep.grid}` in `{cfg.sweep.out}`, {cfg.sweep.parallel} runs at a "
             f"time; demo: `{cfg.demo}`; minutes are this call's (reused runs cost none); the "
-            f"sweep's {len(models)} runs took {sum(_seconds(m.folder.parent) for m in models) / 60:.1f} "
+            f"sweep's {len(models)} runs took {sum(m.seconds for m in models) / 60:.1f} "
             "minutes of process time in all when they trained (from their records)",
             f"machine load (1/5/15-minute averages) after: {load_average()}",
         ],
         command=command,
     )
     return minutes
-
-
-def _seconds(run_dir: Path) -> float:
-    result = run_dir / RESULT_FILE
-    return float(read_json(result).get("seconds", 0.0)) if result.is_file() else 0.0

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from genlab.core.io import atomic_write_json
-from genlab.core.sweep import markdown_table, run_sweep
+from genlab.core.sweep import markdown_table
 from genlab.recipes.experiments.report import (
     DOCS_DIR,
     load_average,
@@ -32,12 +32,7 @@ from genlab.recipes.experiments.report import (
     write_page,
 )
 from genlab.recipes.experiments.sweep_models import default_sweep
-from genlab.recipes.scaling import (
-    TRAIN_POINT,
-    ScalingSweepConfig,
-    fixed_settings,
-    run_scaling_sweep,
-)
+from genlab.recipes.scaling import HELD_OUT, ScalingSweepConfig, run_beside, run_scaling_sweep
 from genlab.scaling import compute_optimal, fit_chinchilla, predict, training_flops
 from genlab.scaling.chinchilla import predict_interval
 from genlab.scaling.fit import kaplan_laws
@@ -72,7 +67,7 @@ def run_experiment(cfg: ScalingLawsConfig, command: str = "") -> dict[str, Any]:
     held_n = non_embedding_params(layers, width)
     budget = int(cfg.compute_factor * flops.max() / (6 * held_n))
     held_point = {"layers": layers, "heads": heads, "width": width, "budget": budget}
-    [held] = _run_points(cfg.sweep, [held_point])
+    [held] = run_beside(cfg.sweep, [held_point], HELD_OUT)
     predicted = float(predict(fit, held["params"], held["tokens"]))
     error = abs(predicted - held["loss"]) / held["loss"]
     band = predict_interval(fit, held["params"], held["tokens"]) if cfg.n_resamples else None
@@ -176,12 +171,6 @@ def run_experiment(cfg: ScalingLawsConfig, command: str = "") -> dict[str, Any]:
         command=command,
     )
     return record
-
-
-def _run_points(cfg: ScalingSweepConfig, points: list[dict[str, int]]) -> list[dict[str, Any]]:
-    """Train extra points like the sweep's, in a folder beside it (``OUT-held-out``), so that
-    the sweep's own table and a fit of its folder never include them."""
-    return run_sweep(TRAIN_POINT, points, f"{cfg.out}-held-out", fixed_settings(cfg), 1)
 
 
 def _figure(

@@ -16,16 +16,18 @@ from pathlib import Path
 import torch
 
 from genlab.core.device import pick_device
-from genlab.core.sweep import collect, point_dir, run_sweep
+from genlab.core.sweep import collect, point_dir
 from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.methods.autoregressive.scoring import continuation_logprobs
 from genlab.nets.gpt import GPT
 from genlab.recipes.experiments.report import SWEEPS_DIR
 from genlab.recipes.scaling import (
+    HELD_OUT,
     TRAIN_POINT,
     ScalingSweepConfig,
     fixed_settings,
+    run_beside,
     run_scaling_sweep,
 )
 
@@ -47,6 +49,7 @@ class SweepModel:
     loss: float  # held-out, at the end of training
     folder: Path
     held_out: bool = False  # the scaling-laws experiment's extra run
+    seconds: float = 0.0  # its training time, as recorded
 
     @property
     def shape(self) -> str:
@@ -80,7 +83,7 @@ def sweep_models(sweep: ScalingSweepConfig) -> list[SweepModel]:
         _model(row, point_dir(sweep.out, TRAIN_POINT, {k: row[k] for k in point_keys}, fixed))
         for row in rows
     ]
-    held = Path(f"{sweep.out}-held-out")
+    held = Path(f"{sweep.out}-{HELD_OUT}")
     for row in collect(held):
         folder = point_dir(held, TRAIN_POINT, {k: row[k] for k in point_keys}, fixed)
         if folder.is_dir():
@@ -91,9 +94,8 @@ def sweep_models(sweep: ScalingSweepConfig) -> list[SweepModel]:
 def extra_models(sweep: ScalingSweepConfig, points: list[dict], suffix: str) -> list[SweepModel]:
     """Runs of the sweep's kind at other points (trained where missing), in the folder
     ``OUT-SUFFIX`` beside the sweep, so that its own table and fits never include them."""
-    out = Path(f"{sweep.out}-{suffix}")
-    fixed = fixed_settings(sweep)
-    rows = run_sweep(TRAIN_POINT, points, out, fixed, sweep.parallel)
+    out, fixed = Path(f"{sweep.out}-{suffix}"), fixed_settings(sweep)
+    rows = run_beside(sweep, points, suffix, sweep.parallel)
     return [
         _model(r, point_dir(out, TRAIN_POINT, p, fixed)) for r, p in zip(rows, points, strict=True)
     ]
@@ -109,6 +111,7 @@ def _model(row: dict, folder: Path, held_out: bool = False) -> SweepModel:
         loss=float(row["loss"]),
         folder=folder / "run",
         held_out=held_out,
+        seconds=float(row.get("seconds", 0.0)),
     )
 
 
@@ -133,11 +136,15 @@ def score(
 
 
 def prefers(
-    model: GPT, tokenizer: Tokenizer, good: Sequence[str], bad: Sequence[str]
+    model: GPT,
+    tokenizer: Tokenizer,
+    good: Sequence[str],
+    bad: Sequence[str],
+    prompts: Sequence[str] | None = None,
 ) -> list[bool]:
-    """For each minimal pair: does the model give the whole ``good`` text the higher
-    log-probability? (BLiMP's comparison of total log-probabilities.)"""
-    empty = [""] * len(good)
-    good_lp = score(model, tokenizer, empty, good)
-    bad_lp = score(model, tokenizer, empty, bad)
+    """For each pair: does the model give ``good`` the higher total log-probability, after its
+    prompt where given (a minimal pair without one: BLiMP's comparison of whole sentences)?"""
+    prompts = [""] * len(good) if prompts is None else prompts
+    good_lp = score(model, tokenizer, prompts, good)
+    bad_lp = score(model, tokenizer, prompts, bad)
     return [float(g.sum()) > float(b.sum()) for g, b in zip(good_lp, bad_lp, strict=True)]

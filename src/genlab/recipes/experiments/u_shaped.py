@@ -44,7 +44,7 @@ from genlab.recipes.experiments.sweep_models import (
     SweepModel,
     by_size,
     default_sweep,
-    score,
+    prefers,
     sweep_models,
 )
 from genlab.recipes.scaling import ScalingSweepConfig
@@ -68,24 +68,15 @@ class UShapedConfig:
     sweep: ScalingSweepConfig = field(default_factory=default_sweep)
 
 
-def _prefers(
-    model: Any, tokenizer: Any, prompts: list[str], a: list[str], b: list[str]
-) -> list[float]:
-    """1 where the model gives continuation ``a`` a higher probability than ``b`` after the prompt."""
-    first = score(model, tokenizer, prompts, a)
-    second = score(model, tokenizer, prompts, b)
-    return [float(x.sum() > y.sum()) for x, y in zip(first, second, strict=True)]
-
-
 def evaluate(model: SweepModel, items: list[Trap], device: str) -> dict[str, list[float]]:
     """The three scores of one model, each ``[mean, low, high]`` over the traps."""
     gpt, tokenizer = model.open(device)
     stated = [t.stated for t in items]
     memorised = [t.memorised for t in items]
     return {
-        "knows": interval(_prefers(gpt, tokenizer, [t.question for t in items], memorised, stated)),
-        "copies": interval(_prefers(gpt, tokenizer, [t.control for t in items], stated, memorised)),
-        "trap": interval(_prefers(gpt, tokenizer, [t.prompt for t in items], stated, memorised)),
+        "knows": interval(prefers(gpt, tokenizer, memorised, stated, [t.question for t in items])),
+        "copies": interval(prefers(gpt, tokenizer, stated, memorised, [t.control for t in items])),
+        "trap": interval(prefers(gpt, tokenizer, stated, memorised, [t.prompt for t in items])),
     }
 
 
