@@ -40,12 +40,15 @@ from genlab.recipes.experiments import (
     scaling_laws,
     self_consistency,
     u_shaped,
+    wavegrad_steps,
 )
 from genlab.recipes.experiments.diffusion_guidance import GuidanceConfig
 from genlab.recipes.experiments.diffusion_prediction import PredictionConfig
 from genlab.recipes.experiments.diffusion_steps import StepsConfig
+from genlab.recipes.experiments.wavegrad_steps import WaveGradStepsConfig
 from genlab.recipes.pretrain import PretrainConfig
 from genlab.recipes.stages import DPOStage, PPOStage, RewardStage, SFTStage
+from genlab.recipes.wavegrad import AudioTrainConfig
 
 
 @dataclass
@@ -303,6 +306,8 @@ VERBS = {  # command path -> the config its options are generated from
     ("experiment", "diffusion-steps"): StepsConfig,
     ("experiment", "diffusion-guidance"): GuidanceConfig,
     ("experiment", "diffusion-prediction"): PredictionConfig,
+    ("experiment", "wavegrad-steps"): WaveGradStepsConfig,
+    ("audio", "train"): AudioTrainConfig,
 }
 
 
@@ -500,6 +505,7 @@ EXPERIMENTS = (
     u_shaped,
     knowledge_vs_language,
     scale_all,
+    wavegrad_steps,
 )
 
 

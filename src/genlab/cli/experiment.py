@@ -36,6 +36,7 @@ from genlab.recipes.experiments import (
     scaling_laws,
     self_consistency,
     u_shaped,
+    wavegrad_steps,
 )
 from genlab.recipes.experiments.adapters import AdaptersConfig
 from genlab.recipes.experiments.ar_vs_nar import ARvsNARConfig
@@ -56,6 +57,7 @@ from genlab.recipes.experiments.scale_all import ScaleAllConfig
 from genlab.recipes.experiments.scaling_laws import ScalingLawsConfig
 from genlab.recipes.experiments.self_consistency import SelfConsistencyConfig
 from genlab.recipes.experiments.u_shaped import UShapedConfig
+from genlab.recipes.experiments.wavegrad_steps import WaveGradStepsConfig
 
 experiment = typer.Typer(
     help="Run an experiment: a claim, measured, written to docs/experiments/.",
@@ -105,6 +107,13 @@ def prediction(cfg: PredictionConfig) -> None:
 def guidance(cfg: GuidanceConfig) -> None:
     """Classifier-free guidance scale from 0 to 8: caption adherence against FID."""
     _run(diffusion_guidance, cfg)
+
+
+@experiment.command("wavegrad-steps")
+@config_command(WaveGradStepsConfig)
+def wavegrad_steps_verb(cfg: WaveGradStepsConfig) -> None:
+    """WaveGrad at 1,000 / 50 / 25 / 6 steps and on a searched 6-step schedule: LSD, RTF."""
+    _run(wavegrad_steps, cfg)
 
 
 @experiment.command("rlhf-vs-size")
