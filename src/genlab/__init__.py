@@ -29,6 +29,7 @@ KIND_MODULES = (
     "genlab.methods.masked.cmlm",
     "genlab.adapt.adapted",
     "genlab.methods.diffusion.text_conditioned",
+    "genlab.methods.diffusion.vocoder",
     "genlab.align.reward",
     "genlab.align.policy",
     "genlab.metrics.features",

@@ -11,7 +11,7 @@ import torch
 
 from genlab.core.errors import GenlabError
 from genlab.data.audio.mel import MelConfig
-from genlab.data.audio.synth import synth_clips
+from genlab.data.audio.synth import synth_clips, synth_speech
 from genlab.metrics.audio import log_spectral_distance, mel_l1, stoi
 
 CFG = MelConfig()
@@ -62,3 +62,11 @@ def test_stoi_is_pystoi_near_one_for_the_clip_and_low_for_noise() -> None:
     noisy = x[0] + 0.05 * other[0]
     direct = pystoi.stoi(x[0].double().numpy(), noisy.double().numpy(), 16000)
     assert stoi(x[0], noisy, 16000).item() == pytest.approx(direct, abs=1e-9)
+
+
+def test_stoi_is_nan_where_pystoi_cannot_score() -> None:
+    """Under pystoi's 384 ms of non-silent speech it returns 1e-5 with a warning: NaN here."""
+    x = torch.from_numpy(synth_speech(1.0, 2))
+    short = torch.cat([x[:3000], torch.zeros(13000)])
+    scores = stoi(torch.stack([x, short]), torch.stack([x, short]), 16000)
+    assert scores[0] > 0.99 and torch.isnan(scores[1])

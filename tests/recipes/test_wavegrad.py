@@ -5,6 +5,8 @@ bad input is one line naming the fix."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,7 +55,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def clip(tmp_path: Path) -> Path:
-    audio = synth_speech(0.3, 5, SynthConfig(sample_rate=RATE))
+    audio = synth_speech(0.301, 5, SynthConfig(sample_rate=RATE))  # 2408: not whole frames
     return write_audio(tmp_path / "in.wav", audio, RATE)
 
 
@@ -125,7 +127,7 @@ def test_vocode_writes_audio_and_spectrograms_reproducibly(
         assert "log-spectral distance" in capsys.readouterr().out
         assert out.with_suffix(".png").is_file()
         outs.append(read_audio(out, RATE))
-    assert len(outs[0]) == len(read_audio(clip, RATE))  # 0.3 s: not a whole number of frames
+    assert len(outs[0]) == len(read_audio(clip, RATE))
     assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
 
 
@@ -212,11 +214,12 @@ def test_the_experiment_writes_its_page(run: Path, tmp_path: Path) -> None:
     out = tmp_path / "docs"
     main(["experiment", "wavegrad-steps", "--run", str(run), "--steps", "8,2",
           "--search-steps", "2", "--grid", "0.01,0.3,0.7", "--n-val", "1", "--n-test", "2",
-          "--clip-seconds", "0.128", "--rtf-repeats", "1", "--out-dir", str(out)])  # fmt: skip
+          "--clip-seconds", "0.128", "--rtf-repeats", "1", "--griffin-lim-iterations", "4",
+          "--out-dir", str(out)])  # fmt: skip
     results = json.loads((out / "wavegrad_steps.json").read_text())
     rows = results["rows"]
     assert [(r["schedule"], r["steps"]) for r in rows] == [
-        ("linear", 8), ("linear", 2), ("searched", 2)
+        ("linear", 8), ("linear", 2), ("searched", 2), ("griffin-lim", 4)
     ]  # fmt: skip
     assert rows[0]["lsd_ratio"]["mean"] == pytest.approx(1.0)
     assert all(len(r["lsd"]) == 2 and r["rtf_batch1"] > 0 for r in rows)
@@ -227,5 +230,12 @@ def test_the_experiment_writes_its_page(run: Path, tmp_path: Path) -> None:
     for name in ("wavegrad_steps.png", "wavegrad_steps_spectrograms.png"):
         assert (out / name).stat().st_size > 1000
     assert sorted(p.name for p in (out / "wavegrad_steps_audio").iterdir()) == [
-        "linear2.wav", "linear8.wav", "reference.wav", "searched2.wav"
+        "griffin-lim4.wav", "linear2.wav", "linear8.wav", "reference.wav", "searched2.wav"
     ]  # fmt: skip
+
+
+def test_a_fresh_process_opens_the_run_with_genlab_load(run: Path) -> None:
+    """genlab.load imports the kind's module itself: nothing else need be imported first."""
+    code = f"import genlab; print(genlab.load({str(run)!r}).kind)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "wavegrad", done.stderr

@@ -9,6 +9,10 @@ reference implementation's Python port. Each returns one value per clip (B,).
 
 from __future__ import annotations
 
+import math
+import warnings
+
+import numpy as np
 import pystoi
 import torch
 from torch import Tensor
@@ -45,8 +49,19 @@ def mel_l1(reference: Tensor, estimate: Tensor, cfg: MelConfig) -> Tensor:
 
 def stoi(reference: Tensor, estimate: Tensor, sample_rate: int) -> Tensor:
     """(B,) short-time objective intelligibility: near 1 for a clip as intelligible as the
-    reference, lower as it gets less so; pystoi resamples to 10 kHz and drops silent frames."""
+    reference, lower as it gets less so; pystoi resamples to 10 kHz and drops silent frames.
+    A clip with too little non-silent speech to score (pystoi needs 384 ms) is NaN, not the
+    1e-5 pystoi returns with a warning, so that means over clips can leave it out."""
     _check_pair(reference, estimate)
     refs = reference.detach().double().cpu().reshape(-1, reference.shape[-1]).numpy()
     ests = estimate.detach().double().cpu().reshape(-1, estimate.shape[-1]).numpy()
-    return torch.tensor([pystoi.stoi(r, e, sample_rate) for r, e in zip(refs, ests, strict=True)])
+    scores = [_stoi(r, e, sample_rate) for r, e in zip(refs, ests, strict=True)]
+    return torch.tensor(scores, dtype=torch.float64)
+
+
+def _stoi(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        score = pystoi.stoi(reference, estimate, sample_rate)
+    unscored = any("Not enough STFT frames" in str(w.message) for w in caught)
+    return math.nan if unscored else float(score)

@@ -25,8 +25,9 @@ from genlab.core.rng import seed_everything
 from genlab.core.train_config import TrainConfig
 from genlab.core.trainer import Trainer
 from genlab.data.audio.figures import save_spectrograms
+from genlab.data.audio.griffin_lim import griffin_lim
 from genlab.data.audio.io import read_audio, read_folder, write_audio
-from genlab.data.audio.mel import MelConfig
+from genlab.data.audio.mel import MelConfig, log_mel
 from genlab.data.audio.synth import SynthConfig, synth_clips, synth_speech
 from genlab.methods.diffusion.noise_level import NoiseLevelLoss
 from genlab.methods.diffusion.samplers import DDPMScheduler
@@ -254,12 +255,14 @@ def _vocode_audio(
     steps = len(scheduler.timesteps)
     start = time.perf_counter()
     result = resynthesise(model, audio, scheduler, torch.Generator().manual_seed(seed))
-    seconds = time.perf_counter() - start
+    rtf = (time.perf_counter() - start) / (len(audio) / rate)
     out = write_audio(out, result, rate)
+    whole = len(audio) // model.config.mel.hop_length * model.config.mel.hop_length
+    audio, result = audio[:whole], result[:whole]  # the spectrograms and metrics take frames
     panels = {name: audio, f"WaveGrad, {steps} steps": result}
     save_spectrograms(out.with_suffix(".png"), panels, model.config.mel)
     scores = score_clips(model, audio[None], result[None])
-    return {**scores, "rtf": seconds / (len(audio) / rate), "steps": steps}
+    return {**scores, "rtf": rtf, "steps": steps}
 
 
 def score_clips(model: Vocoder, reference: torch.Tensor, estimate: torch.Tensor) -> dict:
@@ -278,15 +281,42 @@ def evaluate_schedule(
     seed: int = 0,
     batch_size: int = 8,
 ) -> dict[str, object]:
-    """Vocode ``clips`` (N, L) on ``scheduler``; per-clip LSD, mel L1 and STOI, and the
-    real-time factor (compute seconds per second of audio, batches of ``batch_size``)."""
+    """Vocode ``clips`` (N, L) on ``scheduler``; see :func:`evaluate_vocoding`."""
+    generator = torch.Generator().manual_seed(seed)
+    return evaluate_vocoding(
+        model, clips, lambda batch: resynthesise(model, batch, scheduler, generator), batch_size
+    )
+
+
+def evaluate_griffin_lim(
+    model: Vocoder, clips: torch.Tensor, iterations: int = 32, seed: int = 0, batch_size: int = 8
+) -> dict[str, object]:
+    """The no-learning baseline on the same mels: fast Griffin-Lim (see
+    :mod:`genlab.data.audio.griffin_lim`), scored as the vocoder is."""
+    generator = torch.Generator().manual_seed(seed)
+    mel = model.config.mel
+
+    def vocode(batch: torch.Tensor) -> torch.Tensor:
+        return griffin_lim(log_mel(batch, mel), mel, iterations, generator=generator)
+
+    return evaluate_vocoding(model, clips, vocode, batch_size)
+
+
+def evaluate_vocoding(
+    model: Vocoder,
+    clips: torch.Tensor,
+    vocode: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int = 8,
+) -> dict[str, object]:
+    """``vocode`` each batch of ``clips`` (N, L), cut to whole frames; per-clip LSD, mel L1 and
+    STOI against the clips, the real-time factor (compute seconds per second of audio, batches
+    of ``batch_size``) and the audio itself."""
     hop = model.config.mel.hop_length
     clips = clips[:, : clips.shape[1] // hop * hop]  # whole frames, which the metrics need
-    generator = torch.Generator().manual_seed(seed)
     outs, seconds = [], 0.0
     for i in range(0, len(clips), batch_size):
         start = time.perf_counter()
-        outs.append(resynthesise(model, clips[i : i + batch_size], scheduler, generator))
+        outs.append(vocode(clips[i : i + batch_size]))
         seconds += time.perf_counter() - start
     out = torch.cat(outs)
     mel, rate = model.config.mel, model.config.mel.sample_rate

@@ -14,6 +14,7 @@ and the real-time factor on the machine it runs on.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from genlab.recipes.experiments.report import (
 )
 from genlab.recipes.wavegrad import (
     AudioTrainConfig,
+    evaluate_griffin_lim,
     evaluate_schedule,
     search_steps,
     synth_split,
@@ -46,6 +48,7 @@ from genlab.recipes.wavegrad import (
 )
 
 NAME = "wavegrad_steps"
+GRIFFIN_LIM = "griffin-lim"  # the baseline row's schedule name; its steps are iterations
 GOAL_RATIO = 1.10  # the searched 6 steps within 10% of 1,000 steps' log-spectral distance
 TRAIN_BUDGET_S = 30 * 60
 
@@ -64,6 +67,7 @@ class WaveGradStepsConfig:
     data_seed: int = 0  # the run's data seed: validation and test are the next two seeds
     seed: int = 0  # the sampling noise (the same for every row)
     rtf_repeats: int = 3  # timings of one clip at batch 1; the median is reported
+    griffin_lim_iterations: int = 32  # the baseline without learning (its row's "steps")
     out_dir: str = "docs/experiments"  # where the page, JSON and figures go
 
     def validate(self) -> None:
@@ -74,6 +78,7 @@ class WaveGradStepsConfig:
             "n_test": self.n_test >= 2,
             "clip_seconds": self.clip_seconds > 0,
             "rtf_repeats": self.rtf_repeats >= 1,
+            "griffin_lim_iterations": self.griffin_lim_iterations >= 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -125,14 +130,24 @@ def run_experiment(cfg: WaveGradStepsConfig, command: str = "") -> list[dict]:
         rtf1 = batch_one_rtf(model, test[0], scheduler, cfg.rtf_repeats, cfg.seed)
         rows.append({"schedule": schedule, "steps": n, **result, "rtf_batch1": rtf1})
         print(f"{schedule} {n}: LSD {np.mean(result['lsd']):.3f} dB, rtf {rtf1:.3f}", flush=True)
+    # the baseline without learning, on the same mels: Griffin-Lim's phase recovery
+    result = evaluate_griffin_lim(model, test, cfg.griffin_lim_iterations, cfg.seed)
+    audio[(GRIFFIN_LIM, cfg.griffin_lim_iterations)] = result.pop("audio")
+    one = evaluate_griffin_lim(model, test[:1], cfg.griffin_lim_iterations, cfg.seed, 1)
+    rows.append(
+        {"schedule": GRIFFIN_LIM, "steps": cfg.griffin_lim_iterations, **result,
+         "rtf_batch1": one["rtf"]}
+    )  # fmt: skip
 
     top = max(cfg.steps)  # the most steps: every ratio is to this row
     reference = next(r for r in rows if r["schedule"] == "linear" and r["steps"] == top)
-    searched = rows[-1]
+    searched = next(r for r in rows if r["schedule"] == "searched")
+    baseline = rows[-1]
     for r in rows:
         r["lsd_mean"] = bootstrap_mean(r["lsd"], seed=cfg.seed).to_dict()
         r["mel_l1_mean"] = float(np.mean(r["mel_l1"]))
-        r["stoi_mean"] = float(np.mean(r["stoi"]))
+        r["stoi_mean"] = float(np.nanmean(r["stoi"]))  # over the clips pystoi can score
+        r["stoi"] = [None if math.isnan(v) else v for v in r["stoi"]]
         a, b = np.array(r["lsd"]), np.array(reference["lsd"])
         r["lsd_ratio"] = bootstrap_statistic(
             lambda i, a=a, b=b: float(a[i].mean() / b[i].mean()), len(a), seed=cfg.seed
@@ -161,7 +176,7 @@ def run_experiment(cfg: WaveGradStepsConfig, command: str = "") -> list[dict]:
     panels = {"reference": test[0]}
     write_audio(clip_dir / "reference.wav", test[0], rate)
     shown = [("linear", max(cfg.steps)), ("searched", cfg.search_steps)]
-    shown.append(("linear", cfg.search_steps))
+    shown += [("linear", cfg.search_steps), (GRIFFIN_LIM, cfg.griffin_lim_iterations)]
     for schedule, n in shown:
         if (schedule, n) in audio:
             wav = audio[(schedule, n)][0]
@@ -186,6 +201,10 @@ def run_experiment(cfg: WaveGradStepsConfig, command: str = "") -> list[dict]:
             label=label,
         )
         ax_rtf.plot([r["steps"] for r in group], [r["rtf_batch1"] for r in group], style)
+    ax_lsd.axhline(
+        baseline["lsd_mean"]["mean"], color="C7", ls=":", lw=1,
+        label=f"Griffin-Lim, {cfg.griffin_lim_iterations} iterations",
+    )  # fmt: skip
     goal = GOAL_RATIO * reference["lsd_mean"]["mean"]
     ax_lsd.axhline(goal, color="C2", ls="--", lw=1, label=f"goal: {top:,} steps + 10%")
     ax_lsd.set(xscale="log", xlabel="refinement steps", ylabel="log-spectral distance (dB)")
@@ -232,6 +251,15 @@ def run_experiment(cfg: WaveGradStepsConfig, command: str = "") -> list[dict]:
             f"{even['lsd_ratio']['mean']:.3f}x: the searched schedule is "
             f"{'better' if better else 'no better'} at the same number of steps."
         )
+    gl = baseline["lsd_mean"]["mean"]
+    findings.append(
+        f"Griffin-Lim ({cfg.griffin_lim_iterations} iterations, no learning) on the same mels: "
+        f"{gl:.2f} dB, {baseline['lsd_ratio']['mean']:.2f}x the {top:,}-step distance; WaveGrad "
+        f"is {'closer to' if reference['lsd_mean']['mean'] < gl else 'farther from'} the "
+        "reference than this baseline at 1,000 steps, and "
+        f"{'closer' if searched['lsd_mean']['mean'] < gl else 'farther'} at "
+        f"{cfg.search_steps} searched steps."
+    )
     findings += [
         f"{cfg.search_steps}-step vocoding runs at {fastest:.3f}x real time at batch 1 on this "
         f"machine ({'faster' if fastest < 1 else 'slower'} than real time; goal: faster); "
@@ -255,13 +283,18 @@ def run_experiment(cfg: WaveGradStepsConfig, command: str = "") -> list[dict]:
             f"{cfg.data_seed + 2}); search: {cfg.n_val} validation clips (seed "
             f"{cfg.data_seed + 1}), every increasing choice of {cfg.search_steps} betas from "
             f"{', '.join(f'{b:g}' for b in cfg.grid)}, ranked by mean LSD",
+            f"{GRIFFIN_LIM}: the baseline without learning, the mels inverted by the "
+            "filterbank's pseudo-inverse and the phase by fast Griffin-Lim (Perraudin et al. "
+            "2013) from random phases; its 'steps' are iterations",
             "sampler: DDPM ancestral steps (fixed-small variance, no clipping until the "
             "output, clamped to [-1, 1]); the network is given the level sqrt(abar) of the "
             "schedule that runs; linear rows visit the training schedule's 1,000 steps at "
             "evenly spaced ones from the noisiest",
             "LSD: per clip, the frame mean of the RMS difference of the two log power spectra "
             "(dB; STFT 1024 / hop 256); mel L1: mean absolute log-mel difference; STOI: Taal et "
-            "al. 2011 (pystoi); RTF: compute seconds per second of audio",
+            "al. 2011 (pystoi), the mean over the clips it can score (it needs 384 ms of "
+            f"non-silent speech: {sum(v is not None for v in reference['stoi'])} of "
+            f"{cfg.n_test}); RTF: compute seconds per second of audio",
             f"listen: [{NAME}_audio/]({NAME}_audio/) holds the first test clip as reference, "
             f"{top:,} steps and the {cfg.search_steps}-step rows; spectrograms: "
             f"[{NAME}_spectrograms.png]({NAME}_spectrograms.png)",
