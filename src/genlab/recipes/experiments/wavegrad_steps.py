@@ -146,8 +146,9 @@ def run_experiment(cfg: WaveGradStepsConfig, command: str = "") -> list[dict]:
     for r in rows:
         r["lsd_mean"] = bootstrap_mean(r["lsd"], seed=cfg.seed).to_dict()
         r["mel_l1_mean"] = float(np.mean(r["mel_l1"]))
-        r["stoi_mean"] = float(np.nanmean(r["stoi"]))  # over the clips pystoi can score
         r["stoi"] = [None if math.isnan(v) else v for v in r["stoi"]]
+        scored = [v for v in r["stoi"] if v is not None]  # the clips pystoi can score
+        r["stoi_mean"] = float(np.mean(scored)) if scored else None
         a, b = np.array(r["lsd"]), np.array(reference["lsd"])
         r["lsd_ratio"] = bootstrap_statistic(
             lambda i, a=a, b=b: float(a[i].mean() / b[i].mean()), len(a), seed=cfg.seed
@@ -228,7 +229,7 @@ def run_experiment(cfg: WaveGradStepsConfig, command: str = "") -> list[dict]:
             f"{r['lsd_ratio']['mean']:.3f} [{r['lsd_ratio']['low']:.3f}, "
             f"{r['lsd_ratio']['high']:.3f}]",
             f"{r['mel_l1_mean']:.3f}",
-            f"{r['stoi_mean']:.3f}",
+            "—" if r["stoi_mean"] is None else f"{r['stoi_mean']:.3f}",
             f"{r['rtf_batch1']:.3g}",
             f"{r['rtf']:.3g}",
         ]
