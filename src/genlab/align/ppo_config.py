@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from genlab.core.errors import GenlabError
+from genlab.core.errors import refuse_invalid
 from genlab.core.train_config import TrainConfig
 
 
@@ -87,9 +87,7 @@ class PPOConfig:
             "max_gap": self.max_gap >= 0,
             "checkpoint_every": self.checkpoint_every >= 0,
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise GenlabError(f"invalid PPO setting {name}={getattr(self, name)!r}")
+        refuse_invalid(self, checks, "PPO setting")
 
     def train_config(self) -> TrainConfig:
         """The trainer's settings: a step is one minibatch at a constant rate, checkpoints at

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from genlab.core.errors import GenlabError
+from genlab.core.errors import GenlabError, refuse_invalid
 
 
 @dataclass
@@ -71,6 +71,4 @@ class TrainConfig:
             "log_every": self.log_every >= 1,
             "seed": self.seed >= 0,
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise GenlabError(f"invalid training setting {name}={getattr(self, name)!r}")
+        refuse_invalid(self, checks, "training setting")

@@ -6,7 +6,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from genlab.core.errors import GenlabError
+from genlab.core.errors import refuse_invalid
 from genlab.data.tinyworld.answers import check, extract_answer
 from genlab.data.tinyworld.families.base import Example
 from genlab.prompting.demos import LABELS, SELECTIONS
@@ -53,9 +53,7 @@ class PromptSettings:
             "max_tokens": self.max_tokens >= 1,
             "reasoning_tokens": self.reasoning_tokens >= 1,
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise GenlabError(f"invalid prompting setting {name}={getattr(self, name)!r}")
+        refuse_invalid(self, checks, "prompting setting")
 
     def rng(self, example: Example) -> random.Random:
         """The draws for one question: the same whatever else is evaluated with it."""

@@ -27,7 +27,7 @@ from torch import nn
 
 from genlab.core.checkpoint import read_model_config
 from genlab.core.device import pick_device
-from genlab.core.errors import GenlabError
+from genlab.core.errors import GenlabError, refuse_invalid
 from genlab.core.rng import seed_everything
 from genlab.core.train_config import TrainConfig
 from genlab.core.trainer import Trainer
@@ -103,9 +103,7 @@ class NARConfig:
             "length_weight": self.length_weight >= 0,
             "dropout": 0 <= self.dropout < 1,
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise GenlabError(f"invalid setting {name}={getattr(self, name)!r}")
+        refuse_invalid(self, checks)
 
 
 def load_pairs(cfg: NARConfig, split: str, n: int) -> list[Pair]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from genlab.core.errors import GenlabError
+from genlab.core.errors import GenlabError, refuse_invalid
 from genlab.core.rng import seed_everything
 from genlab.core.train_config import TrainConfig
 from genlab.core.trainer import Trainer
@@ -102,9 +102,7 @@ class AudioTrainConfig:
             "segment_frames": self.segment_frames >= 1,
             "sample_steps": 1 <= self.sample_steps <= self.num_train_timesteps,
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise GenlabError(f"invalid setting {name}={getattr(self, name)!r}")
+        refuse_invalid(self, checks)
 
     def vocoder_config(self) -> VocoderConfig:
         net = WaveGradConfig(

@@ -28,7 +28,7 @@ from safetensors import safe_open
 
 from genlab.adapt.config import AdapterOptions
 from genlab.align.sft import SFTConfig
-from genlab.core.errors import GenlabError
+from genlab.core.errors import GenlabError, refuse_invalid
 from genlab.core.io import atomic_write_json, read_json
 from genlab.core.sweep import Metrics, markdown_table, point_dir, run_sweep
 from genlab.data.record_sources import ConversationData
@@ -93,9 +93,7 @@ class AdaptersConfig:
             "parallel": self.parallel >= 1,
             **{f"lr_{m}": bool(self.lrs(m)) and min(self.lrs(m)) > 0 for m in METHODS},
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise GenlabError(f"invalid experiment setting {name}={getattr(self, name)!r}")
+        refuse_invalid(self, checks, "experiment setting")
         if not Path(self.base).is_dir():
             raise GenlabError(
                 f"base run {self.base} not found: pretrain one first (genlab demo --out runs/demo "

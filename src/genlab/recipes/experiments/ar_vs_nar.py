@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from genlab.core.device import pick_device
-from genlab.core.errors import GenlabError
+from genlab.core.errors import refuse_invalid
 from genlab.core.io import atomic_write_json
 from genlab.core.sweep import Metrics, Point, markdown_table, point_dir, run_sweep
 from genlab.core.train_config import TrainConfig
@@ -110,9 +110,7 @@ class ARvsNARConfig:
             "n_resamples": self.n_resamples >= 10,
             "parallel": self.parallel >= 1,
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise GenlabError(f"invalid experiment setting {name}={getattr(self, name)!r}")
+        refuse_invalid(self, checks, "experiment setting")
 
     def budget(self) -> Point:
         """What every training run shares (the sweep's fixed settings)."""

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.core.errors import GenlabError
+from genlab.core.errors import GenlabError, refuse_invalid
 from genlab.core.io import atomic_write_json
 from genlab.core.logging import read_metrics
 from genlab.core.sweep import markdown_table
@@ -80,9 +80,7 @@ class WaveGradStepsConfig:
             "rtf_repeats": self.rtf_repeats >= 1,
             "griffin_lim_iterations": self.griffin_lim_iterations >= 1,
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise GenlabError(f"invalid experiment setting {name}={getattr(self, name)!r}")
+        refuse_invalid(self, checks, "experiment setting")
 
 
 def training_seconds(run: Path) -> tuple[float, int]:
