@@ -13,6 +13,7 @@ keeps it beside the run (``schedules.json``), which ``vocode`` then uses.
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -259,16 +260,60 @@ def _vocode_audio(
     audio, result = audio[:whole], result[:whole]  # the spectrograms and metrics take frames
     panels = {name: audio, f"WaveGrad, {steps} steps": result}
     save_spectrograms(out.with_suffix(".png"), panels, model.config.mel)
-    scores = score_clips(model, audio[None], result[None])
+    scores = {k: v[0] for k, v in clip_scores(model.config.mel, audio[None], result[None]).items()}
     return {**scores, "rtf": rtf, "steps": steps}
 
 
-def score_clips(model: Vocoder, reference: torch.Tensor, estimate: torch.Tensor) -> dict:
-    """Mean log-spectral distance (dB) and log-mel L1 of estimates against references."""
-    mel = model.config.mel
+Vocode = Callable[[torch.Tensor], torch.Tensor]  # a batch of clips (B, L) -> their re-synthesis
+
+
+def clip_scores(mel: MelConfig, reference: torch.Tensor, estimate: torch.Tensor) -> dict:
+    """Per clip: the log-spectral distance (dB) and the log-mel L1 of ``estimate``."""
     return {
-        "lsd": log_spectral_distance(reference, estimate, mel).mean().item(),
-        "mel_l1": mel_l1(reference, estimate, mel).mean().item(),
+        "lsd": log_spectral_distance(reference, estimate, mel).tolist(),
+        "mel_l1": mel_l1(reference, estimate, mel).tolist(),
+    }
+
+
+def wavegrad_vocoder(model: Vocoder, scheduler: DDPMScheduler, seed: int = 0) -> Vocode:
+    """WaveGrad on ``scheduler``, its noise drawn in turn from one generator seeded with
+    ``seed`` (the same seed and batches give the same audio)."""
+    generator = torch.Generator().manual_seed(seed)
+    return lambda batch: resynthesise(model, batch, scheduler, generator)
+
+
+def griffin_lim_vocoder(mel: MelConfig, iterations: int = 32, seed: int = 0) -> Vocode:
+    """The no-learning baseline on the same mels: fast Griffin-Lim (see
+    :mod:`genlab.data.audio.griffin_lim`) from phases drawn from one seeded generator."""
+    generator = torch.Generator().manual_seed(seed)
+    return lambda batch: griffin_lim(log_mel(batch, mel), mel, iterations, generator=generator)
+
+
+def vocode_clips(
+    clips: torch.Tensor, vocode: Vocode, mel: MelConfig, batch_size: int = 8
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``clips`` (N, L) cut to whole frames (the metrics need them), their re-synthesis by
+    ``vocode`` in batches of ``batch_size``, and the compute seconds it took."""
+    clips = clips[:, : clips.shape[1] // mel.hop_length * mel.hop_length]
+    outs, seconds = [], 0.0
+    for i in range(0, len(clips), batch_size):
+        start = time.perf_counter()
+        outs.append(vocode(clips[i : i + batch_size]))
+        seconds += time.perf_counter() - start
+    return clips, torch.cat(outs), seconds
+
+
+def evaluate_vocoding(
+    mel: MelConfig, clips: torch.Tensor, vocode: Vocode, batch_size: int = 8
+) -> dict[str, object]:
+    """``vocode`` ``clips`` (N, L); per-clip LSD, mel L1 and STOI against them, the real-time
+    factor (compute seconds per second of audio, batches of ``batch_size``) and the audio."""
+    clips, out, seconds = vocode_clips(clips, vocode, mel, batch_size)
+    return {
+        **clip_scores(mel, clips, out),
+        "stoi": stoi(clips, out, mel.sample_rate).tolist(),
+        "rtf": seconds / (clips.numel() / mel.sample_rate),
+        "audio": out,
     }
 
 
@@ -280,51 +325,19 @@ def evaluate_schedule(
     batch_size: int = 8,
 ) -> dict[str, object]:
     """Vocode ``clips`` (N, L) on ``scheduler``; see :func:`evaluate_vocoding`."""
-    generator = torch.Generator().manual_seed(seed)
-    return evaluate_vocoding(
-        model, clips, lambda batch: resynthesise(model, batch, scheduler, generator), batch_size
-    )
+    vocode = wavegrad_vocoder(model, scheduler, seed)
+    return evaluate_vocoding(model.config.mel, clips, vocode, batch_size)
 
 
-def evaluate_griffin_lim(
-    model: Vocoder, clips: torch.Tensor, iterations: int = 32, seed: int = 0, batch_size: int = 8
-) -> dict[str, object]:
-    """The no-learning baseline on the same mels: fast Griffin-Lim (see
-    :mod:`genlab.data.audio.griffin_lim`), scored as the vocoder is."""
-    generator = torch.Generator().manual_seed(seed)
-    mel = model.config.mel
-
-    def vocode(batch: torch.Tensor) -> torch.Tensor:
-        return griffin_lim(log_mel(batch, mel), mel, iterations, generator=generator)
-
-    return evaluate_vocoding(model, clips, vocode, batch_size)
-
-
-def evaluate_vocoding(
-    model: Vocoder,
-    clips: torch.Tensor,
-    vocode: Callable[[torch.Tensor], torch.Tensor],
-    batch_size: int = 8,
-) -> dict[str, object]:
-    """``vocode`` each batch of ``clips`` (N, L), cut to whole frames; per-clip LSD, mel L1 and
-    STOI against the clips, the real-time factor (compute seconds per second of audio, batches
-    of ``batch_size``) and the audio itself."""
-    hop = model.config.mel.hop_length
-    clips = clips[:, : clips.shape[1] // hop * hop]  # whole frames, which the metrics need
-    outs, seconds = [], 0.0
-    for i in range(0, len(clips), batch_size):
+def batch_one_rtf(vocode: Vocode, clip: torch.Tensor, sample_rate: int, repeats: int) -> float:
+    """Median seconds of compute per second of audio over ``repeats`` re-syntheses of one
+    clip: what vocoding one utterance costs."""
+    times = []
+    for _ in range(repeats):
         start = time.perf_counter()
-        outs.append(vocode(clips[i : i + batch_size]))
-        seconds += time.perf_counter() - start
-    out = torch.cat(outs)
-    mel, rate = model.config.mel, model.config.mel.sample_rate
-    return {
-        "lsd": log_spectral_distance(clips, out, mel).tolist(),
-        "mel_l1": mel_l1(clips, out, mel).tolist(),
-        "stoi": stoi(clips, out, rate).tolist(),
-        "rtf": seconds / (clips.numel() / rate),
-        "audio": out,
-    }
+        vocode(clip[None])
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / (len(clip) / sample_rate)
 
 
 def search_steps(
@@ -339,9 +352,12 @@ def search_steps(
     by the mean log-spectral distance of ``clips`` (held-out audio) vocoded on it with the same
     noise; best first."""
 
+    mel = model.config.mel
+
     def score(betas: tuple[float, ...]) -> float:
-        result = evaluate_schedule(model, clips, model.scheduler(steps, betas), seed)
-        return sum(result["lsd"]) / len(result["lsd"])
+        vocode = wavegrad_vocoder(model, model.scheduler(steps, betas), seed)
+        reference, out, _ = vocode_clips(clips, vocode, mel)
+        return log_spectral_distance(reference, out, mel).mean().item()
 
     return search_schedule(score, candidate_schedules(steps, grid), progress)
 

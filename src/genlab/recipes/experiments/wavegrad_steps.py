@@ -15,13 +15,11 @@ and the real-time factor on the machine it runs on.
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from genlab.core.errors import GenlabError, refuse_invalid
 from genlab.core.io import atomic_write_json
@@ -30,7 +28,7 @@ from genlab.core.sweep import markdown_table
 from genlab.data.audio.figures import save_spectrograms
 from genlab.data.audio.io import write_audio
 from genlab.methods.diffusion.schedule_search import GRID
-from genlab.methods.diffusion.vocoder import load_vocoder, resynthesise, save_schedule
+from genlab.methods.diffusion.vocoder import load_vocoder, save_schedule
 from genlab.metrics.bootstrap import bootstrap_mean, bootstrap_statistic
 from genlab.recipes.experiments.report import (
     load_average,
@@ -40,11 +38,14 @@ from genlab.recipes.experiments.report import (
 )
 from genlab.recipes.wavegrad import (
     AudioTrainConfig,
-    evaluate_griffin_lim,
+    batch_one_rtf,
     evaluate_schedule,
+    evaluate_vocoding,
+    griffin_lim_vocoder,
     search_steps,
     synth_split,
     train_wavegrad,
+    wavegrad_vocoder,
 )
 
 NAME = "wavegrad_steps"
@@ -91,17 +92,6 @@ def training_seconds(run: Path) -> tuple[float, int]:
     return float(records[-1]["time_s"]), int(records[-1]["step"])
 
 
-def batch_one_rtf(model, clip: torch.Tensor, scheduler, repeats: int, seed: int) -> float:
-    """Median seconds of compute per second of audio, vocoding one clip at a time."""
-    rate = model.config.mel.sample_rate
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        resynthesise(model, clip, scheduler, torch.Generator().manual_seed(seed))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) / (len(clip) / rate)
-
-
 def run_experiment(cfg: WaveGradStepsConfig, command: str = "") -> list[dict]:
     cfg.validate()
     run, out_dir = Path(cfg.run), Path(cfg.out_dir)
@@ -125,17 +115,17 @@ def run_experiment(cfg: WaveGradStepsConfig, command: str = "") -> list[dict]:
     for schedule, n, scheduler in arms:
         result = evaluate_schedule(model, test, scheduler, cfg.seed)
         audio[(schedule, n)] = result.pop("audio")
-        rtf1 = batch_one_rtf(model, test[0], scheduler, cfg.rtf_repeats, cfg.seed)
+        vocode = wavegrad_vocoder(model, scheduler, cfg.seed)
+        rtf1 = batch_one_rtf(vocode, test[0], rate, cfg.rtf_repeats)
         rows.append({"schedule": schedule, "steps": n, **result, "rtf_batch1": rtf1})
         print(f"{schedule} {n}: LSD {np.mean(result['lsd']):.3f} dB, rtf {rtf1:.3f}", flush=True)
     # the baseline without learning, on the same mels: Griffin-Lim's phase recovery
-    result = evaluate_griffin_lim(model, test, cfg.griffin_lim_iterations, cfg.seed)
-    audio[(GRIFFIN_LIM, cfg.griffin_lim_iterations)] = result.pop("audio")
-    one = evaluate_griffin_lim(model, test[:1], cfg.griffin_lim_iterations, cfg.seed, 1)
-    rows.append(
-        {"schedule": GRIFFIN_LIM, "steps": cfg.griffin_lim_iterations, **result,
-         "rtf_batch1": one["rtf"]}
-    )  # fmt: skip
+    mel, iterations = model.config.mel, cfg.griffin_lim_iterations
+    result = evaluate_vocoding(mel, test, griffin_lim_vocoder(mel, iterations, cfg.seed))
+    audio[(GRIFFIN_LIM, iterations)] = result.pop("audio")
+    vocode = griffin_lim_vocoder(mel, iterations, cfg.seed)
+    rtf1 = batch_one_rtf(vocode, test[0], rate, cfg.rtf_repeats)
+    rows.append({"schedule": GRIFFIN_LIM, "steps": iterations, **result, "rtf_batch1": rtf1})
 
     top = max(cfg.steps)  # the most steps: every ratio is to this row
     reference = next(r for r in rows if r["schedule"] == "linear" and r["steps"] == top)
@@ -181,7 +171,7 @@ def run_experiment(cfg: WaveGradStepsConfig, command: str = "") -> list[dict]:
             wav = audio[(schedule, n)][0]
             panels[f"{schedule}, {n} steps"] = wav
             write_audio(clip_dir / f"{schedule}{n}.wav", wav, rate)
-    save_spectrograms(out_dir / f"{NAME}_spectrograms.png", panels, model.config.mel)
+    save_spectrograms(out_dir / f"{NAME}_spectrograms.png", panels, mel)
 
     fig = new_figure(10, 3.8)
     ax_lsd, ax_rtf = fig.subplots(1, 2)
