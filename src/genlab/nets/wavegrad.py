@@ -132,8 +132,9 @@ class DBlock(nn.Module):
         super().__init__()
         self.residual = nn.Conv1d(c_in, c_out, 1)
         self.down = nn.Conv1d(c_in, c_in, factor, stride=factor)
-        self.convs = nn.ModuleList([_conv(c_in, c_out, 1), _conv(c_out, c_out, 2)])
-        self.convs.append(_conv(c_out, c_out, 4))
+        self.convs = nn.ModuleList(
+            [_conv(c_in, c_out, 1), _conv(c_out, c_out, 2), _conv(c_out, c_out, 4)]
+        )
         self.factor = factor
 
     def forward(self, x: Tensor) -> Tensor:

@@ -60,8 +60,8 @@ SAMPLE_SET = 1_000_003  # the second seed of `genlab audio sample`'s utterances 
 
 @dataclass
 class AudioTrainConfig:
-    """What audio, which network, which training schedule; the defaults train on the CPU in
-    about half an hour."""
+    """What audio, which network, which training schedule; the defaults train on a 2-core CPU
+    in about 20 minutes."""
 
     out: str = "runs/wavegrad"  # run folder to write
     data: str = SYNTH  # "synth" (built-in speech-like audio) or a folder of WAV/FLAC/OGG files
@@ -188,7 +188,9 @@ def write_samples(
 # Vocoding with a trained run
 
 
-def open_scheduler(run: str | os.PathLike, model: Vocoder, steps: int, schedule: str = "auto"):
+def open_scheduler(
+    run: str | os.PathLike, model: Vocoder, steps: int, schedule: str = "auto"
+) -> DDPMScheduler:
     """The sampler for ``steps``: ``searched`` takes the run's searched schedule of that many
     steps, ``linear`` the training schedule at ``steps`` evenly spaced steps, ``auto`` the
     searched one where the run has it, else the linear one."""
