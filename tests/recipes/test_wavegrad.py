@@ -72,8 +72,8 @@ def test_training_writes_a_run_the_registry_opens(run: Path) -> None:
 
 
 def test_a_few_steps_lower_the_loss(tmp_path: Path) -> None:
-    """On one repeated batch, 40 steps of the recipe's loss and network halve nothing by luck:
-    the loss must fall well below where it starts."""
+    """40 steps of the recipe's loss and network on one repeated batch bring the loss well
+    below where it starts."""
     from genlab.methods.diffusion.noise_level import NoiseLevelLoss
     from genlab.methods.diffusion.vocoder import Vocoder
 
