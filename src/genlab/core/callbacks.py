@@ -11,7 +11,8 @@ itself in :meth:`Callback.on_checkpoint`, which runs before the checkpoint is pu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,3 +87,45 @@ class TrainableCheckpoint(Callback):
         meta = {"kind": "trainable", "step": str(trainer.step)}
         atomic_save_tensors(path / ADAPTER_FILE, tensors, metadata=meta)
         atomic_save_tensors(trainer.run_dir / ADAPTER_FILE, tensors, metadata=meta)
+
+
+class TimeBudget(Callback):
+    """Fit the run into ``seconds`` of training: after ``probe`` steps, time them and lower
+    ``max_steps`` to the steps that fit, so the learning-rate schedule decays over the budget
+    (a run cut off mid-schedule would be compared at a high learning rate). Methods compared
+    "at the same training time" each get one. The decided step count is saved with each
+    checkpoint, so a resumed run keeps it; the number depends on the machine's speed, so give
+    ``max_steps`` alone for a run that must repeat exactly elsewhere."""
+
+    name = "time_budget"
+
+    def __init__(
+        self, seconds: float, probe: int = 10, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self.seconds, self.probe, self.clock = seconds, probe, clock
+        self.steps: int | None = None  # the decided max_steps
+        self._tic = 0.0
+        self._first = 0
+
+    def on_start(self, trainer: Trainer) -> None:
+        if self.steps is not None:
+            trainer.config.max_steps = self.steps
+        self._first = trainer.step
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        done = trainer.step - self._first
+        if self.steps is None and done == 1:  # the first step pays for warm-up; time the rest
+            self._tic = self.clock()
+        elif self.steps is None and done == 1 + self.probe:
+            per_step = (self.clock() - self._tic) / self.probe
+            fit = trainer.step + int(max(self.seconds - (1 + self.probe) * per_step, 0) / per_step)
+            self.steps = max(trainer.step, min(trainer.config.max_steps, fit))
+            trainer.config.max_steps = self.steps
+        if trainer.step >= trainer.config.max_steps:
+            trainer.request_stop()
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.steps = state.get("steps")
