@@ -4,7 +4,7 @@ Every data set yields ``ImageItem(image in [-1, 1], caption, attributes)`` (``co
 image model reads every one of them. One module per idea: ``common`` (items, batches, 8-bit and
 PNG conversions), ``scenes`` (what a shapes image shows and its caption), ``shapes`` (drawing
 scenes: ``ShapesDataset``), ``digits``, ``folder`` (your images, and ``export_images`` writing
-that format) and ``grid`` (contact sheets of samples).
+that format), ``grid`` (contact sheets of samples) and ``palette`` (iGPT's colour tokens).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from genlab.data.images.folder import (
     export_images,
 )
 from genlab.data.images.grid import make_grid, save_grid
+from genlab.data.images.palette import PixelPalette
 from genlab.data.images.scenes import (
     COLORS,
     KINDS,
@@ -44,6 +45,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "KINDS",
     "NUMBER_WORDS",
+    "PixelPalette",
     "POSITIONS",
     "SIZES",
     "DigitsDataset",
