@@ -1,2 +1,3 @@
-"""How each family learns and generates, modality-neutral: ``autoregressive`` (decoding and the
-one scoring function), ``diffusion`` (schedules, samplers, guidance, loss)."""
+"""How each family learns and generates, modality-neutral: ``autoregressive`` (decoding, the
+one scoring function, image GPT), ``masked`` (mask-predict, MaskGIT), ``diffusion`` (schedules,
+samplers, guidance, loss), ``vae`` (VAE, VQ-VAE), ``flow`` (Glow), ``gan``."""
