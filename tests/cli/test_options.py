@@ -30,6 +30,7 @@ from genlab.recipes.experiments import (
     diffusion_steps,
     emergence,
     icl_wrong_labels,
+    image_families,
     instruction_tuning,
     knowledge_vs_language,
     least_to_most,
@@ -45,6 +46,7 @@ from genlab.recipes.experiments import (
 from genlab.recipes.experiments.diffusion_guidance import GuidanceConfig
 from genlab.recipes.experiments.diffusion_prediction import PredictionConfig
 from genlab.recipes.experiments.diffusion_steps import StepsConfig
+from genlab.recipes.experiments.image_families import ImageFamiliesConfig
 from genlab.recipes.experiments.wavegrad_steps import WaveGradStepsConfig
 from genlab.recipes.pretrain import PretrainConfig
 from genlab.recipes.stages import DPOStage, PPOStage, RewardStage, SFTStage
@@ -307,6 +309,7 @@ VERBS = {  # command path -> the config its options are generated from
     ("experiment", "diffusion-guidance"): GuidanceConfig,
     ("experiment", "diffusion-prediction"): PredictionConfig,
     ("experiment", "wavegrad-steps"): WaveGradStepsConfig,
+    ("experiment", "image-families"): ImageFamiliesConfig,
     ("audio", "train"): AudioTrainConfig,
 }
 
@@ -506,6 +509,7 @@ EXPERIMENTS = (
     knowledge_vs_language,
     scale_all,
     wavegrad_steps,
+    image_families,
 )
 
 

@@ -125,7 +125,8 @@ def reference_sample(model, n, captions, seed, temperature, top_k, guidance) -> 
             if top_k is not None:
                 kth = logits.topk(top_k, dim=-1).values[:, -1:]
                 logits = logits.masked_fill(logits < kth, -math.inf)
-            code = torch.multinomial(logits.softmax(-1), 1, generator=g)
+            u = torch.rand(logits.shape, generator=g)  # the Gumbel-max draw, as sample's
+            code = (logits.log_softmax(-1) - torch.log(-torch.log(u))).argmax(-1, keepdim=True)
             codes = torch.cat((codes, code), dim=1)
     return codes.view(n, *GRID)
 

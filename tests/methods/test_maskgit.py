@@ -185,7 +185,11 @@ def test_loss_falls_and_decoding_draws_the_captioned_image(trained) -> None:
     assert sum(losses[-10:]) / 10 < losses[0] / 10
     codes, captions = captioned_codes(8, 999)
     drawn = decode(model, 8, captions, torch.Generator().manual_seed(0), steps=4)
-    assert torch.equal(drawn, codes)
+    assert (drawn == codes).float().mean() >= 0.95  # drawn at temperature 1: a rare slip
+    greedy = decode(
+        model, 8, captions, torch.Generator(), steps=4, temperature=0, token_temperature=0
+    )
+    assert torch.equal(greedy, codes)
 
 
 def test_captions_change_predictions(trained) -> None:

@@ -26,6 +26,7 @@ from genlab.recipes.experiments import (
     diffusion_steps,
     emergence,
     icl_wrong_labels,
+    image_families,
     instruction_tuning,
     knowledge_vs_language,
     least_to_most,
@@ -47,6 +48,7 @@ from genlab.recipes.experiments.diffusion_prediction import PredictionConfig
 from genlab.recipes.experiments.diffusion_steps import StepsConfig
 from genlab.recipes.experiments.emergence import EmergenceConfig
 from genlab.recipes.experiments.icl_wrong_labels import WrongLabelsConfig
+from genlab.recipes.experiments.image_families import ImageFamiliesConfig
 from genlab.recipes.experiments.instruction_tuning import InstructionTuningConfig
 from genlab.recipes.experiments.knowledge_vs_language import KnowledgeLanguageConfig
 from genlab.recipes.experiments.least_to_most import LeastToMostConfig
@@ -114,6 +116,13 @@ def guidance(cfg: GuidanceConfig) -> None:
 def wavegrad_steps_verb(cfg: WaveGradStepsConfig) -> None:
     """WaveGrad at 1,000 / 50 / 25 / 6 steps and on a searched 6-step schedule: LSD, RTF."""
     _run(wavegrad_steps, cfg)
+
+
+@experiment.command("image-families")
+@config_command(ImageFamiliesConfig)
+def image_families_verb(cfg: ImageFamiliesConfig) -> None:
+    """Diffusion, VAE, flow, GAN, image GPT, MaskGIT at the same training time; MaskGIT's steps."""
+    _run(image_families, cfg)
 
 
 @experiment.command("rlhf-vs-size")

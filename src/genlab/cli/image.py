@@ -12,11 +12,14 @@ from genlab.cli._app import app, say
 from genlab.cli.options import config_command
 from genlab.core.config import convert
 from genlab.core.device import pick_device
-from genlab.recipes.diffusion import ImageTrainConfig, train_diffusion
+from genlab.recipes.diffusion import DIFFUSION, ImageTrainConfig, train_diffusion
 from genlab.recipes.diffusion_eval import sample_run
+from genlab.recipes.image_family import train_family
+from genlab.recipes.image_family_eval import is_family_run, sample_family
 
 image = typer.Typer(
-    help="Image generation: train a conditional diffusion model, sample grids.",
+    help="Image generation: train diffusion, VAE, VQ-VAE, flow, GAN, image GPT or MaskGIT; "
+    "sample grids.",
     no_args_is_help=True,
 )
 app.add_typer(image, name="image")
@@ -25,7 +28,8 @@ UNET = "UNet: the preset's unless overridden here (or by unet_overrides={...})"
 
 @image.command()
 @config_command(
-    ImageTrainConfig, aliases={"train.eval_every": "--sample-every", "train.seed": "--seed"}
+    ImageTrainConfig,
+    aliases={"model": "--method", "train.eval_every": "--sample-every", "train.seed": "--seed"},
 )
 def train(
     cfg: ImageTrainConfig,
@@ -50,8 +54,10 @@ def train(
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
 ) -> None:
-    """Train a caption-conditioned DDPM (built-in shapes unless --data is given), or fine-tune
-    a trained run (--init-from RUN; with --adapter lora only a LoRA on its UNet)."""
+    """Train a caption-conditioned image model (built-in shapes unless --data is given):
+    --method diffusion (a DDPM; or fine-tune a trained run: --init-from RUN, with --adapter
+    lora only a LoRA on its UNet), vae, vq, flow, gan, igpt or maskgit (over --tokenizer: a
+    colour palette or a vq run)."""
     ints = tuple[int, ...]
     unet = {
         "base_channels": base_channels,
@@ -64,6 +70,11 @@ def train(
     cfg = replace(cfg, unet_overrides={**cfg.unet_overrides, **given})
     if not cfg.snr_gamma:  # the documented --snr-gamma 0 (or none): the plain MSE, no floor
         cfg = replace(cfg, snr_gamma=None, snr_floor=0.0)
+    if cfg.model not in DIFFUSION:
+        metrics = train_family(cfg, resume=resume)
+        line = f"trained {int(metrics['params']):,} parameters to step {int(metrics['step'])}"
+        say(f"{line}; run folder {cfg.out} (samples in {cfg.out}/samples)")
+        return
     metrics = train_diffusion(cfg, resume=resume)
     line = f"trained {int(metrics['params']):,} parameters to step {int(metrics['step'])}"
     if "eval_loss" in metrics:
@@ -80,34 +91,62 @@ def sample(
         typer.Option("--prompt", help="Caption (repeat for several); default: held-out captions."),
     ] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Images per prompt (or in all).")] = 16,
-    sampler: Annotated[str, typer.Option("--sampler", help="ddpm or ddim.")] = "ddim",
+    sampler: Annotated[str, typer.Option("--sampler", help="Diffusion: ddpm or ddim.")] = "ddim",
     steps: Annotated[
-        int | None, typer.Option("--steps", min=1, help="Default: 1000 (ddpm), 50 (ddim).")
+        int | None,
+        typer.Option(
+            "--steps", min=1, help="Diffusion: 1000 (ddpm), 50 (ddim); MaskGIT: 8 by default."
+        ),
     ] = None,
     eta: Annotated[float, typer.Option("--eta", min=0.0, max=1.0, help="DDIM noise.")] = 0.0,
     guidance: Annotated[
-        float, typer.Option("--guidance", min=0.0, help="Classifier-free guidance scale.")
-    ] = 3.0,
+        float | None,
+        typer.Option(
+            "--guidance",
+            min=0.0,
+            help="Classifier-free guidance: 3 (diffusion), 0 (igpt, maskgit).",
+        ),
+    ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            "--temperature", min=0.0, help="VAE, flow, igpt, maskgit: each its own default."
+        ),
+    ] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Use the raw weights, not the EMA.")] = False,
     precision: Annotated[str, typer.Option("--precision", help="fp32 or bf16.")] = "fp32",
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, mps.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", min=0, help="Same seed, same images.")] = 0,
 ) -> None:
-    """Sample images from a trained run into one PNG grid."""
-    images, captions = sample_run(
-        run,
-        out,
-        prompts=list(prompt) if prompt else None,
-        n=n,
-        sampler=sampler,
-        steps=steps,
-        eta=eta,
-        guidance=guidance,
-        seed=seed,
-        use_ema=not raw,
-        precision=precision,
-        device=str(pick_device(device)),
-    )
+    """Sample images from a trained run of any family into one PNG grid."""
+    if is_family_run(run):
+        images, captions = sample_family(
+            run,
+            out,
+            prompts=list(prompt) if prompt else None,
+            n=n,
+            steps=steps or 8,
+            guidance=guidance or 0.0,
+            temperature=temperature,
+            seed=seed,
+            use_ema=not raw,
+            device=str(pick_device(device)),
+        )
+    else:
+        images, captions = sample_run(
+            run,
+            out,
+            prompts=list(prompt) if prompt else None,
+            n=n,
+            sampler=sampler,
+            steps=steps,
+            eta=eta,
+            guidance=3.0 if guidance is None else guidance,
+            seed=seed,
+            use_ema=not raw,
+            precision=precision,
+            device=str(pick_device(device)),
+        )
     say(f"wrote {len(images)} samples to {out}")
     if not prompt:
         for caption in dict.fromkeys(captions):

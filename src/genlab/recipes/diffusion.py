@@ -31,7 +31,7 @@ from torch import nn
 from genlab.adapt.adapted import KIND as ADAPTER_KIND
 from genlab.adapt.adapted import Adapted
 from genlab.adapt.config import AdapterConfig, AdapterOptions
-from genlab.core.callbacks import Callback
+from genlab.core.callbacks import Callback, TimeBudget
 from genlab.core.checkpoint import read_model_config
 from genlab.core.distributed import dist_info
 from genlab.core.ema import EMA_FILE, EMACallback
@@ -61,10 +61,11 @@ from genlab.methods.diffusion.text_conditioned import (
 )
 from genlab.nets.text_encoder import TextEncoderConfig
 from genlab.nets.unet import UNetConfig
+from genlab.recipes.image_settings import FamilySettings
 
 RECIPE_FILE = "recipe.json"  # the recipe settings besides the trainer's (data, sizes, CFG)
 SAMPLES_DIR = "samples"
-IMAGE_MODELS = ("ddpm",)
+DIFFUSION = ("diffusion", "ddpm")  # the names of this recipe's method
 GRID_PROMPTS = 8  # columns of the training grids, each prompt drawn twice (two rows)
 EVAL_IMAGES = 512
 # a LoRA's default layers in the UNet: attention projections and residual-block convolutions
@@ -115,7 +116,7 @@ class ImageTrainConfig:
     """A diffusion run: data, network, forward process and trainer settings."""
 
     out: str = "runs/ddpm"  # run folder to write
-    model: str = "ddpm"  # the image model family
+    model: str = "diffusion"  # the family: diffusion | vae | vq | flow | gan | igpt | maskgit
     data: DataSpec = field(default_factory=DataSpec)
     preset: str = "tiny"  # UNet size preset
     unet_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. base_channels=32
@@ -132,6 +133,8 @@ class ImageTrainConfig:
     grid_guidance: float = 3.0  # guidance scale of the sample grids
     init_from: str | None = None  # a trained image run to start from (its network and vocabulary)
     adapter: AdapterOptions = field(default_factory=AdapterOptions)  # with init_from: lora only
+    time_budget: float | None = None  # minutes of training (steps fitted to it); none: max_steps
+    family: FamilySettings = field(default_factory=FamilySettings)  # the other families' settings
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             max_steps=2000,
@@ -205,7 +208,7 @@ def build_model_config(
 def recipe_record(cfg: ImageTrainConfig) -> dict[str, Any]:
     """Every setting of ``cfg`` but the output folder and the trainer's (``config.json`` has
     those), as JSON; where it started and how only for a run started from another."""
-    skip = ("out", "train", "data", "init_from", "adapter")
+    skip = ("out", "train", "data", "init_from", "adapter", "family")
     record = {k: v for k, v in vars(cfg).items() if k not in skip}
     if cfg.init_from is not None:
         record |= {"init_from": cfg.init_from, "adapter": asdict(cfg.adapter)}
@@ -330,15 +333,18 @@ class SampleGrid(Callback):
         return {}
 
 
+def time_budget(cfg: ImageTrainConfig) -> list[TimeBudget]:
+    """The callback that fits the run into ``cfg.time_budget`` minutes, if one is set."""
+    return [] if cfg.time_budget is None else [TimeBudget(60 * cfg.time_budget)]
+
+
 def train_diffusion(
     cfg: ImageTrainConfig, resume: bool = False, until: int | None = None
 ) -> dict[str, float]:
     """Train into ``cfg.out``; return the final metrics. ``until`` stops after that step with a
     checkpoint (``resume`` continues, with the run's own model and data settings)."""
-    if cfg.model not in IMAGE_MODELS:
-        raise GenlabError(
-            f"unknown image model '{cfg.model}'; choose one of {', '.join(IMAGE_MODELS)}"
-        )
+    if cfg.model not in DIFFUSION:
+        raise GenlabError(f"'{cfg.model}' is not diffusion: train it with train_family")
     out = Path(cfg.out)
     resuming = resume and (out / RECIPE_FILE).is_file()
     if resuming:  # the run keeps its own model, data and vocabulary; only training settings change
@@ -387,7 +393,7 @@ def train_diffusion(
             CAPTION_TOKENIZER_FILE: tokenizer.to_json().encode(),
             RECIPE_FILE: json.dumps(recipe_record(cfg), indent=2).encode(),
         },
-        callbacks=[ema, grid],
+        callbacks=[ema, grid, *time_budget(cfg)],
         resume=resume,
     )
     metrics = trainer.fit(until=until)

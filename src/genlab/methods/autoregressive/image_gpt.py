@@ -197,12 +197,15 @@ def evaluating(model: nn.Module) -> Iterator[None]:
 
 def choose(logits: Tensor, generator: torch.Generator, config: SamplingConfig) -> Tensor:
     """One token per row of ``logits`` (B, V): argmax at temperature 0, else a draw from the
-    tempered, top-k-filtered distribution on ``generator``'s device."""
+    tempered, top-k-filtered distribution on ``generator``'s device, by the Gumbel-max trick
+    (argmax of log-probs plus Gumbel noise: the same distribution as ``torch.multinomial``,
+    several times faster on a CPU for MaskGIT's thousands of rows)."""
     if config.temperature == 0:
         return logits.argmax(-1)
-    probs = process_logits(logits, None, config).softmax(-1)
-    drawn = torch.multinomial(probs.to(generator.device), 1, generator=generator)
-    return drawn.squeeze(1).to(logits.device)
+    logp = process_logits(logits, None, config).log_softmax(-1).to(generator.device)
+    u = torch.rand(logp.shape, generator=generator, device=generator.device)
+    drawn = (logp - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)
+    return drawn.to(logits.device)
 
 
 @torch.no_grad()

@@ -1,0 +1,470 @@
+"""The ways to generate an image, side by side at the same training time: diffusion, VAE, flow,
+GAN, image GPT and MaskGIT, and MaskGIT's steps against image GPT on the same VQ tokens.
+
+The lecture's trade-offs: autoregressive generation (image GPT; Chen et al., 2020) is exact in
+likelihood and slow, one token per network call; "all at once" methods (VAE: Kingma & Welling,
+2014; flow: Kingma & Dhariwal, 2018; GAN: Goodfellow et al., 2014) draw an image in one call
+from a noise input, fast but blurry or incoherent; N-step methods (diffusion: Ho et al., 2020;
+MaskGIT: Chang et al., 2022, which keeps the most confident tokens at each of N steps) sit
+between. Every family trains on the same images for the same minutes (``TimeBudget``), and
+every row is measured the same way: FID with genlab features against real images of the same
+captions (with the real-vs-real floor drawn alike), caption adherence, seconds per image (in
+batches, and at batch 1: the latency a user waits), bits per dimension where defined.
+
+    genlab experiment image-families --minutes 6 --n 2000
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genlab.core.errors import refuse_invalid
+from genlab.core.io import atomic_write_json, read_json
+from genlab.core.logging import read_metrics
+from genlab.core.sweep import markdown_table
+from genlab.core.train_config import TrainConfig
+from genlab.data.images import from_uint8, save_grid
+from genlab.metrics.adherence import caption_adherence
+from genlab.metrics.bootstrap import bootstrap_statistic
+from genlab.metrics.features import (
+    FeatureNet,
+    default_features_dir,
+    load_feature_net,
+    train_feature_net,
+)
+from genlab.metrics.fid import feature_statistics, frechet_distance
+from genlab.recipes.diffusion import DataSpec, ImageTrainConfig, load_images, train_diffusion
+from genlab.recipes.diffusion_eval import evaluate_samples, real_baseline, reference_set
+from genlab.recipes.experiments.report import new_figure, save_figure, write_page
+from genlab.recipes.image_family import train_family
+from genlab.recipes.image_family_eval import FamilyRun, open_family_run
+from genlab.recipes.image_settings import FamilySettings
+
+NAME = "image_families"
+DONE_FILE = "experiment_done.json"  # written once a method's run has finished training
+METHODS = ("diffusion", "vae", "flow", "gan", "igpt", "maskgit")
+
+
+@dataclass
+class ImageFamiliesConfig:
+    """Which families, how long each trains, how many samples each row measures."""
+
+    data: str = "shapes"  # shapes or digits
+    size: int = 32  # image side
+    methods: tuple[str, ...] = METHODS  # the families, a row each
+    minutes: float = 6.0  # training minutes per family (the same for every one)
+    tokenizer_minutes: float = 4.0  # the VQ-VAE that tokenizes images for igpt and maskgit
+    vq_downsample: int = 2  # the VQ grid is size / this (16x16 tokens at 32x32)
+    n: int = 2000  # generated images per row (and real images in the reference)
+    n_bpd: int = 500  # held-out images each likelihood is measured on
+    latency_images: int = 20  # images timed one at a time (batch 1); the median is reported
+    maskgit_steps: tuple[int, ...] = (1, 2, 4, 8, 16)  # MaskGIT's step counts
+    diffusion_steps: int = 20  # DDIM steps of the diffusion row
+    diffusion_guidance: float = 3.0  # its classifier-free guidance
+    seed: int = 0  # training seed and sampling seed
+    features: str | None = None  # feature net folder; none: genlab's cache (trained if absent)
+    runs_dir: str = "runs/image_families"  # a run folder per family, reused once trained
+    out_dir: str = "docs/experiments"  # where the page, JSON and figures go
+
+    def validate(self) -> None:
+        checks = {
+            "methods": bool(self.methods) and set(self.methods) <= set(METHODS),
+            "minutes": self.minutes > 0,
+            "tokenizer_minutes": self.tokenizer_minutes > 0,
+            "n": self.n >= 100,
+            "n_bpd": self.n_bpd >= 1,
+            "latency_images": self.latency_images >= 1,
+            "maskgit_steps": min(self.maskgit_steps, default=0) >= 1,
+            "diffusion_steps": self.diffusion_steps >= 1,
+        }
+        refuse_invalid(self, checks, "experiment setting")
+
+
+def _train_config(method: str, seed: int) -> TrainConfig:
+    """Every family's trainer: a step budget the time budget lowers, grids every 500 steps; the
+    GAN with DCGAN's rate and momentum (Radford et al., 2016), which adversarial training needs."""
+    gan = method == "gan"
+    return TrainConfig(
+        max_steps=100_000,
+        batch_size=64,
+        lr=2e-4 if gan else 1e-3,
+        betas=(0.5, 0.999) if gan else (0.9, 0.95),
+        warmup_steps=100,
+        weight_decay=0.0,
+        eval_every=500,
+        eval_batches=4,
+        checkpoint_every=500,
+        seed=seed,
+        progress=False,  # the experiment prints a line per family
+    )
+
+
+def family_settings(method: str, cfg: ImageFamiliesConfig, vq_run: Path) -> FamilySettings:
+    """Each family's CPU-sized network; the token models read the shared VQ-VAE."""
+    if method in ("igpt", "maskgit"):  # a 64-wide transformer: see docs/images.md on speed
+        return FamilySettings(width=32, depth=4, tokenizer=str(vq_run))
+    if method == "vq":
+        return FamilySettings(downsample=cfg.vq_downsample, num_codes=256, latent_channels=16)
+    return FamilySettings()
+
+
+def train_method(method: str, cfg: ImageFamiliesConfig, minutes: float, vq_run: Path) -> Path:
+    """Train ``method`` for ``minutes`` into ``runs_dir/method`` unless done; its folder."""
+    run = Path(cfg.runs_dir) / method
+    if (run / DONE_FILE).is_file():
+        return run
+    spec = DataSpec(data=cfg.data, size=cfg.size)
+    image = ImageTrainConfig(
+        out=str(run),
+        model=method,
+        data=spec,
+        time_budget=minutes,
+        family=family_settings(method, cfg, vq_run),
+        train=_train_config(method, cfg.seed),
+    )
+    if method == "diffusion":
+        image = replace(image, grid_sampler_steps=cfg.diffusion_steps)
+        metrics = train_diffusion(image, resume=True)
+    else:
+        metrics = train_family(image, resume=True)
+    seconds, steps = _training_time(run)
+    atomic_write_json(
+        run / DONE_FILE, {"seconds": seconds, "steps": steps, "params": metrics["params"]}
+    )
+    return run
+
+
+def _training_time(run: Path) -> tuple[float, int]:
+    records = [r for r in read_metrics(run / "metrics.jsonl") if "time_s" in r]
+    return float(records[-1]["time_s"]), int(records[-1]["step"])
+
+
+def _fid_interval(net: FeatureNet, images: torch.Tensor, reference: torch.Tensor, seed: int):
+    """FID and its bootstrap interval over the generated images (the reference fixed)."""
+    feats = net.extract(images).double().numpy()
+    mu_r, sigma_r = feature_statistics(net.extract(reference))
+
+    def fid(rows: np.ndarray) -> float:
+        mu, sigma = feature_statistics(feats[rows])
+        return frechet_distance(mu, sigma, mu_r, sigma_r)
+
+    return bootstrap_statistic(fid, len(feats), n_resamples=200, seed=seed)
+
+
+def batch_one_seconds(fr: FamilyRun, captions: list[str], steps: int, seed: int) -> float:
+    """The median seconds to draw one image alone (batch 1)."""
+    times = []
+    for i, caption in enumerate(captions):
+        tic = time.perf_counter()
+        fr.generate([caption], seed + i, steps)
+        times.append(time.perf_counter() - tic)
+    return statistics.median(times)
+
+
+def measure_family(
+    fr: FamilyRun,
+    net: FeatureNet,
+    reference: torch.Tensor,
+    captions: list[str],
+    cfg: ImageFamiliesConfig,
+    steps: int = 8,
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """One row: FID (with interval), adherence, seconds per image batched and at batch 1."""
+    tic = time.perf_counter()
+    images = fr.generate(captions, cfg.seed, steps)
+    seconds = (time.perf_counter() - tic) / len(captions)
+    fid = _fid_interval(net, images, reference, cfg.seed)
+    row = {
+        "fid": fid.mean,
+        "fid_low": fid.low,
+        "fid_high": fid.high,
+        "adherence": caption_adherence(net, images, captions).to_dict()["adherence"],
+        "seconds_per_image": seconds,
+        "seconds_batch1": batch_one_seconds(fr, captions[: cfg.latency_images], steps, cfg.seed),
+    }
+    return row, images
+
+
+def run_experiment(cfg: ImageFamiliesConfig, command: str = "") -> dict[str, Any]:
+    cfg.validate()
+    out_dir, runs = Path(cfg.out_dir), Path(cfg.runs_dir)
+    spec = DataSpec(data=cfg.data, size=cfg.size)
+    features = Path(cfg.features) if cfg.features else default_features_dir(cfg.data, cfg.size)
+    if not (features / "model.safetensors").is_file():
+        train_feature_net(features, cfg.data, cfg.size)
+    net = load_feature_net(features)
+    reference, captions = reference_set(spec, cfg.n)
+    real = real_baseline(spec, net, reference)
+    real_fid = _fid_interval(net, _real_draw(spec, cfg.n), reference, cfg.seed)
+    held_out, held_captions = load_images(spec, "eval")
+    held_out = from_uint8(held_out[: cfg.n_bpd])
+    held_captions = held_captions[: cfg.n_bpd]
+
+    vq_run = runs / "vq"
+    if {"igpt", "maskgit"} & set(cfg.methods):
+        vq_run = train_method("vq", cfg, cfg.tokenizer_minutes, vq_run)
+    rows, strips = [], []
+    for method in cfg.methods:
+        run = train_method(method, cfg, cfg.minutes, vq_run)
+        done = read_json(run / DONE_FILE)
+        if method == "diffusion":
+            row, images = _diffusion_row(run, net, reference, captions, cfg)
+            bpd = None
+        else:
+            fr = open_family_run(run)
+            row, images = measure_family(fr, net, reference, captions, cfg)
+            bpd = fr.bits_per_dim(held_out, held_captions, cfg.seed)
+        rows.append({"method": method, **done, **row, "bits_per_dim": bpd})
+        strips.append(images[:8])
+        print(f"{method}: {json.dumps(rows[-1])}", flush=True)
+
+    steps_rows = []
+    if {"igpt", "maskgit"} <= set(cfg.methods):
+        igpt = next(r for r in rows if r["method"] == "igpt")
+        fr = open_family_run(runs / "maskgit")
+        for n_steps in cfg.maskgit_steps:
+            row, _ = measure_family(fr, net, reference, captions, cfg, n_steps)
+            steps_rows.append({"steps": n_steps, **row})
+            print(f"maskgit {n_steps} steps: {json.dumps(row)}", flush=True)
+        for r in steps_rows:
+            r["speedup_batch1"] = igpt["seconds_batch1"] / r["seconds_batch1"]
+            r["speedup_batched"] = igpt["seconds_per_image"] / r["seconds_per_image"]
+            r["fid_ratio"] = r["fid"] / igpt["fid"]
+    results = {
+        "rows": rows,
+        "maskgit_steps": steps_rows,
+        "real": {**real, "fid_low": real_fid.low, "fid_high": real_fid.high},
+        "settings": {k: v for k, v in vars(cfg).items()},
+    }
+    atomic_write_json(out_dir / f"{NAME}.json", results)
+    _figures(out_dir, rows, steps_rows, strips, real)
+    _page(out_dir, cfg, rows, steps_rows, real, real_fid, command)
+    return results
+
+
+def _real_draw(spec: DataSpec, n: int) -> torch.Tensor:
+    """Another draw of real images, as ``real_baseline`` makes it (for the floor's interval)."""
+    if spec.data == "shapes":
+        from genlab.metrics.features import REFERENCE_SEED
+
+        return from_uint8(spec.shapes(n, REFERENCE_SEED + 1)[0])
+    return spec.digits("train", n)[0]
+
+
+def _diffusion_row(
+    run: Path,
+    net: FeatureNet,
+    reference: torch.Tensor,
+    captions: list[str],
+    cfg: ImageFamiliesConfig,
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """The diffusion row, sampled with DDIM as ``genlab image sample`` does."""
+    from genlab.methods.diffusion.text_conditioned import generate_captions, load_diffusion
+
+    model, tokenizer = load_diffusion(run)
+    result, images = evaluate_samples(
+        model,
+        tokenizer,
+        net,
+        reference,
+        captions,
+        "ddim",
+        cfg.diffusion_steps,
+        guidance=cfg.diffusion_guidance,
+        seed=cfg.seed,
+    )
+    fid = _fid_interval(net, images, reference, cfg.seed)
+    scheduler = model.scheduler("ddim")
+    scheduler.set_timesteps(cfg.diffusion_steps)
+    times = []
+    for i, caption in enumerate(captions[: cfg.latency_images]):
+        tic = time.perf_counter()
+        generate_captions(
+            model, tokenizer, [caption], scheduler, cfg.diffusion_guidance, cfg.seed + i
+        )
+        times.append(time.perf_counter() - tic)
+    row = {
+        "fid": fid.mean,
+        "fid_low": fid.low,
+        "fid_high": fid.high,
+        "adherence": result["adherence"],
+        "seconds_per_image": result["seconds_per_image"],
+        "seconds_batch1": statistics.median(times),
+    }
+    return row, images
+
+
+def _figures(
+    out_dir: Path,
+    rows: list[dict[str, Any]],
+    steps_rows: list[dict[str, Any]],
+    strips: list[torch.Tensor],
+    real: dict[str, float],
+) -> None:
+    save_grid(torch.cat(strips), out_dir / f"{NAME}_samples.png", nrow=8, scale=3)
+    fig = new_figure(11, 4)
+    ax_fid, ax_steps = fig.subplots(1, 2)
+    for i, r in enumerate(rows):
+        ax_fid.errorbar(
+            r["seconds_batch1"],
+            r["fid"],
+            yerr=[[r["fid"] - r["fid_low"]], [r["fid_high"] - r["fid"]]],
+            fmt="o",
+            color=f"C{i}",
+            label=r["method"],
+        )
+    ax_fid.axhline(real["fid"], color="k", ls="--", lw=1, label="real vs real")
+    ax_fid.set(xscale="log", yscale="log", xlabel="seconds per image (batch 1)", ylabel="FID")
+    ax_fid.legend()
+    ax_fid.grid(alpha=0.3)
+    if steps_rows:
+        igpt = next(r for r in rows if r["method"] == "igpt")
+        ax_steps.plot(
+            [r["seconds_batch1"] for r in steps_rows],
+            [r["fid"] for r in steps_rows],
+            "o-",
+            label="MaskGIT (1..16 steps)",
+        )
+        for r in steps_rows:
+            ax_steps.annotate(str(r["steps"]), (r["seconds_batch1"], r["fid"]))
+        ax_steps.plot([igpt["seconds_batch1"]], [igpt["fid"]], "s", color="C3", label="image GPT")
+        ax_steps.set(xscale="log", xlabel="seconds per image (batch 1)", ylabel="FID")
+        ax_steps.legend()
+        ax_steps.grid(alpha=0.3)
+    save_figure(fig, out_dir / f"{NAME}.png")
+
+
+def _page(
+    out_dir: Path,
+    cfg: ImageFamiliesConfig,
+    rows: list[dict[str, Any]],
+    steps_rows: list[dict[str, Any]],
+    real: dict[str, float],
+    real_fid: Any,
+    command: str,
+) -> None:
+    def fid(r: dict[str, Any]) -> str:
+        return f"{r['fid']:.3g} [{r['fid_low']:.3g}, {r['fid_high']:.3g}]"
+
+    def bpd(r: dict[str, Any]) -> str:
+        return "-" if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.3f}"
+
+    table = markdown_table(
+        [
+            "method",
+            "parameters",
+            "training",
+            "steps",
+            "FID [95%]",
+            "adherence",
+            "s / image",
+            "s / image (batch 1)",
+            "bits / dim",
+        ],
+        [
+            [
+                r["method"],
+                f"{int(r['params']):,}",
+                f"{r['seconds'] / 60:.1f} min",
+                r["steps"],
+                fid(r),
+                f"{r['adherence']:.3f}",
+                f"{r['seconds_per_image']:.4f}",
+                f"{r['seconds_batch1']:.4f}",
+                bpd(r),
+            ]
+            for r in rows
+        ]
+        + [
+            [
+                "real vs real",
+                "-",
+                "-",
+                "-",
+                f"{real['fid']:.3g} [{real_fid.low:.3g}, {real_fid.high:.3g}]",
+                f"{real['adherence']:.3f}",
+                "-",
+                "-",
+                "-",
+            ]
+        ],
+    )
+    if steps_rows:
+        table += "\n\n**MaskGIT's steps against image GPT, same VQ tokens**\n\n" + markdown_table(
+            [
+                "MaskGIT steps",
+                "FID [95%]",
+                "FID / image GPT's",
+                "s / image (batch 1)",
+                "speed-up vs image GPT (batch 1)",
+                "speed-up (batched)",
+            ],
+            [
+                [
+                    r["steps"],
+                    fid(r),
+                    f"{r['fid_ratio']:.2f}",
+                    f"{r['seconds_batch1']:.4f}",
+                    f"{r['speedup_batch1']:.1f}x",
+                    f"{r['speedup_batched']:.2f}x",
+                ]
+                for r in steps_rows
+            ],
+        )
+    write_page(
+        out_dir / f"{NAME}.md",
+        "Image families at the same training time",
+        "How do the ways to generate an image compare when each trains on the same images for "
+        "the same minutes: quality (FID, caption adherence), time per image, likelihood?",
+        table,
+        f"{NAME}.png",
+        [
+            f"data: {cfg.data} {cfg.size}x{cfg.size}; every family trained {cfg.minutes} min "
+            f"(steps fitted to the budget from measured speed), batch 64, seed {cfg.seed}",
+            f"FID with genlab {cfg.data} features, {cfg.n} generated images against {cfg.n} real "
+            "images of the same captions; the interval resamples the generated images (200 "
+            "bootstrap draws); 'real vs real' is another draw of real images measured alike",
+            f"image GPT and MaskGIT model the codes of one VQ-VAE ({cfg.tokenizer_minutes} min, "
+            f"{cfg.size // cfg.vq_downsample}x{cfg.size // cfg.vq_downsample} codes); the "
+            "families table samples MaskGIT with 8 steps",
+            f"bits / dim on {cfg.n_bpd} held-out images: VAE an upper bound (ELBO), flow exact "
+            "(both on dequantised 8-bit pixels); image GPT: bits per VQ code, a different unit",
+            f"diffusion: DDIM {cfg.diffusion_steps} steps, guidance {cfg.diffusion_guidance}; "
+            "the others without guidance",
+            f"batch-1 time: the median of {cfg.latency_images} images drawn one at a time",
+            f"samples: [{NAME}_samples.png]({NAME}_samples.png) (8 per family, rows in table "
+            "order)",
+        ],
+        _findings(rows, steps_rows, real),
+        command=command,
+    )
+
+
+def _findings(
+    rows: list[dict[str, Any]], steps_rows: list[dict[str, Any]], real: dict[str, float]
+) -> list[str]:
+    best = min(rows, key=lambda r: r["fid"])
+    fastest = min(rows, key=lambda r: r["seconds_batch1"])
+    lines = [
+        f"Lowest FID: {best['method']} ({best['fid']:.3g}; real vs real {real['fid']:.3g}).",
+        f"Fastest at batch 1: {fastest['method']} ({fastest['seconds_batch1'] * 1000:.1f} ms "
+        "per image).",
+    ]
+    eight = next((r for r in steps_rows if r["steps"] == 8), None)
+    if eight is not None:
+        met = eight["speedup_batch1"] >= 10 and eight["fid_ratio"] <= 1.2
+        lines.append(
+            f"MaskGIT at 8 steps is {eight['speedup_batch1']:.1f}x faster per image than image "
+            f"GPT at batch 1 ({eight['speedup_batched']:.2f}x in batches) with FID "
+            f"{eight['fid_ratio']:.2f}x image GPT's: the goal (>= 10x, <= 1.2x) is "
+            f"{'met' if met else 'not met'}."
+        )
+    return lines
