@@ -166,9 +166,9 @@ def test_cli_errors_are_one_line(run, tmp_path, capsys):
     assert e.value.code == 2
     assert "not found" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        main(["image", "train", "--out", str(tmp_path / "r"), "--model", "gan"])
+        main(["image", "train", "--out", str(tmp_path / "r"), "--model", "gam"])
     assert e.value.code == 2
-    assert "unknown image model 'gan'" in capsys.readouterr().err
+    assert "unknown image method 'gam'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------

@@ -92,10 +92,14 @@ class TrainableCheckpoint(Callback):
 class TimeBudget(Callback):
     """Fit the run into ``seconds`` of training: after ``probe`` steps, time them and lower
     ``max_steps`` to the steps that fit, so the learning-rate schedule decays over the budget
-    (a run cut off mid-schedule would be compared at a high learning rate). Methods compared
-    "at the same training time" each get one. The decided step count is saved with each
-    checkpoint, so a resumed run keeps it; the number depends on the machine's speed, so give
-    ``max_steps`` alone for a run that must repeat exactly elsewhere."""
+    (a run cut off mid-schedule would be compared at a high learning rate). Every ``probe``
+    steps the estimate is renewed from all the time spent so far (evaluations, sample grids
+    and checkpoints included). Methods compared "at the same training time" each get one.
+
+    The time spent and the decided step count are saved with each checkpoint, so a resumed run
+    spends only what is left of the budget. A process's first step (warm-up) is not counted.
+    The number of steps depends on the machine's speed: give ``max_steps`` alone for a run
+    that must repeat exactly elsewhere."""
 
     name = "time_budget"
 
@@ -104,28 +108,32 @@ class TimeBudget(Callback):
     ) -> None:
         self.seconds, self.probe, self.clock = seconds, probe, clock
         self.steps: int | None = None  # the decided max_steps
-        self._tic = 0.0
-        self._first = 0
+        self.spent_before = 0.0  # seconds spent by earlier processes of this run
+        self._tic: float | None = None
+        self._timed_from = 0
+        self._limit = 0
 
     def on_start(self, trainer: Trainer) -> None:
+        self._limit = trainer.config.max_steps  # the budget only ever lowers it
         if self.steps is not None:
             trainer.config.max_steps = self.steps
-        self._first = trainer.step
 
     def on_step_end(self, trainer: Trainer) -> None:
-        done = trainer.step - self._first
-        if self.steps is None and done == 1:  # the first step pays for warm-up; time the rest
-            self._tic = self.clock()
-        elif self.steps is None and done == 1 + self.probe:
-            per_step = (self.clock() - self._tic) / self.probe
-            fit = trainer.step + int(max(self.seconds - (1 + self.probe) * per_step, 0) / per_step)
-            self.steps = max(trainer.step, min(trainer.config.max_steps, fit))
+        if self._tic is None:  # the first step pays for warm-up: the clock starts after it
+            self._tic, self._timed_from = self.clock(), trainer.step
+        elif (trainer.step - self._timed_from) % self.probe == 0:
+            spent = self.clock() - self._tic
+            per_step = spent / (trainer.step - self._timed_from)
+            left = max(self.seconds - self.spent_before - spent, 0.0)
+            fit = trainer.step + int(left / per_step) if per_step > 0 else self._limit
+            self.steps = max(trainer.step, min(self._limit, fit))
             trainer.config.max_steps = self.steps
         if trainer.step >= trainer.config.max_steps:
             trainer.request_stop()
 
     def state_dict(self) -> dict[str, Any] | None:
-        return {"steps": self.steps}
+        spent = 0.0 if self._tic is None else self.clock() - self._tic
+        return {"steps": self.steps, "spent": self.spent_before + spent}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.steps = state.get("steps")
+        self.steps, self.spent_before = state.get("steps"), float(state.get("spent", 0.0))

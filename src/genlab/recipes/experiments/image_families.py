@@ -21,20 +21,23 @@ import statistics
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from genlab.core.device import pick_device
 from genlab.core.errors import refuse_invalid
 from genlab.core.io import atomic_write_json, read_json
 from genlab.core.logging import read_metrics
 from genlab.core.sweep import markdown_table
 from genlab.core.train_config import TrainConfig
 from genlab.data.images import from_uint8, save_grid
+from genlab.methods.diffusion.text_conditioned import generate_captions, load_diffusion
 from genlab.metrics.adherence import caption_adherence
 from genlab.metrics.bootstrap import bootstrap_statistic
 from genlab.metrics.features import (
+    REFERENCE_SEED,
     FeatureNet,
     default_features_dir,
     load_feature_net,
@@ -60,7 +63,7 @@ class ImageFamiliesConfig:
     data: str = "shapes"  # shapes or digits
     size: int = 32  # image side
     methods: tuple[str, ...] = METHODS  # the families, a row each
-    minutes: float = 6.0  # training minutes per family (the same for every one)
+    minutes: float = 7.0  # training minutes per family (the same for every one)
     tokenizer_minutes: float = 4.0  # the VQ-VAE that tokenizes images for igpt and maskgit
     vq_downsample: int = 2  # the VQ grid is size / this (16x16 tokens at 32x32)
     n: int = 2000  # generated images per row (and real images in the reference)
@@ -69,6 +72,10 @@ class ImageFamiliesConfig:
     maskgit_steps: tuple[int, ...] = (1, 2, 4, 8, 16)  # MaskGIT's step counts
     diffusion_steps: int = 20  # DDIM steps of the diffusion row
     diffusion_guidance: float = 3.0  # its classifier-free guidance
+    width: int = 32  # conv nets' base channels (the diffusion UNet's too)
+    token_width: int = 32  # image GPT and MaskGIT: the transformer is twice this wide
+    preset: Literal["cpu", "gpu"] = "cpu"  # gpu: 64x64, 4x4 VQ patches, 10,000 images, 2x wide
+    device: str = "auto"  # auto | cpu | cuda: where every family trains and samples
     seed: int = 0  # training seed and sampling seed
     features: str | None = None  # feature net folder; none: genlab's cache (trained if absent)
     runs_dir: str = "runs/image_families"  # a run folder per family, reused once trained
@@ -84,11 +91,29 @@ class ImageFamiliesConfig:
             "latency_images": self.latency_images >= 1,
             "maskgit_steps": min(self.maskgit_steps, default=0) >= 1,
             "diffusion_steps": self.diffusion_steps >= 1,
+            "width": self.width >= 8 and self.width % 8 == 0,
+            "token_width": self.token_width >= 2,
         }
         refuse_invalid(self, checks, "experiment setting")
 
 
-def _train_config(method: str, seed: int) -> TrainConfig:
+def for_preset(cfg: ImageFamiliesConfig) -> ImageFamiliesConfig:
+    """``cfg`` as its preset sets it: the GPU preset is the CPU one at 64x64 (the VQ grid
+    still 16x16), with networks twice as wide and 10,000 images per row."""
+    if cfg.preset == "cpu":
+        return cfg
+    return replace(
+        cfg,
+        size=64,
+        vq_downsample=4,
+        n=10_000,
+        width=2 * cfg.width,
+        token_width=2 * cfg.token_width,
+        device="cuda" if cfg.device == "auto" else cfg.device,
+    )
+
+
+def _train_config(method: str, seed: int, device: str) -> TrainConfig:
     """Every family's trainer: a step budget the time budget lowers, grids every 500 steps; the
     GAN with DCGAN's rate and momentum (Radford et al., 2016), which adversarial training needs."""
     gan = method == "gan"
@@ -103,6 +128,7 @@ def _train_config(method: str, seed: int) -> TrainConfig:
         eval_batches=4,
         checkpoint_every=500,
         seed=seed,
+        device=device,
         progress=False,  # the experiment prints a line per family
     )
 
@@ -110,10 +136,12 @@ def _train_config(method: str, seed: int) -> TrainConfig:
 def family_settings(method: str, cfg: ImageFamiliesConfig, vq_run: Path) -> FamilySettings:
     """Each family's CPU-sized network; the token models read the shared VQ-VAE."""
     if method in ("igpt", "maskgit"):  # a 64-wide transformer: see docs/images.md on speed
-        return FamilySettings(width=32, depth=4, tokenizer=str(vq_run))
+        return FamilySettings(width=cfg.token_width, depth=4, tokenizer=str(vq_run))
     if method == "vq":
-        return FamilySettings(downsample=cfg.vq_downsample, num_codes=256, latent_channels=16)
-    return FamilySettings()
+        return FamilySettings(
+            width=cfg.width, downsample=cfg.vq_downsample, num_codes=256, latent_channels=16
+        )
+    return FamilySettings(width=cfg.width)
 
 
 def train_method(method: str, cfg: ImageFamiliesConfig, minutes: float, vq_run: Path) -> Path:
@@ -128,10 +156,11 @@ def train_method(method: str, cfg: ImageFamiliesConfig, minutes: float, vq_run: 
         data=spec,
         time_budget=minutes,
         family=family_settings(method, cfg, vq_run),
-        train=_train_config(method, cfg.seed),
+        train=_train_config(method, cfg.seed, cfg.device),
     )
     if method == "diffusion":
-        image = replace(image, grid_sampler_steps=cfg.diffusion_steps)
+        unet = {"base_channels": cfg.width}
+        image = replace(image, grid_sampler_steps=cfg.diffusion_steps, unet_overrides=unet)
         metrics = train_diffusion(image, resume=True)
     else:
         metrics = train_family(image, resume=True)
@@ -195,6 +224,8 @@ def measure_family(
 
 def run_experiment(cfg: ImageFamiliesConfig, command: str = "") -> dict[str, Any]:
     cfg.validate()
+    cfg = for_preset(cfg)
+    device = str(pick_device(cfg.device))
     out_dir, runs = Path(cfg.out_dir), Path(cfg.runs_dir)
     spec = DataSpec(data=cfg.data, size=cfg.size)
     features = Path(cfg.features) if cfg.features else default_features_dir(cfg.data, cfg.size)
@@ -216,10 +247,10 @@ def run_experiment(cfg: ImageFamiliesConfig, command: str = "") -> dict[str, Any
         run = train_method(method, cfg, cfg.minutes, vq_run)
         done = read_json(run / DONE_FILE)
         if method == "diffusion":
-            row, images = _diffusion_row(run, net, reference, captions, cfg)
+            row, images = _diffusion_row(run, net, reference, captions, cfg, device)
             bpd = None
         else:
-            fr = open_family_run(run)
+            fr = open_family_run(run, device=device)
             row, images = measure_family(fr, net, reference, captions, cfg)
             bpd = fr.bits_per_dim(held_out, held_captions, cfg.seed)
         rows.append({"method": method, **done, **row, "bits_per_dim": bpd})
@@ -229,7 +260,7 @@ def run_experiment(cfg: ImageFamiliesConfig, command: str = "") -> dict[str, Any
     steps_rows = []
     if {"igpt", "maskgit"} <= set(cfg.methods):
         igpt = next(r for r in rows if r["method"] == "igpt")
-        fr = open_family_run(runs / "maskgit")
+        fr = open_family_run(runs / "maskgit", device=device)
         for n_steps in cfg.maskgit_steps:
             row, _ = measure_family(fr, net, reference, captions, cfg, n_steps)
             steps_rows.append({"steps": n_steps, **row})
@@ -253,8 +284,6 @@ def run_experiment(cfg: ImageFamiliesConfig, command: str = "") -> dict[str, Any
 def _real_draw(spec: DataSpec, n: int) -> torch.Tensor:
     """Another draw of real images, as ``real_baseline`` makes it (for the floor's interval)."""
     if spec.data == "shapes":
-        from genlab.metrics.features import REFERENCE_SEED
-
         return from_uint8(spec.shapes(n, REFERENCE_SEED + 1)[0])
     return spec.digits("train", n)[0]
 
@@ -265,11 +294,10 @@ def _diffusion_row(
     reference: torch.Tensor,
     captions: list[str],
     cfg: ImageFamiliesConfig,
+    device: str,
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """The diffusion row, sampled with DDIM as ``genlab image sample`` does."""
-    from genlab.methods.diffusion.text_conditioned import generate_captions, load_diffusion
-
-    model, tokenizer = load_diffusion(run)
+    model, tokenizer = load_diffusion(run, device=device)
     result, images = evaluate_samples(
         model,
         tokenizer,
