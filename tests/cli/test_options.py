@@ -472,6 +472,7 @@ def test_documented_command_lines_parse(monkeypatch, line):
     for target in [
         "pretrain.pretrain",
         "image.train_diffusion",
+        "image.train_family",
         "metrics.train_feature_net",
         "align.run_sft",
         "align.run_reward",

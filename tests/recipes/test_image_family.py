@@ -139,7 +139,7 @@ def test_cli_trains_samples_and_refuses_bad_input(vq_run, tmp_path, capsys):
     main(args)
     grid = tmp_path / "grid.png"
     main(["image", "sample", str(out), "--n", "2", "--out", str(grid)])
-    assert Image.open(grid).size == (2 * 64 + 6, 64 + 4)  # two 16-pixel images, 4x, padded
+    assert Image.open(grid).size == (4 * (2 * 18 + 2), 4 * (18 + 2))  # 2 padded images, 4x
     assert capsys.readouterr().out.startswith("trained")
 
     for argv, message in (

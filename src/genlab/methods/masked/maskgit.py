@@ -95,6 +95,9 @@ class MaskGITLoss:
         return per_row.mean(), metrics
 
 
+CHOICE_TEMPERATURE = 4.5  # MaskGIT's annealed choice noise (Chang et al., 2022, their code)
+
+
 def cosine_schedule(step: int | float, steps: int) -> float:
     """The fraction of tokens still hidden after ``step`` of ``steps``: ``cos(pi/2 step/steps)``,
     from 1 (nothing decided) to 0 (all decided)."""
@@ -158,11 +161,13 @@ def decode(
     captions: Tensor | None,
     generator: torch.Generator,
     steps: int = 8,
-    temperature: float = 1.0,
+    temperature: float = CHOICE_TEMPERATURE,
     guidance: float = 0.0,
     token_temperature: float = 1.0,
 ) -> Tensor:
-    """Codes (n, h, w) by :func:`decode_tokens` from all-MASK with ``model``.
+    """Codes (n, h, w) by :func:`decode_tokens` from all-MASK with ``model``; ``temperature``
+    is the choice noise's, 4.5 as in the paper (measured here: FID 4,796 against 9,311 at 1.0,
+    8 steps, docs/images.md).
 
     ``guidance`` w > 0: classifier-free guidance, logits ``cond + w (cond - uncond)`` with the
     null caption as ``uncond`` (w = 0 is the plain model; diffusion's scale s is 1 + w), both
