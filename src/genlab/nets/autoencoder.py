@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from genlab.core.errors import GenlabError
 from genlab.nets.caption_bag import CaptionBag
+from genlab.nets.unet_blocks import Upsample
 
 C = TypeVar("C", bound="AutoencoderConfig")
 
@@ -145,17 +146,6 @@ class Encoder(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.out(self.blocks(self.conv_in(images)))
-
-
-class Upsample(nn.Module):
-    """Double the resolution: nearest neighbour, then a 3x3 convolution."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 class Decoder(nn.Module):
