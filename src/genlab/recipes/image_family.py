@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from genlab.core.batches import TensorBatchSource
 from genlab.core.callbacks import Callback
 from genlab.core.checkpoint import read_model_config
 from genlab.core.distributed import dist_info
@@ -149,8 +150,6 @@ class CaptionedSource:
     classifier-free guidance. Everything is a function of ``(seed, step)``."""
 
     def __init__(self, data: Tensor, captions: Tensor, cond_drop: float, seed: int) -> None:
-        from genlab.core.batches import TensorBatchSource
-
         self.rows = TensorBatchSource((data, captions), seed=seed)
         self.cond_drop, self.seed = cond_drop, seed
         self.pixels = data.dtype == torch.uint8
@@ -176,17 +175,13 @@ class Built:
     evaluates: bool = True  # False: no held-out loss (a GAN's has no meaning)
 
 
-def _conv_common(cfg: ImageTrainConfig, channels: int, cond_vocab: int) -> dict[str, Any]:
-    return {"image_channels": channels, "image_size": cfg.data.size, "cond_vocab": cond_vocab}
-
-
 def build_family(
     cfg: ImageTrainConfig, channels: int, cond_vocab: int, cond_length: int, tokens: Any
 ) -> Built:
     """The network and loss of ``cfg.model`` (``tokens``: the image tokenizer of a token
     model)."""
     s, net = cfg.family, cfg.family.net
-    common = _conv_common(cfg, channels, cond_vocab)
+    common = {"image_channels": channels, "image_size": cfg.data.size, "cond_vocab": cond_vocab}
     if cfg.model in ("vae", "vq"):
         levels = _levels(s.downsample)
         auto = {

@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from genlab.core.checkpoint import read_model_config
 from genlab.core.ema import EMA_FILE
 from genlab.core.errors import GenlabError
 from genlab.core.io import read_json
@@ -126,7 +125,6 @@ def open_family_run(run: str | os.PathLike, use_ema: bool = True, device: str = 
     method = recipe.get("model")
     if method not in FAMILIES:
         raise GenlabError(f"{run} is not an image-family run (its method is {method!r})")
-    read_model_config(run)
     loaded = load(run, weights=EMA_FILE if use_ema else "model.safetensors", device=device)
     spec = DataSpec(**recipe["data"])
     tokens = open_tokenizer(run / TOKENIZER_DIR, spec.size) if method in TOKEN_FAMILIES else None

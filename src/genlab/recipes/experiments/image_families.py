@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +30,6 @@ import torch
 from genlab.core.device import pick_device
 from genlab.core.errors import refuse_invalid
 from genlab.core.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
-from genlab.core.logging import read_metrics
 from genlab.core.sweep import markdown_table
 from genlab.core.train_config import TrainConfig
 from genlab.data.images import from_uint8, save_grid
@@ -45,8 +45,13 @@ from genlab.metrics.features import (
 )
 from genlab.metrics.fid import feature_statistics, frechet_distance
 from genlab.recipes.diffusion import DataSpec, ImageTrainConfig, load_images, train_diffusion
-from genlab.recipes.diffusion_eval import evaluate_samples, real_baseline, reference_set
-from genlab.recipes.experiments.report import new_figure, save_figure, write_page
+from genlab.recipes.diffusion_eval import real_baseline, reference_set
+from genlab.recipes.experiments.report import (
+    new_figure,
+    save_figure,
+    training_seconds,
+    write_page,
+)
 from genlab.recipes.experiments.sampling import weights_digest
 from genlab.recipes.image_family import train_family
 from genlab.recipes.image_family_eval import FamilyRun, open_family_run
@@ -168,16 +173,11 @@ def train_method(method: str, cfg: ImageFamiliesConfig, minutes: float, vq_run: 
         metrics = train_diffusion(image, resume=True)
     else:
         metrics = train_family(image, resume=True)
-    seconds, steps = _training_time(run)
+    seconds, steps = training_seconds(run)
     atomic_write_json(
         run / DONE_FILE, {"seconds": seconds, "steps": steps, "params": metrics["params"]}
     )
     return run
-
-
-def _training_time(run: Path) -> tuple[float, int]:
-    records = [r for r in read_metrics(run / "metrics.jsonl") if "time_s" in r]
-    return float(records[-1]["time_s"]), int(records[-1]["step"])
 
 
 def _fid_interval(net: FeatureNet, images: torch.Tensor, reference: torch.Tensor, seed: int):
@@ -192,27 +192,44 @@ def _fid_interval(net: FeatureNet, images: torch.Tensor, reference: torch.Tensor
     return bootstrap_statistic(fid, len(feats), n_resamples=200, seed=seed)
 
 
-def batch_one_seconds(fr: FamilyRun, captions: list[str], steps: int, seed: int) -> float:
+Draw = Callable[[list[str], int], torch.Tensor]  # (captions, seed) -> one image per caption
+
+
+def batch_one_seconds(draw: Draw, captions: list[str], seed: int) -> float:
     """The median seconds to draw one image alone (batch 1)."""
     times = []
     for i, caption in enumerate(captions):
         tic = time.perf_counter()
-        fr.generate([caption], seed + i, steps)
+        draw([caption], seed + i)
         times.append(time.perf_counter() - tic)
     return statistics.median(times)
 
 
-def measure_family(
-    fr: FamilyRun,
+def family_draw(fr: FamilyRun, steps: int = 8) -> Draw:
+    """How a family run draws images (``steps``: MaskGIT's)."""
+    return lambda captions, seed: fr.generate(captions, seed, steps)
+
+
+def diffusion_draw(run: Path, cfg: ImageFamiliesConfig, device: str) -> Draw:
+    """How the diffusion run draws: DDIM as ``genlab image sample`` does, in batches of 100."""
+    model, tokenizer = load_diffusion(run, device=device)
+    scheduler = model.scheduler("ddim")
+    scheduler.set_timesteps(cfg.diffusion_steps)
+    return lambda captions, seed: generate_captions(
+        model, tokenizer, captions, scheduler, cfg.diffusion_guidance, seed, 100
+    )
+
+
+def measure(
+    draw: Draw,
     net: FeatureNet,
     reference: torch.Tensor,
     captions: list[str],
     cfg: ImageFamiliesConfig,
-    steps: int = 8,
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """One row: FID (with interval), adherence, seconds per image batched and at batch 1."""
     tic = time.perf_counter()
-    images = fr.generate(captions, cfg.seed, steps)
+    images = draw(captions, cfg.seed)
     seconds = (time.perf_counter() - tic) / len(captions)
     fid = _fid_interval(net, images, reference, cfg.seed)
     row = {
@@ -221,7 +238,7 @@ def measure_family(
         "fid_high": fid.high,
         "adherence": caption_adherence(net, images, captions).to_dict()["adherence"],
         "seconds_per_image": seconds,
-        "seconds_batch1": batch_one_seconds(fr, captions[: cfg.latency_images], steps, cfg.seed),
+        "seconds_batch1": batch_one_seconds(draw, captions[: cfg.latency_images], cfg.seed),
     }
     return row, images
 
@@ -255,11 +272,11 @@ def run_experiment(cfg: ImageFamiliesConfig, command: str = "") -> dict[str, Any
         if measured is not None:
             row, images = measured
         elif method == "diffusion":
-            row, images = _diffusion_row(run, net, reference, captions, cfg, device)
+            row, images = measure(diffusion_draw(run, cfg, device), net, reference, captions, cfg)
             row["bits_per_dim"] = None
         else:
             fr = open_family_run(run, device=device)
-            row, images = measure_family(fr, net, reference, captions, cfg)
+            row, images = measure(family_draw(fr), net, reference, captions, cfg)
             row["bits_per_dim"] = fr.bits_per_dim(held_out, held_captions, cfg.seed)
         if measured is None:
             atomic_save_tensors(run / STRIP_FILE, {"images": images[:8].contiguous()})
@@ -278,7 +295,7 @@ def run_experiment(cfg: ImageFamiliesConfig, command: str = "") -> dict[str, Any
             if saved.get("key") == key and str(n_steps) in saved.get("rows", {}):
                 row = saved["rows"][str(n_steps)]
             else:
-                row, _ = measure_family(fr, net, reference, captions, cfg, n_steps)
+                row, _ = measure(family_draw(fr, n_steps), net, reference, captions, cfg)
                 saved = {"key": key, "rows": {**saved.get("rows", {}), str(n_steps): row}}
                 atomic_write_json(cache, saved)
             steps_rows.append({"steps": n_steps, **row})
@@ -322,48 +339,6 @@ def _real_draw(spec: DataSpec, n: int) -> torch.Tensor:
     if spec.data == "shapes":
         return from_uint8(spec.shapes(n, REFERENCE_SEED + 1)[0])
     return spec.digits("train", n)[0]
-
-
-def _diffusion_row(
-    run: Path,
-    net: FeatureNet,
-    reference: torch.Tensor,
-    captions: list[str],
-    cfg: ImageFamiliesConfig,
-    device: str,
-) -> tuple[dict[str, Any], torch.Tensor]:
-    """The diffusion row, sampled with DDIM as ``genlab image sample`` does."""
-    model, tokenizer = load_diffusion(run, device=device)
-    result, images = evaluate_samples(
-        model,
-        tokenizer,
-        net,
-        reference,
-        captions,
-        "ddim",
-        cfg.diffusion_steps,
-        guidance=cfg.diffusion_guidance,
-        seed=cfg.seed,
-    )
-    fid = _fid_interval(net, images, reference, cfg.seed)
-    scheduler = model.scheduler("ddim")
-    scheduler.set_timesteps(cfg.diffusion_steps)
-    times = []
-    for i, caption in enumerate(captions[: cfg.latency_images]):
-        tic = time.perf_counter()
-        generate_captions(
-            model, tokenizer, [caption], scheduler, cfg.diffusion_guidance, cfg.seed + i
-        )
-        times.append(time.perf_counter() - tic)
-    row = {
-        "fid": fid.mean,
-        "fid_low": fid.low,
-        "fid_high": fid.high,
-        "adherence": result["adherence"],
-        "seconds_per_image": result["seconds_per_image"],
-        "seconds_batch1": statistics.median(times),
-    }
-    return row, images
 
 
 def _figures(

@@ -18,7 +18,9 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_bytes, atomic_write_json
+from genlab.core.logging import read_metrics
 from genlab.data.images import save_grid
 
 DOCS_DIR = Path("docs/experiments")
@@ -85,3 +87,11 @@ def write_page(
         parts += ["## Command", "", "```", command, "```", ""]
     atomic_write_bytes(path, "\n".join(parts).encode())
     return Path(path)
+
+
+def training_seconds(run: Path) -> tuple[float, int]:
+    """Seconds the run trained for and its steps, from its last metrics record."""
+    records = [r for r in read_metrics(run / "metrics.jsonl") if "time_s" in r]
+    if not records:
+        raise GenlabError(f"{run}/metrics.jsonl has no timed record: is the run finished?")
+    return float(records[-1]["time_s"]), int(records[-1]["step"])

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from genlab.core.errors import GenlabError, refuse_invalid
+from genlab.core.errors import refuse_invalid
 from genlab.core.io import atomic_write_json
-from genlab.core.logging import read_metrics
 from genlab.core.sweep import markdown_table
 from genlab.data.audio.figures import save_spectrograms
 from genlab.data.audio.io import write_audio
@@ -34,6 +33,7 @@ from genlab.recipes.experiments.report import (
     load_average,
     new_figure,
     save_figure,
+    training_seconds,
     write_page,
 )
 from genlab.recipes.wavegrad import (
@@ -82,14 +82,6 @@ class WaveGradStepsConfig:
             "griffin_lim_iterations": self.griffin_lim_iterations >= 1,
         }
         refuse_invalid(self, checks, "experiment setting")
-
-
-def training_seconds(run: Path) -> tuple[float, int]:
-    """Seconds the run trained for and its steps, from its last metrics record."""
-    records = [r for r in read_metrics(run / "metrics.jsonl") if "time_s" in r]
-    if not records:
-        raise GenlabError(f"{run}/metrics.jsonl has no timed record: is the run finished?")
-    return float(records[-1]["time_s"]), int(records[-1]["step"])
 
 
 def run_experiment(cfg: WaveGradStepsConfig, command: str = "") -> list[dict]:
