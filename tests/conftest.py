@@ -35,3 +35,31 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_fact_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fact model of an 8-person world that knows most trained facts (about 25 s on one
+    thread), trained once for the whole run: unlearning and editing tests share it."""
+    from genlab.recipes.fact_model import FactModelConfig, train_fact_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cfg = FactModelConfig(
+        out=str(tmp_path_factory.mktemp("fact_model") / "run"),
+        world_size=8,
+        n_layer=2,
+        n_head=2,
+        n_embd=64,
+        block_size=64,
+        vocab_size=320,
+        steps=600,
+        batch_size=16,
+        lr=3e-3,
+        device="cpu",
+        progress=False,
+    )
+    try:
+        return train_fact_model(cfg)
+    finally:
+        torch.set_num_threads(threads)
