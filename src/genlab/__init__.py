@@ -39,6 +39,7 @@ KIND_MODULES = (
     "genlab.align.reward",
     "genlab.align.policy",
     "genlab.metrics.features",
+    "genlab.research.ngram_detector",
 )
 
 

@@ -43,6 +43,24 @@ def test_matches_a_softmax_by_hand_with_temperature_entropy_and_hidden(model):
 
 
 @torch.no_grad()
+def test_variance_is_that_of_log_p_under_each_next_token_distribution(model):
+    """Fast-DetectGPT's variance and the entropy equal sums over the vocabulary, by hand."""
+    rows = torch.tensor([[3, 9, 27, 4, 11], [7, 7, 7, 0, 1]])
+    out = token_logprobs(model, rows, rows, temperature=1.3, entropy=True, variance=True)
+    logits, _ = model(rows)
+    for b in range(2):
+        for t in range(rows.size(1)):
+            p = torch.softmax(logits[b, t].double() / 1.3, -1)
+            values = p.log()
+            mean = sum(p[v] * values[v] for v in range(p.numel()))
+            var = sum(p[v] * (values[v] - mean) ** 2 for v in range(p.numel()))
+            assert out.entropy[b, t].item() == pytest.approx(-mean.item(), abs=1e-5)
+            assert out.variance[b, t].item() == pytest.approx(var.item(), rel=1e-4, abs=1e-6)
+    assert (out.variance > 0).all()  # a random model's distributions are not one-hot
+    assert token_logprobs(model, rows, rows).variance is None  # computed only when asked
+
+
+@torch.no_grad()
 def test_ignored_targets_score_zero_and_sequences_sum_the_rest(model):
     ids = [5, 6, 7, 8, 9]
     x = torch.tensor([ids[:-1]])

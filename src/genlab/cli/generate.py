@@ -11,6 +11,7 @@ from genlab.cli._app import app
 from genlab.core.device import pick_device
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.methods.autoregressive.decoding import stream
+from genlab.research.watermark import Watermark
 
 
 @app.command()
@@ -24,8 +25,14 @@ def generate(
     repetition_penalty: float = typer.Option(1.0, min=0.0, help="1.0 disables it."),
     seed: int = typer.Option(0, help="Same seed, same text."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps."),
+    watermark: str | None = typer.Option(
+        None, metavar="KEY", help="Watermark the text with KEY (find it: genlab detect)."
+    ),
+    watermark_gamma: float = typer.Option(0.25, help="Green share of the watermark's vocabulary."),
+    watermark_delta: float = typer.Option(2.0, help="Bias the watermark adds to green logits."),
 ) -> None:
     """Continue PROMPT token by token and print the text as it comes."""
+    bias = Watermark(watermark, watermark_gamma, watermark_delta) if watermark else None
     model, tok = load_gpt(checkpoint, device=pick_device(device))
     ids = [tok.bos_id, *tok.encode(prompt)]
     decoder = tok.stream_decoder()
@@ -41,6 +48,7 @@ def generate(
         repetition_penalty=repetition_penalty,
         stop=list(tok.stop_ids),
         seed=seed,
+        logits_bias=bias,
     ):
         if token in tok.stop_ids:
             break

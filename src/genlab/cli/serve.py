@@ -9,6 +9,7 @@ import typer
 
 from genlab.cli._app import app
 from genlab.core.errors import GenlabError
+from genlab.research.watermark import Watermark
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -60,6 +61,11 @@ def serve(
         help="NAME=RUN_FOLDER: serve that adapter run (made for RUN) as model NAME beside the "
         "base; repeat for more. Requests for different adapters share a batch.",
     ),
+    watermark: str | None = typer.Option(
+        None, metavar="KEY", help="Watermark every answer with KEY (find it: genlab detect)."
+    ),
+    watermark_gamma: float = typer.Option(0.25, help="Green share of the watermark's vocabulary."),
+    watermark_delta: float = typer.Option(2.0, help="Bias the watermark adds to green logits."),
 ) -> None:
     """Serve RUN at http://HOST:PORT: the chat page at /, the OpenAI API under /v1."""
     from genlab.serve.api import serve as run_server
@@ -67,6 +73,7 @@ def serve(
     if not run.is_dir():
         raise GenlabError(f"run folder not found: {run}")
     adapters = adapter_folders(adapter or [])
+    bias = Watermark(watermark, watermark_gamma, watermark_delta) if watermark else None
     if not api_key and host not in LOOPBACK:
         typer.echo(
             f"genlab: warning: serving on {host} without --api-key; anyone who can reach it can "
@@ -87,4 +94,5 @@ def serve(
         seed=seed,
         log_level=log_level,
         adapters=adapters,
+        logits_bias=bias,
     )

@@ -53,6 +53,7 @@ except ModuleNotFoundError as e:  # an optional extra
     ) from e
 
 from genlab.methods.autoregressive.checkpoint import load_gpt
+from genlab.methods.autoregressive.decoding import LogitsBias
 from genlab.serve.engine import Engine, SequenceRequest
 from genlab.serve.errors import ApiError, http_error, server_error, validation_error
 from genlab.serve.gate import Gate
@@ -371,9 +372,11 @@ def serve(
     seed: int = 0,
     log_level: str = "info",
     adapters: Mapping[str, str | os.PathLike] | None = None,
+    logits_bias: LogitsBias | None = None,
 ) -> None:
     """Load the GPT checkpoint in ``folder`` (with ``adapters``: name -> adapter run folder,
-    each served under its name; see ``load_model``) and serve it until interrupted.
+    each served under its name; see ``load_model``) and serve it until interrupted;
+    ``logits_bias`` (e.g. a watermark) changes every sequence's logits before each choice.
 
     Requests must name ``localhost``, an IP address, ``host`` or one of ``allowed_hosts`` in
     their ``Host`` header; ``*`` among ``allowed_hosts`` lets any name through.
@@ -393,6 +396,7 @@ def serve(
         max_queue=max_queue,
         seed=seed,
         adapters=list(adapters or ()),
+        logits_bias=logits_bias,
     )
     hosts = list(allowed_hosts)
     app = create_app(

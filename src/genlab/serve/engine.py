@@ -24,6 +24,9 @@ other uses of the model (scoring an echoed prompt) to that thread with ``call``.
 Many adapters on one base (S-LoRA, Sheng et al., 2023; Punica, Chen et al., 2023): with
 ``adapters`` named, a request may pick one of them (``SequenceRequest.adapter``) and each batch
 row runs its own request's adapter, so requests for different adapters share every step.
+
+A ``logits_bias`` (e.g. a sampling watermark, ``genlab.research.watermark``) changes every row's
+logits from its previous token before the choice, as ``generate(..., logits_bias=...)`` does.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import torch
 from genlab.adapt.inject import adapter_names
 from genlab.core.errors import GenlabError
 from genlab.data.tokenizer import Tokenizer
-from genlab.methods.autoregressive.decoding import SamplingConfig, process_logits
+from genlab.methods.autoregressive.decoding import LogitsBias, SamplingConfig, process_logits
 from genlab.nets.gpt import GPT
 from genlab.serve.batch import Batch
 from genlab.serve.sequences import Event, Row, Scores, SequenceRequest, Ticket
@@ -65,7 +68,8 @@ class Engine:
     submission beyond that raises ``EngineFull``. ``stop_ids`` end a sequence (by default the
     tokenizer's end-of-turn, end-of-sequence and begin-of-sequence ids); they are not part of
     the text. ``adapters`` are the adapters of ``model`` that requests may pick (none: the
-    model runs as it is, and no row chooses an adapter).
+    model runs as it is, and no row chooses an adapter). ``logits_bias(prev, logits)`` changes
+    each step's logits (rows' last tokens (B,), logits (B, V)) before every row's choice.
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class Engine:
         stop_ids: Sequence[int] | None = None,
         seed: int = 0,
         adapters: Sequence[str] = (),
+        logits_bias: LogitsBias | None = None,
     ) -> None:
         if max_batch < 1:
             raise GenlabError(f"max_batch must be >= 1, got {max_batch}")
@@ -93,6 +98,7 @@ class Engine:
             if name not in known:
                 raise GenlabError(f"no adapter named '{name}' in the model to serve")
         self.adapters = tuple(adapters)
+        self.logits_bias = logits_bias
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_batch = max_batch
@@ -341,7 +347,11 @@ class Engine:
         generator: how ``torch.multinomial`` draws one sample, so a row gets the token that
         ``generate`` gets from the same generator, at one small operation per row.
         """
-        tokens = self.batch.logits.argmax(-1)  # greedy rows keep these
+        logits = self.batch.logits
+        if self.logits_bias is not None:
+            prev = [row.tokens[-1] if row.tokens else row.prompt[-1] for row in self.rows]
+            logits = self.logits_bias(torch.tensor(prev, device=self.device), logits)
+        tokens = logits.argmax(-1)  # greedy rows keep these
         groups: dict[tuple[float, float | None], list[int]] = {}
         for r, row in enumerate(self.rows):
             if row.sampling.temperature > 0:
@@ -349,7 +359,7 @@ class Engine:
         for members in groups.values():
             config = self.rows[members[0]].sampling
             idx = torch.tensor(members, device=self.device)
-            probs = process_logits(self.batch.logits[idx], None, config).softmax(-1)
+            probs = process_logits(logits[idx], None, config).softmax(-1)
             q = torch.empty_like(probs)
             for j, r in enumerate(members):
                 q[j].exponential_(generator=self.rows[r].generator)

@@ -10,6 +10,10 @@ raw distribution (before temperature and filtering), which PPO, self-consistency
 need. ``Decoder`` exposes the loop one step at a time, so that callers can watch tokens as they
 come (streaming) and insert tokens into a sequence between steps (``force``): Toolformer pauses on
 a tool call, runs the tool and inserts its result this way.
+
+A ``logits_bias`` hook changes the raw logits before any choice is made, from each row's previous
+token and its logits: a sampling watermark (Kirchenbauer et al., 2023) adds a bias to a keyed
+green list this way. Reported log-probabilities stay the model's own.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from genlab.methods.autoregressive.padding import left_pad
 from genlab.nets.gpt import GPT, positions_from_mask
 
 log = logging.getLogger(__name__)
+
+# (previous token of each row (B,), raw next-token logits (B, V)) -> logits to choose from
+LogitsBias = Callable[[Tensor, Tensor], Tensor]
 
 
 class Detokenizer(Protocol):
@@ -116,6 +123,10 @@ class Decoder:
     does not change between steps is prepared once (the padding mask is preallocated to its
     final width), and the host sees the tokens once per step. ``compile=True`` runs the
     one-token forward through ``torch.compile`` (see ``compiled``).
+
+    ``logits_bias(prev, logits)`` changes each step's raw logits before the choice (greedy
+    included); ``prev`` (B,) is each row's last token, the prompt's last at the first step and a
+    forced token once it is taken.
     """
 
     def __init__(
@@ -129,6 +140,7 @@ class Decoder:
         generator: torch.Generator | None = None,
         num_samples: int = 1,
         compile: bool = False,
+        logits_bias: LogitsBias | None = None,
     ) -> None:
         if not prompts:
             raise GenlabError("no prompts to generate from")
@@ -158,6 +170,7 @@ class Decoder:
         self._forced: dict[int, list[int]] = {}
         self._stop_ids = frozenset(config.stop_ids)
         self._forward = compiled(model) if compile else model
+        self.logits_bias = logits_bias
 
         # Left-pad so that every prompt ends at the same column.
         B = len(prompts)
@@ -173,6 +186,7 @@ class Decoder:
         self.history = torch.where(mask.bool(), ids, torch.full_like(ids, -1))
         # position id of each row's next token, kept only for padded rows (else the cache length)
         self.next_pos = mask.sum(-1)
+        self.prev = torch.tensor([p[-1] for p in prompts], device=device)  # each row's last token
         # columns fed so far; the cache may hold more (a soft prompt in front of every row)
         self.length = longest
 
@@ -206,6 +220,7 @@ class Decoder:
         self.mask = self.mask[keep]
         self.history = self.history[keep]
         self.next_pos = self.next_pos[keep]
+        self.prev = self.prev[keep]
         self.logits = self.logits[keep]
 
     def step(self) -> list[tuple[int, int, float]]:
@@ -218,13 +233,14 @@ class Decoder:
     def _step(self) -> list[tuple[int, int, float]]:
         cfg = self.config
         logprobs = F.log_softmax(self.logits.float(), dim=-1)
+        logits = self.logits
+        if self.logits_bias is not None:
+            logits = self.logits_bias(self.prev, logits)
         if cfg.temperature == 0:
             plain = cfg.repetition_penalty == 1.0
-            tokens = (
-                self.logits if plain else process_logits(self.logits, self.history, cfg)
-            ).argmax(-1)
+            tokens = (logits if plain else process_logits(logits, self.history, cfg)).argmax(-1)
         else:
-            probs = process_logits(self.logits, self.history, cfg).softmax(-1)
+            probs = process_logits(logits, self.history, cfg).softmax(-1)
             tokens = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
         if self._forced:
             for r, index in enumerate(self.rows):
@@ -268,6 +284,7 @@ class Decoder:
             )
             tokens = tokens[keep]
             self._select(keep)
+        self.prev = tokens
         # Only what is used is kept up to date: the history when a repetition penalty reads it;
         # the padding mask (when prompts differ in length) is a view of the preallocated one.
         if self.config.repetition_penalty != 1.0:
@@ -359,6 +376,7 @@ def generate(
     generator: torch.Generator | None = None,
     on_step: Callable[[Decoder, list[tuple[int, int, float]]], None] | None = None,
     compile: bool = False,
+    logits_bias: LogitsBias | None = None,
 ) -> list[Generation]:
     """Continue each prompt (a list of token ids); return one ``Generation`` per sample.
 
@@ -367,7 +385,8 @@ def generate(
     ``i*num_samples ... i*num_samples + num_samples - 1``), sharing one prefill. ``on_step`` is
     called after every step with the decoder and the tokens just emitted; it may call
     ``decoder.force(index, ids)``. The same seed gives the same output. ``compile``
-    compiles the one-token step (``Decoder``).
+    compiles the one-token step and ``logits_bias`` changes the logits before each choice
+    (``Decoder``).
     """
     config = _config(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop)
     decoder = Decoder(
@@ -379,6 +398,7 @@ def generate(
         generator=generator,
         num_samples=num_samples,
         compile=compile,
+        logits_bias=logits_bias,
     )
     while not decoder.done:
         emitted = decoder.step()
@@ -399,13 +419,16 @@ def stream(
     seed: int | None = 0,
     *,
     tokenizer: Detokenizer | None = None,
+    logits_bias: LogitsBias | None = None,
 ) -> Iterator[tuple[int, float]]:
     """Yield ``(token, logprob)`` for one prompt as each token is chosen.
 
     The tokens are exactly those ``generate`` returns for the same arguments.
     """
     config = _config(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop)
-    decoder = Decoder(model, [prompt], config, tokenizer=tokenizer, seed=seed)
+    decoder = Decoder(
+        model, [prompt], config, tokenizer=tokenizer, seed=seed, logits_bias=logits_bias
+    )
     try:
         while not decoder.done:
             for _, tok, lp in decoder.step():

@@ -3,8 +3,9 @@
 DPO compares sequence log-likelihoods under the policy and a frozen reference (Rafailov et al.,
 2023); PPO needs per-token log-probabilities, entropies and the hidden states its value head
 reads (Schulman et al., 2017); evaluation measures the KL to a reference; serving returns
-``logprobs``. All of them call :func:`token_logprobs`, so a change in how a model is scored
-(temperature, padding, positions) happens in one place.
+``logprobs``; Fast-DetectGPT (Bao et al., 2024) compares a text's log-likelihood with its mean and
+variance under the model's own next-token distributions. All of them call :func:`token_logprobs`,
+so a change in how a model is scored (temperature, padding, positions) happens in one place.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class TokenScores:
 
     logprobs: Tensor  # log p(target | inputs so far); 0 where the target is IGNORE_INDEX
     entropy: Tensor | None = None  # of the next-token distribution at each position
+    variance: Tensor | None = None  # of log p(x) for x drawn from that distribution
     hidden: Tensor | None = None  # the final hidden states that predict each target
 
 
@@ -36,13 +38,16 @@ def token_logprobs(
     attention_mask: Tensor | None = None,
     temperature: float = 1.0,
     entropy: bool = False,
+    variance: bool = False,
     hidden: bool = False,
 ) -> TokenScores:
     """Score ``targets`` (B, T), the next token after each position of ``inputs`` (B, T).
 
     ``attention_mask`` (B, T) marks real tokens of left-padded rows (positions then restart at
     each row's first token). Logits are divided by ``temperature``: PPO optimises the policy it
-    samples from. ``model`` is called directly (``model(inputs, ...)``) so that a DDP-wrapped
+    samples from. ``entropy`` and ``variance`` are the mean and the variance of ``-log p(x)``
+    for ``x`` drawn from each position's next-token distribution (padded positions included:
+    mask them). ``model`` is called directly (``model(inputs, ...)``) so that a DDP-wrapped
     model synchronises its gradients.
     """
     positions = positions_from_mask(attention_mask) if attention_mask is not None else None
@@ -50,11 +55,13 @@ def token_logprobs(
     logp_all = F.log_softmax(out[0].float() / temperature, dim=-1)
     scored = targets != IGNORE_INDEX
     picked = logp_all.gather(-1, targets.clamp(min=0)[..., None]).squeeze(-1) * scored
-    return TokenScores(
-        logprobs=picked,
-        entropy=-(logp_all.exp() * logp_all).sum(-1) if entropy else None,
-        hidden=out[2] if hidden else None,
-    )
+    scores = TokenScores(logprobs=picked, hidden=out[2] if hidden else None)
+    if entropy or variance:
+        p = logp_all.exp()
+        mean = (p * logp_all).sum(-1)  # E[log p(x)] over the distribution: minus its entropy
+        scores.entropy = -mean if entropy else None
+        scores.variance = (p * (logp_all - mean[..., None]) ** 2).sum(-1) if variance else None
+    return scores
 
 
 def sequence_logprobs(model: nn.Module, inputs: Tensor, targets: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,10 +172,14 @@ def train_point(settings: Point, run_dir: Path) -> Metrics:
     return {k: metrics[k] for k in ("eval_loss", "params", "step", "time_s") if k in metrics}
 
 
-def ladder_runs(cfg: LadderConfig) -> dict[str, Path]:
-    """Each rung's run folder, trained unless the sweep has it already."""
+def ladder_runs(cfg: LadderConfig, rungs: Sequence[str] | None = None) -> dict[str, Path]:
+    """Each rung's run folder (of ``rungs``, default the preset's), trained unless the sweep has
+    it already: an experiment that needs one size trains only that one."""
     out, budget = Path(cfg.sweep_dir) / NAME, cfg.budget()
+    unknown = [r for r in rungs or () if r not in RUNGS]
+    if unknown:
+        raise GenlabError(f"unknown ladder rung {unknown[0]!r}; choose from: {', '.join(RUNGS)}")
     corpus_file(out, budget)  # once, before the rungs' processes start
-    points: list[Point] = [{"rung": r} for r in cfg.rungs()]
+    points: list[Point] = [{"rung": r} for r in (cfg.rungs() if rungs is None else rungs)]
     run_sweep(TRAIN_POINT, points, out, budget, cfg.parallel)
     return {p["rung"]: point_dir(out, TRAIN_POINT, p, budget) / RUN for p in points}
