@@ -25,9 +25,11 @@ from genlab.recipes.experiments import (
     ar_vs_nar,
     calibration,
     chain_of_thought,
+    detection,
     diffusion_guidance,
     diffusion_prediction,
     diffusion_steps,
+    editing,
     emergence,
     icl_wrong_labels,
     image_families,
@@ -41,12 +43,16 @@ from genlab.recipes.experiments import (
     scaling_laws,
     self_consistency,
     u_shaped,
+    unlearning,
     wavegrad_steps,
 )
+from genlab.recipes.experiments.detection import DetectionConfig
 from genlab.recipes.experiments.diffusion_guidance import GuidanceConfig
 from genlab.recipes.experiments.diffusion_prediction import PredictionConfig
 from genlab.recipes.experiments.diffusion_steps import StepsConfig
+from genlab.recipes.experiments.editing import EditingConfig
 from genlab.recipes.experiments.image_families import ImageFamiliesConfig
+from genlab.recipes.experiments.unlearning import UnlearningConfig
 from genlab.recipes.experiments.wavegrad_steps import WaveGradStepsConfig
 from genlab.recipes.pretrain import PretrainConfig
 from genlab.recipes.stages import DPOStage, PPOStage, RewardStage, SFTStage
@@ -310,6 +316,9 @@ VERBS = {  # command path -> the config its options are generated from
     ("experiment", "diffusion-prediction"): PredictionConfig,
     ("experiment", "wavegrad-steps"): WaveGradStepsConfig,
     ("experiment", "image-families"): ImageFamiliesConfig,
+    ("experiment", "editing"): EditingConfig,
+    ("experiment", "detection"): DetectionConfig,
+    ("experiment", "unlearning"): UnlearningConfig,
     ("audio", "train"): AudioTrainConfig,
 }
 
@@ -511,6 +520,9 @@ EXPERIMENTS = (
     scale_all,
     wavegrad_steps,
     image_families,
+    editing,
+    detection,
+    unlearning,
 )
 
 

@@ -29,6 +29,9 @@ from genlab.cli import nar  # noqa: F401  isort: skip
 from genlab.cli import evaluate  # noqa: F401  isort: skip
 from genlab.cli import scaling  # noqa: F401  isort: skip
 from genlab.cli import audio  # noqa: F401  isort: skip
+from genlab.cli import detect  # noqa: F401  isort: skip
+from genlab.cli import unlearn  # noqa: F401  isort: skip
+from genlab.cli import edit  # noqa: F401  isort: skip
 from genlab.cli._app import app
 from genlab.core.errors import GenlabError
 

@@ -21,9 +21,11 @@ from genlab.recipes.experiments import (
     ar_vs_nar,
     calibration,
     chain_of_thought,
+    detection,
     diffusion_guidance,
     diffusion_prediction,
     diffusion_steps,
+    editing,
     emergence,
     icl_wrong_labels,
     image_families,
@@ -37,15 +39,18 @@ from genlab.recipes.experiments import (
     scaling_laws,
     self_consistency,
     u_shaped,
+    unlearning,
     wavegrad_steps,
 )
 from genlab.recipes.experiments.adapters import AdaptersConfig
 from genlab.recipes.experiments.ar_vs_nar import ARvsNARConfig
 from genlab.recipes.experiments.calibration import CalibrationConfig
 from genlab.recipes.experiments.chain_of_thought import ChainOfThoughtConfig
+from genlab.recipes.experiments.detection import DetectionConfig
 from genlab.recipes.experiments.diffusion_guidance import GuidanceConfig
 from genlab.recipes.experiments.diffusion_prediction import PredictionConfig
 from genlab.recipes.experiments.diffusion_steps import StepsConfig
+from genlab.recipes.experiments.editing import EditingConfig
 from genlab.recipes.experiments.emergence import EmergenceConfig
 from genlab.recipes.experiments.icl_wrong_labels import WrongLabelsConfig
 from genlab.recipes.experiments.image_families import ImageFamiliesConfig
@@ -59,6 +64,7 @@ from genlab.recipes.experiments.scale_all import ScaleAllConfig
 from genlab.recipes.experiments.scaling_laws import ScalingLawsConfig
 from genlab.recipes.experiments.self_consistency import SelfConsistencyConfig
 from genlab.recipes.experiments.u_shaped import UShapedConfig
+from genlab.recipes.experiments.unlearning import UnlearningConfig
 from genlab.recipes.experiments.wavegrad_steps import WaveGradStepsConfig
 
 experiment = typer.Typer(
@@ -144,6 +150,27 @@ def adapters_verb(cfg: AdaptersConfig) -> None:
 def ar_vs_nar_verb(cfg: ARvsNARConfig) -> None:
     """AR greedy and beam against mask-predict at 1-10 iterations: BLEU and ms per sentence."""
     _run(ar_vs_nar, cfg)
+
+
+@experiment.command("detection")
+@config_command(DetectionConfig)
+def detection_verb(cfg: DetectionConfig) -> None:
+    """A watermark against zero-shot and trained detectors: TPR at 1% FPR, judge drop."""
+    _run(detection, cfg)
+
+
+@experiment.command("editing")
+@config_command(EditingConfig)
+def editing_verb(cfg: EditingConfig) -> None:
+    """Change one fact by ROME or fine-tuning, 100 edits: efficacy, paraphrase, specificity."""
+    _run(editing, cfg)
+
+
+@experiment.command("unlearning")
+@config_command(UnlearningConfig)
+def unlearning_verb(cfg: UnlearningConfig) -> None:
+    """Forget two people of the fact model by GA, gradient difference and NPO: TOFU's measures."""
+    _run(unlearning, cfg)
 
 
 @experiment.command("icl-wrong-labels")
