@@ -171,3 +171,32 @@ def test_not_utf8_and_not_a_model(run, capsys, tmp_path):
     path.write_text("hi\n")
     err = errors(capsys, ["detect", "--model", str(tmp_path), "--text", str(path)])
     assert str(tmp_path) in err
+
+
+def test_an_entropy_gated_watermark_is_found_with_its_threshold(run, tok, capsys, tmp_path):
+    """``--watermark-entropy H`` biases only steps of entropy >= H (SWEET); ``detect`` with the
+    same H scores only those, with the model's entropies on the text."""
+    from genlab.methods.autoregressive.checkpoint import load_gpt
+    from genlab.research.watermark import continuation_entropies
+
+    plain = [generated(capsys, run, s) for s in range(4)]
+    model, _ = load_gpt(run)
+    ids = [tok.encode(t) for t in plain]
+    ents = continuation_entropies(model, [[tok.bos_id]] * 4, ids)
+    h = sorted(e for row in ents for e in row)[len(ids[0]) * 2]  # about a half of steps pass
+    flags = ["--watermark", "k", "--watermark-delta", "6", "--watermark-entropy", f"{h:.4f}"]
+    marked = [generated(capsys, run, s, *flags) for s in range(4)]
+    assert marked != plain
+    file = tmp_path / "texts.txt"
+    file.write_text("\n\n".join(marked + plain) + "\n")
+    argv = ["--model", str(run), "--text", str(file), "--watermark", "k"]
+    gated = detect_json(capsys, [*argv, "--watermark-entropy", f"{h:.4f}"])
+    z = [r["watermark_z"] for r in gated]
+    assert min(z[:4]) > 3.0, z
+    assert max(abs(v) for v in z[4:]) < 3.5, z
+    # threshold 0 is the plain test; a threshold above every entropy scores nothing
+    assert detect_json(capsys, [*argv, "--watermark-entropy", "0"]) == detect_json(capsys, argv)
+    none = detect_json(capsys, [*argv, "--watermark-entropy", "1000"])
+    assert all((r["watermark_z"], r["watermark_p"]) == (0.0, 1.0) for r in none)
+    err = errors(capsys, ["detect", *argv, "--watermark-entropy", "-1"])
+    assert "entropy threshold" in err

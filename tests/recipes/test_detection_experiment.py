@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_toy_run_writes_page_json_and_figure_with_values_in_range(tmp_path: Path) -> None:
     cfg = DetectionConfig(
-        preset="toy", n_texts=30, gammas=(0.25,), deltas=(0.5, 4.0), keys=2,
+        preset="toy", n_texts=30, gammas=(0.25,), deltas=(0.5, 4.0), entropies=(0.0,), keys=2,
         temperatures=(0.7,), families=("sentiment", "yes_no_fact"), n_questions=6,
         answer_tokens=8, device="cpu", sweep_dir=str(tmp_path / "sweep"),
         out_dir=str(tmp_path / "out"),
@@ -113,8 +113,8 @@ def test_windows_open_a_long_enough_document_and_run_on_into_the_next() -> None:
 
 
 def cell(gamma: float, delta: float, tpr: float, drop: float, drop_keys: float = 0.0) -> dict:
-    return {"gamma": gamma, "delta": delta, "tpr": [tpr, 0, 1], "drop": [drop, 0, 1],
-            "drop_keys": [drop_keys, 0, 1]}  # fmt: skip
+    return {"gamma": gamma, "delta": delta, "entropy": 0.0, "tpr": [tpr, 0, 1],
+            "drop": [drop, 0, 1], "drop_keys": [drop_keys, 0, 1]}  # fmt: skip
 
 
 def test_delta_is_the_best_rate_within_the_drop_bound_and_the_smallest_among_equals() -> None:

@@ -1,6 +1,8 @@
 """The sampling watermark (Kirchenbauer et al., 2023): a keyed green list per previous token that
 is stable across processes, a logits-bias hook the decoder applies before every choice, and a
-z-test that stays near 0 on text written without the key and is high on watermarked text."""
+z-test that stays near 0 on text written without the key and is high on watermarked text; and
+its entropy-gated form (SWEET, Lee et al., 2023), which biases and scores only the steps whose
+next-token entropy reaches a threshold."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import torch
 
 from genlab.core.errors import GenlabError
 from genlab.methods.autoregressive.decoding import Decoder, SamplingConfig, generate, stream
-from genlab.nets.gpt import GPT, GPTConfig
-from genlab.research.watermark import Watermark
+from genlab.methods.autoregressive.scoring import token_logprobs
+from genlab.nets.gpt import GPT, IGNORE_INDEX, GPTConfig
+from genlab.research.watermark import Watermark, continuation_entropies
 
 VOCAB = 256
 
@@ -96,6 +99,9 @@ def test_the_hook_adds_delta_to_green_logits_only():
         ({"key": "k", "delta": -1.0}, "delta"),
         ({"key": "k", "delta": math.nan}, "delta"),
         ({"key": "k", "delta": math.inf}, "delta"),
+        ({"key": "k", "entropy_threshold": -0.1}, "entropy threshold"),
+        ({"key": "k", "entropy_threshold": math.nan}, "entropy threshold"),
+        ({"key": "k", "entropy_threshold": math.inf}, "entropy threshold"),
     ],
 )
 def test_bad_settings_are_one_line_errors(kwargs, says):
@@ -206,3 +212,146 @@ def test_the_decoder_starts_from_each_prompts_last_token(model):
     ps = [[5], [9, 8, 7], [3, 3]]
     decoder = Decoder(model, ps, SamplingConfig(max_new_tokens=2), num_samples=2)
     assert decoder.prev.tolist() == [5, 5, 7, 7, 3, 3]
+
+
+@pytest.fixture(scope="module")
+def peaked() -> GPT:
+    """A random GPT whose next-token entropy varies (about 0.6 to 3.7 nats, median near 1):
+    scaled (tied) embeddings make its distributions peaked at some steps and flat at others."""
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=VOCAB, block_size=96, n_layer=2, n_head=2, n_embd=32)).eval()
+    with torch.no_grad():
+        m.lm_head.weight.mul_(12)
+    return m
+
+
+def entropy_of(logits: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits, -1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def test_threshold_zero_is_the_plain_watermark_token_for_token(peaked):
+    ps = prompts(8, seed=6)
+    plain = Watermark("k", delta=3.0)
+    zero = Watermark("k", delta=3.0, entropy_threshold=0.0)
+    logits = torch.randn(4, 50)
+    prev = torch.tensor([1, 2, 3, 4])
+    assert torch.equal(zero(prev, logits), logits + 3.0 * plain.green(prev, 50).float())
+    a = generate(peaked, ps, max_new_tokens=40, seed=1, logits_bias=plain)
+    b = generate(peaked, ps, max_new_tokens=40, seed=1, logits_bias=zero)
+    assert [g.tokens for g in a] == [g.tokens for g in b]
+    ents = continuation_entropies(peaked, [g.prompt for g in a], [g.tokens for g in a])
+    for g, e in zip(a, ents, strict=True):
+        assert zero.score(g.tokens, g.prompt[-1], entropies=e) == plain.score(
+            g.tokens, g.prompt[-1]
+        )
+    # a threshold below every entropy gates nothing: the same text as the plain watermark
+    tiny = Watermark("k", delta=3.0, entropy_threshold=1e-6)
+    assert [g.tokens for g in generate(peaked, ps, 40, seed=1, logits_bias=tiny)] == [
+        g.tokens for g in a
+    ]
+
+
+def test_the_gated_hook_leaves_confident_rows_alone():
+    wm = Watermark("k", delta=3.0, entropy_threshold=1.0)
+    logits = torch.zeros(3, 40)
+    logits[0, 7] = 20.0  # one token holds nearly all the mass: entropy near 0
+    logits[2, :2] = 30.0  # two tokens share it: entropy log 2 = 0.69 < 1
+    prev = torch.tensor([5, 9, 11])
+    assert entropy_of(logits).tolist()[1] == pytest.approx(math.log(40))
+    out = wm(prev, logits)
+    assert torch.equal(out[0], logits[0]) and torch.equal(out[2], logits[2])
+    green = wm.green(prev, 40)
+    assert torch.allclose(out[1], logits[1] + 3.0 * green[1].float())
+    # masked (-inf) logits leave the entropy finite and the row ungated when confident
+    masked = logits.clone()
+    masked[0, 20:] = -math.inf
+    assert torch.equal(wm(prev, masked)[0], masked[0])
+
+
+def test_gated_generation_changes_only_high_entropy_steps(peaked):
+    """Greedy with a huge delta: every step the gate opens (entropy >= threshold, recomputed
+    on the text by the scorer) picks a green token; a threshold above every entropy writes the
+    unwatermarked text."""
+    ps = prompts(12, seed=7)
+    plain = generate(peaked, ps, 40, 0.0)
+    never = Watermark("k", delta=1e4, entropy_threshold=math.log(VOCAB) + 1)
+    assert [g.tokens for g in generate(peaked, ps, 40, 0.0, logits_bias=never)] == [
+        g.tokens for g in plain
+    ]
+    wm = Watermark("k", delta=1e4, entropy_threshold=1.0)
+    out = generate(peaked, ps, 40, 0.0, logits_bias=wm)
+    ents = continuation_entropies(peaked, [g.prompt for g in out], [g.tokens for g in out])
+    opened = closed = 0
+    for g, e in zip(out, ents, strict=True):
+        seq = [g.prompt[-1], *g.tokens]
+        for t, h in enumerate(e):
+            if h >= 1.0 + 1e-3:
+                opened += 1
+                assert wm.is_green(torch.tensor(seq[t]), torch.tensor(seq[t + 1]))
+            elif h < 1.0 - 1e-3:
+                closed += 1
+    assert opened > 50 and closed > 50  # both kinds of step occur
+    # until the first open step a gated greedy row writes what the plain greedy row writes
+    for g, p, e in zip(out, plain, ents, strict=True):
+        first = next((t for t, h in enumerate(e) if h >= 1.0), len(e))
+        assert g.tokens[:first] == p.tokens[:first]
+
+
+def test_gated_detection_is_high_on_gated_text_and_near_zero_on_plain_text(peaked):
+    wm = Watermark("k", gamma=0.25, delta=4.0, entropy_threshold=1.0)
+    ps = prompts(48, seed=8)
+    plain = generate(peaked, ps, max_new_tokens=60, seed=0)
+    marked = generate(peaked, ps, max_new_tokens=60, seed=0, logits_bias=wm)
+
+    def z(gens, w=wm):
+        ents = continuation_entropies(peaked, [g.prompt for g in gens], [g.tokens for g in gens])
+        return [
+            w.score(g.tokens, g.prompt[-1], entropies=e) for g, e in zip(gens, ents, strict=True)
+        ]
+
+    s_plain, s_marked = z(plain), z(marked)
+    z_plain = torch.tensor([s.z for s in s_plain])
+    z_marked = torch.tensor([s.z for s in s_marked])
+    assert abs(z_plain.mean().item()) < 0.5 and z_plain.abs().max().item() < 4.0
+    assert z_marked.mean().item() > 4.0 and (z_marked > 2.326).float().mean().item() > 0.9
+    # only the gated pairs are scored (and repeated ones once): a share of the text's
+    assert 0.1 < sum(s.scored for s in s_marked) / (48 * 60) < 0.5
+    other = torch.tensor([s.z for s in z(marked, Watermark("x", entropy_threshold=1.0))])
+    assert abs(other.mean().item()) < 0.5
+
+
+def test_gated_scoring_counts_only_pairs_at_or_above_the_threshold():
+    wm = Watermark("k", gamma=0.25, entropy_threshold=1.0)
+    tokens, ents = [3, 17, 42, 99, 3], [0.5, 1.0, 2.0, 0.99, 3.0]
+    got = wm.score(tokens, prompt_last=8, entropies=ents)
+    kept = [(3, 17), (17, 42), (99, 3)]  # tokens 17, 42, 3 (entropies 1.0, 2.0, 3.0)
+    g = sum(bool(wm.is_green(torch.tensor(a), torch.tensor(b))) for a, b in kept)
+    assert (got.scored, got.green) == (3, g)
+    assert got.z == pytest.approx((g - 0.75) / math.sqrt(3 * 0.25 * 0.75))
+    # the first token's pair is (prompt_last, token): scored only when its entropy passes
+    assert wm.score([5], prompt_last=8, entropies=[1.5]).scored == 1
+    assert wm.score([5], prompt_last=8, entropies=[0.5]).scored == 0
+    with pytest.raises(GenlabError, match="needs each token's entropy"):
+        wm.score(tokens, prompt_last=8)
+    with pytest.raises(GenlabError, match="one entropy per token: 4 entropies for 5 tokens"):
+        wm.score(tokens, prompt_last=8, entropies=ents[:4])
+
+
+def test_continuation_entropies_are_the_scorers_at_each_step(peaked):
+    ps, conts = [[1, 2, 3], [4]], [[9, 8, 7, 6], [5, 5]]
+    got = continuation_entropies(peaked, ps, conts, batch_size=1)
+    assert [len(e) for e in got] == [4, 2]
+    batched = continuation_entropies(peaked, ps, conts)  # batching and padding change nothing
+    assert [x for e in got for x in e] == pytest.approx([x for e in batched for x in e], abs=1e-5)
+    for p, c, e in zip(ps, conts, got, strict=True):
+        ids = torch.tensor([[*p, *c]])
+        ref = token_logprobs(peaked, ids, torch.full_like(ids, IGNORE_INDEX), entropy=True).entropy
+        assert e == pytest.approx(ref[0, len(p) - 1 : len(p) - 1 + len(c)].tolist(), abs=1e-5)
+    assert continuation_entropies(peaked, [[1]], [[]]) == [[]]
+    with pytest.raises(GenlabError, match="at least one token"):
+        continuation_entropies(peaked, [[]], [[1, 2]])
+    with pytest.raises(GenlabError, match="window of 97"):
+        continuation_entropies(peaked, [[1] * 50], [[2] * 48])
+    with pytest.raises(GenlabError, match="2 prompts for 1 continuations"):
+        continuation_entropies(peaked, [[1], [2]], [[3]])

@@ -34,6 +34,9 @@ def answers(engine: Engine, requests: list[SequenceRequest]) -> list[list[int]]:
 def test_served_answers_carry_the_watermark(run_dir, model, tokenizer):
     bias = served_with(run_dir, "--watermark", "k", "--watermark-delta", "4")["logits_bias"]
     assert isinstance(bias, Watermark) and bias.delta == 4.0 and bias.gamma == 0.25
+    assert bias.entropy_threshold == 0.0
+    gated = served_with(run_dir, "--watermark", "k", "--watermark-entropy", "1.5")["logits_bias"]
+    assert gated.entropy_threshold == 1.5
     prompt = [tokenizer.bos_id, *tokenizer.encode("the cat sat")]
     requests = [SequenceRequest(prompt, max_tokens=50, temperature=1.0, seed=s) for s in range(6)]
     requests.append(SequenceRequest(prompt, max_tokens=50, temperature=0.0))
@@ -49,8 +52,9 @@ def test_served_answers_carry_the_watermark(run_dir, model, tokenizer):
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.9])
-def test_alone_the_engine_watermarks_as_generate_does(model, tokenizer, temperature):
-    wm = Watermark("k", delta=2.0)
+@pytest.mark.parametrize("entropy", [0.0, 2.0])
+def test_alone_the_engine_watermarks_as_generate_does(model, tokenizer, temperature, entropy):
+    wm = Watermark("k", delta=2.0, entropy_threshold=entropy)
     ids = [tokenizer.bos_id, *tokenizer.encode("hello there")]
     engine = Engine(model, tokenizer, stop_ids=(), logits_bias=wm)
     (got,) = answers(engine, [SequenceRequest(ids, 30, temperature=temperature, seed=3)])

@@ -16,7 +16,7 @@ from genlab.core.errors import GenlabError
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.research.likelihood_detect import likelihood_scores
 from genlab.research.ngram_detector import load_ngram_detector
-from genlab.research.watermark import Watermark
+from genlab.research.watermark import Watermark, continuation_entropies
 
 
 def read_texts(path: Path) -> list[str]:
@@ -61,6 +61,9 @@ def detect(
         None, metavar="KEY", help="Test for the watermark of KEY (genlab generate --watermark)."
     ),
     watermark_gamma: float = typer.Option(0.25, help="Green share the watermark was made with."),
+    watermark_entropy: float = typer.Option(
+        0.0, help="Entropy threshold (nats) the watermark was made with: score only those steps."
+    ),
     classifier: Path | None = typer.Option(
         None, help="An n-gram detector folder (train_ngram_detector) to score with too."
     ),
@@ -72,13 +75,20 @@ def detect(
     Fast-DetectGPT curvature under --model, and the classifier's machine logit (--classifier).
     Texts are tokenized with the model's tokenizer after a <|bos|>."""
     torch.manual_seed(seed)
-    wm = Watermark(watermark, gamma=watermark_gamma) if watermark else None
+    wm = (
+        Watermark(watermark, gamma=watermark_gamma, entropy_threshold=watermark_entropy)
+        if watermark
+        else None
+    )
     texts = read_texts(text)
     if classifier is not None and not classifier.is_dir():
         raise GenlabError(f"classifier folder not found: {classifier}")
     gpt, tok = load_gpt(model, device=pick_device(device))
     encoded = [tok.encode(t) for t in texts]
     scores = likelihood_scores(gpt, [[tok.bos_id, *ids] for ids in encoded])
+    entropies: list[list[float] | None] = [None] * len(encoded)
+    if wm is not None and wm.entropy_threshold > 0:
+        entropies = list(continuation_entropies(gpt, [[tok.bos_id]] * len(encoded), encoded))
     rows = []
     for i, ids in enumerate(encoded):
         row: dict[str, float | int] = {
@@ -88,7 +98,7 @@ def detect(
             "curvature": round(scores.curvature[i].item(), 4),
         }
         if wm is not None:
-            s = wm.score(ids, prompt_last=tok.bos_id)
+            s = wm.score(ids, prompt_last=tok.bos_id, entropies=entropies[i])
             row |= {"watermark_z": round(s.z, 4), "watermark_p": float(f"{s.p_value:.4g}")}
         rows.append(row)
     if classifier is not None:

@@ -30,9 +30,16 @@ def generate(
     ),
     watermark_gamma: float = typer.Option(0.25, help="Green share of the watermark's vocabulary."),
     watermark_delta: float = typer.Option(2.0, help="Bias the watermark adds to green logits."),
+    watermark_entropy: float = typer.Option(
+        0.0, help="Bias only steps whose next-token entropy (nats) is at least this (SWEET)."
+    ),
 ) -> None:
     """Continue PROMPT token by token and print the text as it comes."""
-    bias = Watermark(watermark, watermark_gamma, watermark_delta) if watermark else None
+    bias = (
+        Watermark(watermark, watermark_gamma, watermark_delta, watermark_entropy)
+        if watermark
+        else None
+    )
     model, tok = load_gpt(checkpoint, device=pick_device(device))
     ids = [tok.bos_id, *tok.encode(prompt)]
     decoder = tok.stream_decoder()

@@ -66,6 +66,9 @@ def serve(
     ),
     watermark_gamma: float = typer.Option(0.25, help="Green share of the watermark's vocabulary."),
     watermark_delta: float = typer.Option(2.0, help="Bias the watermark adds to green logits."),
+    watermark_entropy: float = typer.Option(
+        0.0, help="Bias only steps whose next-token entropy (nats) is at least this (SWEET)."
+    ),
 ) -> None:
     """Serve RUN at http://HOST:PORT: the chat page at /, the OpenAI API under /v1."""
     from genlab.serve.api import serve as run_server
@@ -73,7 +76,11 @@ def serve(
     if not run.is_dir():
         raise GenlabError(f"run folder not found: {run}")
     adapters = adapter_folders(adapter or [])
-    bias = Watermark(watermark, watermark_gamma, watermark_delta) if watermark else None
+    bias = (
+        Watermark(watermark, watermark_gamma, watermark_delta, watermark_entropy)
+        if watermark
+        else None
+    )
     if not api_key and host not in LOOPBACK:
         typer.echo(
             f"genlab: warning: serving on {host} without --api-key; anyone who can reach it can "

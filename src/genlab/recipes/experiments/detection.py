@@ -9,6 +9,11 @@ log-likelihood, and Fast-DetectGPT's curvature, Bao et al., 2024) and a trained 
 a true-positive rate of at least 0.95 at a 1% false-positive rate on 50 tokens, with ``delta``
 chosen so that the judge score of the model's answers drops by at most 0.02.
 
+The lever against that cost: entropy gating (Lee et al., 2023, "Who Wrote this Code?
+Watermarking for Code Generation", SWEET) biases, and the detector scores, only the steps whose
+next-token entropy reaches a threshold; a greedy answer's confident steps are left alone. The
+threshold is a grid dimension beside delta (0: the plain watermark).
+
 One rung of the prompting ladder (``ladder.py``; trained once through the sweep runner and shared
 with the prompting experiments) writes the machine text. The human text is TinyWorld pretraining
 text the model never saw: documents of another corpus seed (any also in the model's corpus are
@@ -20,15 +25,16 @@ intervals are paired bootstraps over prompts. Only the continuation is scored: t
 first pair is (the prompt's last token, the first new one), and the likelihood detectors score
 the continuation conditioned on the prompt (the prompt, human in both classes, would only add
 noise). Windows are split three ways: train (the classifier's fit), validation (gamma and delta
-are chosen there: the best rate among the cells within the drop bound, the smallest delta among
-equals) and test (the chosen cell, reported once).
+the entropy threshold are chosen there: the best rate among the cells within the drop bound, the
+smallest delta among equals) and test (the chosen cell, reported once).
 
 The judge score: held-out questions of a few TinyWorld families in pretraining's layout
 (``Question: ...`` / ``Answer:``), answered greedily to the end of the line as chat answers are,
 with and without the watermark's bias, scored by TinyWorld's judge
 (:func:`genlab.data.tinyworld.judge.verdict`). Which frequent pairs a key colours green moves
 that cost, so it is measured for the key in use and averaged over ``keys`` keys (the cost of a
-key drawn at random), and delta is chosen once by each. The attack replaces a share of the
+key drawn at random), and delta is chosen once by each; the mean over keys is the headline (a
+user's key is random: one lucky key says nothing about the next). The attack replaces a share of the
 continuation's tokens, at seeded random positions, by other tokens drawn uniformly from the
 tokenizer's ordinary ones. Every detector is also measured at other sampling temperatures (a
 lever: the zero-shot detectors assume the model's text is likelier under it than people's).
@@ -75,7 +81,7 @@ from genlab.recipes.experiments.report import (
 )
 from genlab.research.likelihood_detect import likelihood_scores
 from genlab.research.ngram_detector import train_ngram_detector
-from genlab.research.watermark import Watermark
+from genlab.research.watermark import Watermark, WatermarkScore, continuation_entropies
 
 NAME = "detection"
 FPR = 0.01
@@ -83,8 +89,9 @@ Z_AT_FPR = 2.326  # the one-sided z that N(0, 1) exceeds with probability 0.01
 HUMAN_SEED = 10_000  # corpus seeds from here on are the held-out human text's
 SPLITS = ("train", "validation", "test")
 BATCH = 128  # prompts decoded together
-# how delta is chosen: by the judge drop of the key in use, or by the mean over keys
-RULES = {"key": "drop", "keys": "drop_keys"}
+# how delta is chosen: by the mean judge drop over keys (the headline: a user's key is random),
+# or by the drop of the key in use
+RULES = {"keys": "drop_keys", "key": "drop"}
 # preset -> the rung that writes, and the ladder budget it is trained under (cpu: the prompting
 # experiments' default, so the rung is theirs; toy: a few steps on a small corpus, for tests)
 PRESETS = {
@@ -115,8 +122,9 @@ class DetectionConfig:
     temperatures: tuple[float, ...] = (0.9, 0.8, 0.7)  # other temperatures, measured on test
     key: str = "genlab"  # the watermark's key (the one whose detection is reported)
     keys: int = 8  # keys the judge drop and the human z are also averaged over (the first: --key)
-    gammas: tuple[float, ...] = (0.25, 0.5)  # green shares tried (the paper's 0.25, and 0.5)
-    deltas: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 4.0)  # green biases tried
+    gammas: tuple[float, ...] = (0.25,)  # green shares tried (the paper's 0.25; 0.5 cost more)
+    deltas: tuple[float, ...] = (3.0, 6.0)  # green biases tried (below 2 nothing detects)
+    entropies: tuple[float, ...] = (0.0, 1.0, 2.0, 2.5, 3.0)  # entropy thresholds, nats (SWEET)
     ignore_repeated: bool = True  # the z-test counts a repeated (previous, token) pair once
     max_drop: float = 0.02  # judge-score drop allowed when choosing delta
     families: tuple[str, ...] = ("count_letters", "sentiment", "yes_no_fact", "fact_question")
@@ -139,6 +147,8 @@ class DetectionConfig:
             "keys": self.keys >= 1,
             "gammas": bool(self.gammas) and all(0 < g < 1 for g in self.gammas),
             "deltas": bool(self.deltas) and all(d >= 0 for d in self.deltas),
+            "entropies": bool(self.entropies)
+            and all(0 <= h < float("inf") for h in self.entropies),
             "max_drop": self.max_drop >= 0,
             "families": bool(self.families) and all(f in FAMILIES for f in self.families),
             "n_questions": self.n_questions >= 1,
@@ -286,19 +296,32 @@ def judge_scores(
     )
 
 
+def watermark_scores(
+    model: GPT,
+    wm: Watermark,
+    prompts: Sequence[Sequence[int]],
+    texts: Sequence[Sequence[int]],
+    ignore_repeated: bool,
+) -> list[WatermarkScore]:
+    """Each continuation's z-test, its first pair starting at the prompt's last token; a gated
+    watermark scores the positions whose entropy under the model reaches its threshold."""
+    entropies: Sequence[Sequence[float] | None] = [None] * len(texts)
+    if wm.entropy_threshold > 0:
+        entropies = continuation_entropies(model, prompts, texts)
+    return [
+        wm.score(t, prompt_last=p[-1], ignore_repeated=ignore_repeated, entropies=e)
+        for p, t, e in zip(prompts, texts, entropies, strict=True)
+    ]
+
+
 def z_scores(
+    model: GPT,
     wm: Watermark,
     prompts: Sequence[Sequence[int]],
     texts: Sequence[Sequence[int]],
     ignore_repeated: bool,
 ) -> np.ndarray:
-    """Each continuation's z, its first pair starting at the prompt's last token."""
-    return np.array(
-        [
-            wm.score(t, prompt_last=p[-1], ignore_repeated=ignore_repeated).z
-            for p, t in zip(prompts, texts, strict=True)
-        ]
-    )
+    return np.array([s.z for s in watermark_scores(model, wm, prompts, texts, ignore_repeated)])
 
 
 def all_keys(cfg: DetectionConfig) -> list[str]:
@@ -330,33 +353,36 @@ def watermark_cell(
     plain: Answers,
     gamma: float,
     delta: float,
+    entropy: float,
     cfg: DetectionConfig,
 ) -> dict[str, Any]:
     """One watermark on one split: detection at 1% FPR (with ``cfg.key``) and the judge-score
     drop, for ``cfg.key`` and averaged over ``cfg.keys`` keys, with 95% intervals."""
-    wm = Watermark(cfg.key, gamma, delta)
+    wm = Watermark(cfg.key, gamma, delta, entropy)
     marked = continuations(model, texts.prompts, cfg, cfg.temperature, wm)
-    z = z_scores(wm, texts.prompts, marked, cfg.ignore_repeated)
-    human_z = z_scores(wm, texts.prompts, texts.human, cfg.ignore_repeated)
-    z_all = z_scores(wm, texts.prompts, marked, not cfg.ignore_repeated)
-    human_all = z_scores(wm, texts.prompts, texts.human, not cfg.ignore_repeated)
+    z = z_scores(model, wm, texts.prompts, marked, cfg.ignore_repeated)
+    human_z = z_scores(model, wm, texts.prompts, texts.human, cfg.ignore_repeated)
+    z_all = z_scores(model, wm, texts.prompts, marked, not cfg.ignore_repeated)
+    human_all = z_scores(model, wm, texts.prompts, texts.human, not cfg.ignore_repeated)
     answers = [
-        judge_scores(model, tok, questions, cfg, Watermark(k, gamma, delta)) for k in all_keys(cfg)
+        judge_scores(model, tok, questions, cfg, Watermark(k, gamma, delta, entropy))
+        for k in all_keys(cfg)
     ]
     by_key = np.stack([a.scores for a in answers])  # (keys, questions)
-    green = [
-        wm.score(t, prompt_last=p[-1], ignore_repeated=False).green / len(t)
-        for p, t in zip(texts.prompts, marked, strict=True)
-    ]
+    every = watermark_scores(model, wm, texts.prompts, marked, ignore_repeated=False)
     return {
         "gamma": gamma,
         "delta": delta,
+        "entropy": entropy,
         "tpr": tpr_interval(z, human_z, cfg.seed),
         "tpr_theory": mean_interval(z > Z_AT_FPR, cfg.seed),
         "tpr_other_counting": tpr_interval(z_all, human_all, cfg.seed),
         "threshold": threshold_at_fpr(human_z, FPR),
         "z_mean": float(z.mean()),
-        "green_share": float(np.mean(green)),
+        "green_share": float(np.mean([s.green / max(s.scored, 1) for s in every])),
+        "scored_share": float(
+            np.mean([s.scored / len(t) for s, t in zip(every, marked, strict=True)])
+        ),
         "drop": mean_interval(plain.scores - by_key[0], cfg.seed),
         "drop_keys": mean_interval(plain.scores - by_key.mean(0), cfg.seed),
         "drop_per_key": (plain.scores.mean() - by_key.mean(1)).tolist(),
@@ -385,12 +411,12 @@ def changed(plain: Sequence[str], marked: Sequence[Sequence[str]]) -> float:
 
 def choose(grid: Sequence[dict[str, Any]], max_drop: float, drop: str) -> dict[str, Any]:
     """The cell with the best TPR among those whose ``drop`` (the key's, or the mean over keys)
-    is within the bound, the smallest delta (then gamma) among equals; with none within it, the
-    cell of smallest drop."""
+    is within the bound, the smallest delta (then gamma, then entropy threshold) among equals; with
+    none within it, the cell of smallest drop."""
     within = [c for c in grid if c[drop][0] <= max_drop]
     if not within:
-        return min(grid, key=lambda c: (c[drop][0], c["delta"], c["gamma"]))
-    return min(within, key=lambda c: (-c["tpr"][0], c["delta"], c["gamma"]))
+        return min(grid, key=lambda c: (c[drop][0], c["delta"], c["gamma"], c["entropy"]))
+    return min(within, key=lambda c: (-c["tpr"][0], c["delta"], c["gamma"], c["entropy"]))
 
 
 def detector_row(
@@ -427,7 +453,7 @@ def detectors(
     attacked_plain = {s: replace_tokens(plain, s, vocab, cfg.seed) for s in cfg.shares}
 
     def z(conts: Sequence[Sequence[int]]) -> np.ndarray:
-        return z_scores(wm, test.prompts, conts, cfg.ignore_repeated)
+        return z_scores(model, wm, test.prompts, conts, cfg.ignore_repeated)
 
     def zero_shot(conts: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         full = [[*p, *c] for p, c in zip(test.prompts, conts, strict=True)]
@@ -443,7 +469,8 @@ def detectors(
     seed = cfg.seed
     return [
         detector_row(
-            f"watermark (gamma {wm.gamma:g}, delta {wm.delta:g})",
+            f"watermark (gamma {wm.gamma:g}, delta {wm.delta:g}, entropy "
+            f">= {wm.entropy_threshold:g})",
             z(marked), z(test.human), {s: z(a) for s, a in attacked.items()}, seed,
         ),
         detector_row(
@@ -479,37 +506,41 @@ def run_experiment(cfg: DetectionConfig, command: str = "") -> dict[str, Any]:
 
     grid = []
     for gamma in cfg.gammas:
-        for delta in cfg.deltas:
-            cell = watermark_cell(
-                model, tok, texts["validation"], questions["validation"], plain["validation"],
-                gamma, delta, cfg,
-            )  # fmt: skip
-            grid.append({k: v for k, v in cell.items() if k not in ("z", "human_z")})
-    # delta chosen for the key in use (its own drop) and for a key drawn at random (the mean)
+        for entropy in cfg.entropies:
+            for delta in cfg.deltas:
+                cell = watermark_cell(
+                    model, tok, texts["validation"], questions["validation"],
+                    plain["validation"], gamma, delta, entropy, cfg,
+                )  # fmt: skip
+                grid.append({k: v for k, v in cell.items() if k not in ("z", "human_z")})
+    # chosen for a key drawn at random (the mean drop over keys) and for the key in use
     chosen = {rule: choose(grid, cfg.max_drop, drop) for rule, drop in RULES.items()}
-    cells: dict[tuple[float, float], dict[str, Any]] = {}
+    cells: dict[tuple[float, float, float], dict[str, Any]] = {}
     for c in chosen.values():
-        if (c["gamma"], c["delta"]) not in cells:
-            cells[c["gamma"], c["delta"]] = watermark_cell(
-                model, tok, texts["test"], questions["test"], plain["test"],
-                c["gamma"], c["delta"], cfg,
-            )  # fmt: skip
-    test = {rule: dict(cells[c["gamma"], c["delta"]]) for rule, c in chosen.items()}
-    z = {"human": test["key"]["human_z"], "watermarked": test["key"]["z"]}
+        if setting(c) not in cells:
+            cells[setting(c)] = watermark_cell(
+                model, tok, texts["test"], questions["test"], plain["test"], *setting(c), cfg
+            )
+    test = {rule: dict(cells[setting(c)]) for rule, c in chosen.items()}
+    z = {"human": test["keys"]["human_z"], "watermarked": test["keys"]["z"]}
     for cell in test.values():
         for k in ("z", "human_z"):
             cell.pop(k)
-    gamma, delta = chosen["key"]["gamma"], chosen["key"]["delta"]
+    gamma, delta, entropy = setting(chosen["keys"])
     human_z_by_key = [
         z_scores(
-            Watermark(k, gamma), texts["test"].prompts, texts["test"].human, cfg.ignore_repeated
-        )
+            model,
+            Watermark(k, gamma, entropy_threshold=entropy),
+            texts["test"].prompts,
+            texts["test"].human,
+            cfg.ignore_repeated,
+        )  # fmt: skip
         for k in all_keys(cfg)
     ]
 
     special = set(tok.special.values())
     vocab = [i for i in range(tok.vocab_size) if i not in special]
-    wm = Watermark(cfg.key, gamma, delta)
+    wm = Watermark(cfg.key, gamma, delta, entropy)
     by_temperature = {
         t: detectors(model, texts, wm, t, vocab, cfg)
         for t in dict.fromkeys([cfg.temperature, *cfg.temperatures])
@@ -525,7 +556,10 @@ def run_experiment(cfg: DetectionConfig, command: str = "") -> dict[str, Any]:
             "training_minutes": seconds / 60,
         },
         "validation": grid,
-        "chosen": {r: {"gamma": c["gamma"], "delta": c["delta"]} for r, c in chosen.items()},
+        "chosen": {
+            r: {"gamma": c["gamma"], "delta": c["delta"], "entropy": c["entropy"]}
+            for r, c in chosen.items()
+        },
         "test": test,
         "detectors": by_temperature[cfg.temperature],
         "by_temperature": [
@@ -552,6 +586,11 @@ def run_experiment(cfg: DetectionConfig, command: str = "") -> dict[str, Any]:
     return record
 
 
+def setting(c: dict[str, Any]) -> tuple[float, float, float]:
+    """A cell's watermark: (gamma, delta, entropy threshold)."""
+    return c["gamma"], c["delta"], c["entropy"]
+
+
 def write_outputs(cfg: DetectionConfig, record: dict[str, Any], command: str) -> None:
     """``detection.json``, ``detection.png`` and the page."""
     out = Path(cfg.out_dir)
@@ -560,8 +599,9 @@ def write_outputs(cfg: DetectionConfig, record: dict[str, Any], command: str) ->
     figure(out / f"{NAME}.png", record, cfg)
     other = "counted every time" if cfg.ignore_repeated else "counted once"
     headers = [
-        "gamma", "delta", "TPR at 1% FPR % [95%]", "TPR at z > 2.326 % [95%]",
-        f"TPR, repeated pairs {other} %", "mean z", "green share",
+        "gamma", "delta", "entropy >= (nats)", "TPR at 1% FPR % [95%]",
+        "TPR at z > 2.326 % [95%]", f"TPR, repeated pairs {other} %", "mean z",
+        "tokens scored %", "green share (scored)",
         f"judge drop, key `{cfg.key}` [95%]", f"judge drop, {cfg.keys} keys [95%]",
         "answers changed %",
     ]  # fmt: skip
@@ -570,10 +610,12 @@ def write_outputs(cfg: DetectionConfig, record: dict[str, Any], command: str) ->
         return [
             f"{c['gamma']:g}",
             f"{c['delta']:g}",
+            f"{c['entropy']:g}",
             interval_text(c["tpr"]),
             interval_text(c["tpr_theory"]),
             f"{100 * c['tpr_other_counting'][0]:.1f}",
             f"{c['z_mean']:.2f}",
+            f"{100 * c['scored_share']:.0f}",
             f"{c['green_share']:.2f}",
             value_interval_text(c["drop"]),
             value_interval_text(c["drop_keys"]),
@@ -581,14 +623,10 @@ def write_outputs(cfg: DetectionConfig, record: dict[str, Any], command: str) ->
         ]
 
     chosen = record["chosen"]
-    labels = {"key": f"key `{cfg.key}`", "keys": "a random key"}
+    labels = {"key": f"key `{cfg.key}` only", "keys": f"a random key ({cfg.keys}-key mean)"}
 
     def picked_for(c: dict[str, Any]) -> str:
-        return ", ".join(
-            labels[r]
-            for r, x in chosen.items()
-            if (x["gamma"], x["delta"]) == (c["gamma"], c["delta"])
-        )
+        return ", ".join(labels[r] for r, x in chosen.items() if setting(x) == setting(c))
 
     val_rows = [[*row(c), picked_for(c)] for c in record["validation"]]
     test_rows = [[labels[r], *row(c)] for r, c in record["test"].items()]
@@ -617,15 +655,23 @@ def write_outputs(cfg: DetectionConfig, record: dict[str, Any], command: str) ->
         for t in record["by_temperature"]
     ]
     v = record["validation"][0]
-    table = (
+    t, c = record["test"]["keys"], record["chosen"]["keys"]
+    verdict_line = (
+        f"**For a random key the goal is {'met' if record['goal_met']['keys'] else 'not met'}.** "
+        f"Chosen on validation by the mean judge drop over {cfg.keys} keys: gamma "
+        f"{c['gamma']:g}, delta {c['delta']:g}, entropy threshold {c['entropy']:g} nats. On "
+        f"test: TPR at 1% FPR {interval_text(t['tpr'])}% (goal >= 95%), mean judge drop over "
+        f"{cfg.keys} keys {value_interval_text(t['drop_keys'])} (goal <= {cfg.max_drop}).\n\n"
+    )
+    table = verdict_line + (
         f"**The watermark on validation** ({cfg.n_texts} continuations of {cfg.new_tokens} "
         f"tokens; {len(cfg.families) * cfg.n_questions} questions, judge score "
         f"{v['judge_plain']:.3f} and accuracy {100 * v['accuracy_plain']:.1f}% without the "
         "watermark)\n\n"
         + markdown_table([*headers, "chosen for"], val_rows)
-        + "\n\n**The chosen watermarks on test** (delta chosen on validation by the judge drop "
-        f"of key `{cfg.key}`, or by the mean drop over {cfg.keys} keys: the cost of a key drawn "
-        "at random)\n\n"
+        + "\n\n**The chosen watermarks on test** (chosen on validation by the mean drop over "
+        f"{cfg.keys} keys: the cost of a key drawn at random, the headline; or by the judge drop "
+        f"of key `{cfg.key}` alone)\n\n"
         + markdown_table(["chosen for", *headers], test_rows)
         + f"\n\n**Every detector on test**, sampling at temperature {cfg.temperature:g} "
         "(positives: the watermarked continuations for the watermark, unwatermarked ones for "
@@ -640,7 +686,8 @@ def write_outputs(cfg: DetectionConfig, record: dict[str, Any], command: str) ->
         out / f"{NAME}.md",
         "Detecting generated text: a watermark, zero-shot likelihood, a classifier",
         f"Is a model's text told from people's at {cfg.new_tokens} tokens, at a 1% false-positive "
-        "rate? A watermark in sampling (Kirchenbauer et al., 2023) against detectors from the "
+        "rate? A watermark in sampling (Kirchenbauer et al., 2023), plain and entropy-gated (SWEET, "
+        "Lee et al., 2023), against detectors from the "
         "model's likelihood (Fast-DetectGPT, Bao et al., 2024) and a trained n-gram classifier, "
         "with tokens replaced; and what the watermark costs the model's answers (the judge "
         f"score may drop by {cfg.max_drop} at most).",
@@ -656,7 +703,9 @@ def write_outputs(cfg: DetectionConfig, record: dict[str, Any], command: str) ->
             f"then {cfg.new_tokens} scored; the model samples its continuation (no top-k, no "
             "top-p), with and without the watermark from the same random stream",
             f"watermark: green pair = keyed hash of (previous token, token); z-test over the "
-            f"{cfg.new_tokens} pairs from the prompt's last token, repeated pairs "
+            f"{cfg.new_tokens} pairs from the prompt's last token (gated: only those whose "
+            "next-token entropy under the model, recomputed on the text, reaches the threshold; "
+            "the same gate biased the sampling), repeated pairs "
             + ("counted once" if cfg.ignore_repeated else "counted every time")
             + "; TPR at 1% FPR reads its threshold off the same split's human z, or uses "
             f"z > {Z_AT_FPR} (theory); detection with key `{cfg.key}`",
@@ -666,9 +715,12 @@ def write_outputs(cfg: DetectionConfig, record: dict[str, Any], command: str) ->
             "(0.6 correct + 0.4 style); drop = plain minus watermarked, per question, with key "
             f"`{cfg.key}` and averaged over {cfg.keys} keys (`{cfg.key}`, `{cfg.key}/1`, ...): "
             "which frequent pairs a key colours green moves the cost",
-            "gamma and delta chosen on validation twice, by the judge drop of key "
-            f"`{cfg.key}` and by the mean drop over keys: the best TPR at 1% FPR among the cells "
-            f"whose drop is <= {cfg.max_drop}, the smallest delta among equals",
+            f"grid: gamma {', '.join(f'{g:g}' for g in cfg.gammas)}; delta "
+            f"{', '.join(f'{d:g}' for d in cfg.deltas)}; entropy threshold "
+            f"{', '.join(f'{h:g}' for h in cfg.entropies)} nats (0: the plain watermark). Chosen "
+            f"on validation twice, by the mean drop over {cfg.keys} keys and by the judge drop of "
+            f"key `{cfg.key}`: the best TPR at 1% FPR among the cells whose drop is <= "
+            f"{cfg.max_drop}, the smallest delta among equals",
             "zero-shot: the continuation's mean log-likelihood and Fast-DetectGPT's analytic "
             "curvature, both conditioned on the prompt, under the model that wrote the text "
             "(higher = machine); classifier: hashed uni- and bigram logistic regression fit on "
@@ -691,8 +743,14 @@ def write_outputs(cfg: DetectionConfig, record: dict[str, Any], command: str) ->
 def findings(record: dict[str, Any], cfg: DetectionConfig) -> list[str]:
     """What the tables say, in sentences, from the numbers."""
     grid, humans = record["validation"], record["human_z_by_key"]
-    lines = []
-    for rule, who in (("key", f"key `{cfg.key}`"), ("keys", "a key drawn at random")):
+    lines = [
+        "For a key drawn at random (the honest criterion: a user's key is random) the goal is "
+        + ("met." if record["goal_met"]["keys"] else "not met.")
+        + f" For key `{cfg.key}` alone it is "
+        + ("met" if record["goal_met"]["key"] else "not met")
+        + ", which says nothing about another key."
+    ]
+    for rule, who in (("keys", "a key drawn at random"), ("key", f"key `{cfg.key}`")):
         t, c, drop = record["test"][rule], record["chosen"][rule], RULES[rule]
         fails = [
             text
@@ -705,7 +763,8 @@ def findings(record: dict[str, Any], cfg: DetectionConfig) -> list[str]:
         lines.append(
             f"For {who} (delta chosen on validation by "
             + ("that key's judge drop" if rule == "key" else f"the mean drop over {cfg.keys} keys")
-            + f"): gamma {c['gamma']:g}, delta {c['delta']:g}. On test it flags "
+            + f"): gamma {c['gamma']:g}, delta {c['delta']:g}, entropy threshold "
+            f"{c['entropy']:g}. On test it flags "
             f"{interval_text(t['tpr'])}% of the {cfg.new_tokens}-token continuations at 1% FPR "
             f"(threshold z > {t['threshold']:.2f}; {interval_text(t['tpr_theory'])}% at "
             f"z > {Z_AT_FPR}) and the judge score drops by {value_interval_text(t[drop])} "
@@ -718,11 +777,12 @@ def findings(record: dict[str, Any], cfg: DetectionConfig) -> list[str]:
                 else "the goal is not met (" + "; ".join(fails) + ")."
             )
         )
-    t = record["test"]["key"]
+    t = record["test"]["keys"]
     per_key = t["drop_per_key"]
     within = sum(d <= cfg.max_drop for d in per_key)
     lines.append(
-        f"The cost depends on the key: at gamma {t['gamma']:g}, delta {t['delta']:g} the test "
+        f"The cost depends on the key: at gamma {t['gamma']:g}, delta {t['delta']:g}, entropy "
+        f"threshold {t['entropy']:g} the test "
         f"drop of each of the {cfg.keys} keys lies between {min(per_key):.3f} and "
         f"{max(per_key):.3f}, {within} of them within {cfg.max_drop}. The watermark changes "
         f"{100 * t['answers_changed']:.0f}% of the greedy answers (their first word in "
@@ -741,14 +801,17 @@ def findings(record: dict[str, Any], cfg: DetectionConfig) -> list[str]:
         "false-positive rate whatever the key."
     )
     for gamma in cfg.gammas:
-        cells = [c for c in grid if c["gamma"] == gamma]
-        lines.append(
-            f"Validation, gamma {gamma:g}: as delta goes {cells[0]['delta']:g} -> "
-            f"{cells[-1]['delta']:g}, TPR at 1% FPR goes {100 * cells[0]['tpr'][0]:.1f}% -> "
-            f"{100 * cells[-1]['tpr'][0]:.1f}%, the judge drop of key `{cfg.key}` "
-            f"{cells[0]['drop'][0]:.3f} -> {cells[-1]['drop'][0]:.3f} and over keys "
-            f"{cells[0]['drop_keys'][0]:.3f} -> {cells[-1]['drop_keys'][0]:.3f}."
-        )
+        for entropy in cfg.entropies:
+            cells = [c for c in grid if (c["gamma"], c["entropy"]) == (gamma, entropy)]
+            lines.append(
+                f"Validation, gamma {gamma:g}, entropy >= {entropy:g} "
+                f"({100 * cells[0]['scored_share']:.0f}% of tokens gated in): as delta goes "
+                f"{cells[0]['delta']:g} -> "
+                f"{cells[-1]['delta']:g}, TPR at 1% FPR goes {100 * cells[0]['tpr'][0]:.1f}% "
+                f"-> {100 * cells[-1]['tpr'][0]:.1f}%, the mean judge drop over keys "
+                f"{cells[0]['drop_keys'][0]:.3f} -> {cells[-1]['drop_keys'][0]:.3f} and that of "
+                f"key `{cfg.key}` {cells[0]['drop'][0]:.3f} -> {cells[-1]['drop'][0]:.3f}."
+            )
     for d in record["detectors"]:
         attacked = ", ".join(
             f"{100 * d[f'tpr_replaced_{s}'][0]:.1f}% with {100 * s:g}% replaced" for s in cfg.shares
@@ -778,14 +841,13 @@ def figure(path: Path, record: dict[str, Any], cfg: DetectionConfig) -> None:
     every detector's AUROC by temperature."""
     fig = new_figure(16, 4)
     tpr_ax, drop_ax, z_ax, temp_ax = fig.subplots(1, 4)
-    for i, gamma in enumerate(cfg.gammas):
-        cells = [c for c in record["validation"] if c["gamma"] == gamma]
+    settings = [(g, h) for g in cfg.gammas for h in cfg.entropies]
+    for i, (gamma, entropy) in enumerate(settings):
+        cells = [c for c in record["validation"] if (c["gamma"], c["entropy"]) == (gamma, entropy)]
         deltas = [c["delta"] for c in cells]
         curves = (
             (tpr_ax, "tpr", "o-", "1% FPR (human z)"),
-            (tpr_ax, "tpr_theory", "s--", "z > 2.326"),
-            (drop_ax, "drop", "s--", f"key {cfg.key}"),
-            (drop_ax, "drop_keys", "o-", f"{cfg.keys} keys"),
+            (drop_ax, "drop_keys", "o-", f"{cfg.keys}-key mean"),
         )
         per_key = np.array([c["drop_per_key"] for c in cells])  # (deltas, keys)
         drop_ax.plot(deltas, per_key, color=f"C{i}", lw=0.6, alpha=0.35)
@@ -793,7 +855,8 @@ def figure(path: Path, record: dict[str, Any], cfg: DetectionConfig) -> None:
             v = np.array([c[key] for c in cells])
             ax.errorbar(
                 deltas, v[:, 0], yerr=np.clip([v[:, 0] - v[:, 1], v[:, 2] - v[:, 0]], 0, None),
-                fmt=style, color=f"C{i}", capsize=3, ms=4, label=f"gamma {gamma:g}, {what}",
+                fmt=style, color=f"C{i}", capsize=3, ms=4,
+                label=f"gamma {gamma:g}, H >= {entropy:g}, {what}",
             )  # fmt: skip
     tpr_ax.axhline(0.95, color="k", ls=":", lw=1, label="goal 0.95")
     tpr_ax.set(xlabel="delta", ylabel="TPR", title="detection (validation)", ylim=(0, 1.02))
@@ -805,9 +868,10 @@ def figure(path: Path, record: dict[str, Any], cfg: DetectionConfig) -> None:
     z_ax.hist(z["human"], bins=bins, alpha=0.6, label="human", color="C7")
     z_ax.hist(
         z["watermarked"], bins=bins, alpha=0.6, color="C3",
-        label=f"watermarked (delta {record['chosen']['key']['delta']:g})",
+        label=f"watermarked (delta {record['chosen']['keys']['delta']:g}, "
+        f"H >= {record['chosen']['keys']['entropy']:g})",
     )  # fmt: skip
-    z_ax.axvline(record["test"]["key"]["threshold"], color="k", lw=1, label="1% FPR (human z)")
+    z_ax.axvline(record["test"]["keys"]["threshold"], color="k", lw=1, label="1% FPR (human z)")
     z_ax.axvline(Z_AT_FPR, color="k", ls="--", lw=1, label="z = 2.326")
     z_ax.set(xlabel="z", ylabel="texts", title="z on test")
     temps = sorted(record["by_temperature"], key=lambda t: t["temperature"])
