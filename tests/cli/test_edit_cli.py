@@ -16,9 +16,9 @@ def known(run: Path):
     fm = open_fact_model(run)
     for name in fm.trained:
         for fact in person_facts(fm.world, name):
-            if fact.relation == "lives_in":
-                if answers(fm, [fact_prompt(fm.world, fact)]) == [fact.object]:
-                    return fm, fact, next(t for t in fm.world.towns if t != fact.object)
+            known = answers(fm, [fact_prompt(fm.world, fact)]) == [fact.object]
+            if fact.relation == "lives_in" and known:
+                return fm, fact, next(t for t in fm.world.towns if t != fact.object)
     raise AssertionError("no known lives_in fact")
 
 

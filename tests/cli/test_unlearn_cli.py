@@ -15,34 +15,15 @@ import genlab.cli.unlearn  # noqa: F401  registers the verb
 from genlab.cli import main
 from genlab.core.checkpoint import read_weights
 from genlab.methods.autoregressive.checkpoint import load_gpt
-from genlab.recipes.fact_model import FactModelConfig, open_fact_model, train_fact_model
+from genlab.recipes.fact_model import open_fact_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def fact_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fact model of 8 people (6 trained) that knows part of their facts."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    cfg = FactModelConfig(
-        out=str(tmp_path_factory.mktemp("unlearn") / "facts"),
-        world_size=8,
-        n_layer=2,
-        n_head=2,
-        n_embd=64,
-        block_size=64,
-        vocab_size=320,
-        steps=600,
-        batch_size=16,
-        lr=3e-3,
-        device="cpu",
-        progress=False,
-    )
-    try:
-        return train_fact_model(cfg)
-    finally:
-        torch.set_num_threads(threads)
+@pytest.fixture
+def fact_run(tiny_fact_model: Path) -> Path:
+    """The suite's tiny fact model: 8 people (6 trained) that knows most of their facts."""
+    return tiny_fact_model
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> str:
