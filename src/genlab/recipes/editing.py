@@ -105,24 +105,29 @@ def parse_fact(world: World, spec: str) -> tuple[Fact, str]:
 class Editor:
     """Edits a fact model in place and undoes each edit; keeps C^-1 of the edited layer."""
 
-    def __init__(self, fm: FactModel, settings: EditSettings) -> None:
+    def __init__(
+        self, fm: FactModel, settings: EditSettings, keys: dict[int, torch.Tensor] | None = None
+    ) -> None:
+        """``keys`` caches C^-1 by layer across editors of one model (C costs a pass over
+        ``key_texts`` texts)."""
         self.fm, self.settings = fm, settings
         self.tok = fm.tokenizer
         texts = _trained_texts(fm)
         rng = random.Random(f"genlab/editing/{settings.seed}")
         self.prefixes = rng.sample(texts, min(settings.contexts, len(texts)))
-        key_texts = texts[: settings.key_texts]
-        self._c_inv: torch.Tensor | None = None
-        self._key_ids = [[self.tok.bos_id, *self.tok.encode(t)] for t in key_texts]
+        self._key_ids = [
+            [self.tok.bos_id, *self.tok.encode(t)] for t in texts[: settings.key_texts]
+        ]
+        self._keys = {} if keys is None else keys
         fluency = rng.sample(texts, min(FLUENCY_TEXTS, len(texts)))
         self.fluency_ids = [self.tok.encode(t) for t in fluency]
 
     def c_inv(self) -> torch.Tensor:
-        if self._c_inv is None:
-            layer = self.settings.layer
+        layer = self.settings.layer
+        if layer not in self._keys:
             c = second_moment(self.fm.model, layer, self._key_ids)
-            self._c_inv = inverse_second_moment(c, self.settings.rome.ridge)
-        return self._c_inv
+            self._keys[layer] = inverse_second_moment(c, self.settings.rome.ridge)
+        return self._keys[layer]
 
     def request(self, fact: Fact, new: str) -> Request:
         """The ROME request: the edit prompt plain and after each prefix, the subject's other
@@ -183,9 +188,19 @@ def object_logprob(fm: FactModel, prompts: list[str], objects: list[str]) -> tor
     return torch.stack([s.sum() for s in continuation_logprobs(fm.model, ctx, cont)])
 
 
-def neighbours(world: World, fact: Fact, k: int = NEIGHBOURS) -> list[Fact]:
-    """Up to ``k`` facts of the same relation about other subjects (CounterFact's neighbourhood)."""
-    same = [f for f in world.facts if f.relation == fact.relation and f.subject != fact.subject]
+def neighbours(fm: FactModel, fact: Fact, new: str, k: int = NEIGHBOURS) -> list[Fact]:
+    """Up to ``k`` facts the model was taught, of the same relation about other subjects whose
+    object is not ``new`` (CounterFact's neighbourhood; held-out people's facts are unknown, and
+    a neighbour whose answer is the new object cannot tell a kept fact from a leaked edit)."""
+    world, trained = fm.world, set(fm.trained)
+    same = [
+        f
+        for f in world.facts
+        if f.relation == fact.relation
+        and f.subject != fact.subject
+        and f.object != new
+        and (world.kind_of(f.subject) != "person" or f.subject in trained)
+    ]
     return random.Random(f"genlab/editing/neighbours/{fact.index}").sample(same, min(k, len(same)))
 
 
@@ -205,7 +220,7 @@ def measure(fm: FactModel, fact: Fact, new: str, fluency_ids: list[list[int]]) -
     new_lp = object_logprob(fm, prompts, [new] * phrasings)
     old_lp = object_logprob(fm, prompts, [fact.object] * phrasings)
     wins = (new_lp > old_lp).float()
-    near = neighbours(world, fact)
+    near = neighbours(fm, fact, new)
     near_prompts = [fact_prompt(world, f, 0) for f in near]
     keeps = object_logprob(fm, near_prompts, [f.object for f in near]) > object_logprob(
         fm, near_prompts, [new] * len(near)

@@ -38,7 +38,7 @@ class RomeConfig:
     lr: float = 0.05  # on delta / ||v||
     kl_weight: float = 0.0625  # keeps the subject's other facts (ROME's "essence" term)
     weight_decay: float = 0.01  # on (||delta|| / ||v||)^2
-    clamp_norm: float = 4.0  # ||delta|| <= clamp_norm * ||v||
+    clamp_norm: float = 2.0  # ||delta|| <= clamp_norm * ||v||
     ridge: float = 1e-3  # added to C's diagonal, relative to its mean eigenvalue
 
     def check(self, model: GPT) -> None:

@@ -57,13 +57,14 @@ from genlab.research.causal_trace import ROLES, locate_layer
 from genlab.research.rome import RomeConfig
 
 NAME = "editing"
+GOALS = {"efficacy": 0.95, "paraphrase": 0.80, "specificity": 0.90}  # the issue's, for ROME
 SCORES = ("efficacy", "paraphrase", "specificity", "answer_new", "subject_others")
 LABELS = {"rome": "ROME", "ft": "FT (one layer)", "ft-l": "FT+L (constrained)"}
 # the settings tried on the validation edits, per method
 GRID: dict[str, list[dict[str, float]]] = {
-    "rome": [{"weight_decay": wd, "clamp_norm": c} for wd in (0.01, 0.1) for c in (2.0, 4.0)],
-    "ft": [{"lr": lr} for lr in (1e-3, 5e-3)],
-    "ft-l": [{"ft_linf": b} for b in (1e-3, 5e-3, 2e-2)],
+    "rome": [{"clamp_norm": c, "steps": n, "kl_weight": 1.0} for c in (2.0, 3.0) for n in (40, 80)],
+    "ft": [{"lr": lr} for lr in (3e-4, 1e-3)],
+    "ft-l": [{"ft_linf": b} for b in (2e-3, 5e-3)],
 }
 
 
@@ -72,7 +73,7 @@ class EditingConfig:
     """How many edits, traces and validation edits; the fact model edited."""
 
     edits: int = 100  # test edits per method
-    val_edits: int = 20  # edits that choose each method's settings
+    val_edits: int = 40  # edits that choose each method's settings
     trace_facts: int = 40  # facts causal tracing averages over
     trace_samples: int = 5  # noise draws per traced fact
     seed: int = 0  # which facts, which new objects, which prefixes
@@ -94,6 +95,15 @@ def score(rows: list[dict[str, float]]) -> float:
     """CounterFact's score: the harmonic mean of mean efficacy, paraphrase and specificity."""
     means = [sum(r[k] for r in rows) / len(rows) for k in SCORES[:3]]
     return harmonic_mean(means) if min(means) > 0 else 0.0
+
+
+def means(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: sum(r[k] for r in rows) / len(rows) for k in SCORES}
+
+
+def margin(measured: dict[str, float]) -> float:
+    """How far the worst of the three scores is above its goal (negative: a goal is missed)."""
+    return min(measured[k] - goal for k, goal in GOALS.items())
 
 
 def run_edits(
@@ -135,17 +145,23 @@ def run_experiment(cfg: EditingConfig, command: str = "") -> dict[str, Any]:
     test = pool[cfg.val_edits : cfg.val_edits + cfg.edits]
 
     base = EditSettings(layer=layer, seed=cfg.seed, rome=RomeConfig(layer=layer))
+    keys: dict[int, torch.Tensor] = {}  # C^-1 by layer, shared by every editor
     chosen: dict[str, dict[str, float]] = {}
     validation: dict[str, list[dict[str, Any]]] = {}
     results: dict[str, Any] = {}
     for method in METHODS:
         tried = []
         for point in GRID[method]:
-            editor = Editor(fm, with_setting(base, method, point))
-            tried.append({"setting": point, "score": score(run_edits(fm, editor, method, val))})
+            editor = Editor(fm, with_setting(base, method, point), keys)
+            rows = run_edits(fm, editor, method, val)
+            tried.append({"setting": point, "score": score(rows), **means(rows)})
         validation[method] = tried
-        chosen[method] = max(tried, key=lambda t: t["score"])["setting"]
-        editor = Editor(fm, with_setting(base, method, chosen[method]))
+        # settings that meet every goal on validation by the widest margin, else the best score
+        best = max(
+            tried, key=lambda t: (margin(t) >= 0, margin(t) if margin(t) >= 0 else t["score"])
+        )
+        chosen[method] = best["setting"]
+        editor = Editor(fm, with_setting(base, method, chosen[method]), keys)
         rows = run_edits(fm, editor, method, test)
         results[method] = {
             k: bootstrap_mean([r[k] for r in rows], seed=cfg.seed).to_dict()
@@ -155,9 +171,8 @@ def run_experiment(cfg: EditingConfig, command: str = "") -> dict[str, Any]:
 
     rome_by_layer = {}
     for at in range(len(fm.model.blocks) - 1):
-        editor = Editor(
-            fm, replace(base, layer=at, rome=replace(base.rome, layer=at, **chosen["rome"]))
-        )
+        at_layer = replace(base, layer=at, rome=replace(base.rome, layer=at, **chosen["rome"]))
+        editor = Editor(fm, at_layer, keys)
         rome_by_layer[at] = score(run_edits(fm, editor, "rome", val))
 
     report = {
@@ -211,24 +226,42 @@ def _figure(report: dict[str, Any], path: Path) -> None:
 def _page(
     cfg: EditingConfig, report: dict[str, Any], out: Path, command: str, before: str, start: float
 ) -> None:
-    header = "| method | settings | efficacy | paraphrase | specificity | greedy answer is new | subject's other facts | fluency loss change | score |"
+    header = (
+        "| method | settings | efficacy | paraphrase | specificity | greedy answer is new | "
+        "subject's other facts | fluency loss change | score |"
+    )
     lines = [header, "|" + " --- |" * 9]
     for method in METHODS:
         r = report["results"][method]
-        cells = [r[k]["mean"] for k in SCORES]
         iv = [
             f"{100 * r[k]['mean']:.1f} [{100 * r[k]['low']:.1f}, {100 * r[k]['high']:.1f}]"
             for k in SCORES
         ]
         setting = ", ".join(f"{k} {v:g}" for k, v in report["chosen"][method].items())
-        del cells
         lines.append(
             f"| {LABELS[method]} | {setting} | "
             + " | ".join(iv)
             + f" | {r['fluency_change']['mean']:+.4f} | {100 * r['score']:.1f} |"
         )
+    lines += [
+        "",
+        f"**Validation** ({report['val_edits']} edits per setting; the chosen setting meets "
+        "the goals by the widest margin if any meets them, else has the best score)",
+        "",
+        "| method | settings | efficacy | paraphrase | specificity | greedy answer is new | "
+        "subject's other facts | score |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for method in METHODS:
+        for t in report["validation"][method]:
+            setting = ", ".join(f"{k} {v:g}" for k, v in t["setting"].items())
+            lines.append(
+                f"| {LABELS[method]} | {setting} | "
+                + " | ".join(f"{100 * t[k]:.1f}" for k in SCORES)
+                + f" | {100 * t['score']:.1f} |"
+            )
     rome = report["results"]["rome"]
-    goals = {"efficacy": 0.95, "paraphrase": 0.80, "specificity": 0.90}
+    goals = GOALS
     met = [k for k, g in goals.items() if rome[k]["mean"] >= g]
     missed = [
         f"{k} {100 * rome[k]['mean']:.1f}% (goal {100 * g:.0f}%)"
@@ -271,7 +304,10 @@ def _page(
             "10 other subjects asked the same question still prefer their own object to the new "
             "one; greedy answer and the subject's other facts by greedy decoding; fluency: "
             "change of the mean loss on 200 trained texts",
-            f"settings chosen on the validation edits by the score (grid: {GRID})",
+            "settings chosen on the validation edits (disjoint from the test edits): the one "
+            "meeting the issue's three goals by the widest margin (the worst score's distance "
+            "above its goal), else the best score (the harmonic mean of efficacy, paraphrase "
+            "and specificity, CounterFact's)",
             f"load {before} before; {time.perf_counter() - start:.0f} s in all",
         ],
         findings,
