@@ -23,7 +23,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data",),  # TinyWorld, images, audio, loaders, tokenizer
     ("nets",),  # networks only
     ("methods",),  # how each family learns and generates
-    ("align", "adapt", "prompting", "tools", "research", "scaling", "metrics"),  # one technique each
+    (
+        "align",
+        "adapt",
+        "prompting",
+        "tools",
+        "research",
+        "scaling",
+        "metrics",
+    ),  # one technique each
     ("recipes",),  # end-to-end runs and experiments
     ("serve",),  # the HTTP API and page
     ("cli",),  # thin verbs
