@@ -36,7 +36,7 @@ class RomeConfig:
     layer: int = 1  # the MLP edited (causal tracing locates it)
     steps: int = 40  # gradient steps on the added value vector
     lr: float = 0.05  # on delta / ||v||
-    kl_weight: float = 0.0625  # keeps the subject's other facts (ROME's "essence" term)
+    kl_weight: float = 1.0  # keeps the subject's other facts (ROME's "essence" term)
     weight_decay: float = 0.01  # on (||delta|| / ||v||)^2
     clamp_norm: float = 2.0  # ||delta|| <= clamp_norm * ||v||
     ridge: float = 1e-3  # added to C's diagonal, relative to its mean eigenvalue
