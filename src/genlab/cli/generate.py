@@ -8,10 +8,10 @@ from pathlib import Path
 import typer
 
 from genlab.cli._app import app
+from genlab.cli.watermark_options import DELTA, ENTROPY, GAMMA, watermark_bias
 from genlab.core.device import pick_device
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.methods.autoregressive.decoding import stream
-from genlab.research.watermark import Watermark
 
 
 @app.command()
@@ -28,18 +28,12 @@ def generate(
     watermark: str | None = typer.Option(
         None, metavar="KEY", help="Watermark the text with KEY (find it: genlab detect)."
     ),
-    watermark_gamma: float = typer.Option(0.25, help="Green share of the watermark's vocabulary."),
-    watermark_delta: float = typer.Option(2.0, help="Bias the watermark adds to green logits."),
-    watermark_entropy: float = typer.Option(
-        0.0, help="Bias only steps whose next-token entropy (nats) is at least this (SWEET)."
-    ),
+    watermark_gamma: float = GAMMA,
+    watermark_delta: float = DELTA,
+    watermark_entropy: float = ENTROPY,
 ) -> None:
     """Continue PROMPT token by token and print the text as it comes."""
-    bias = (
-        Watermark(watermark, watermark_gamma, watermark_delta, watermark_entropy)
-        if watermark
-        else None
-    )
+    bias = watermark_bias(watermark, watermark_gamma, watermark_delta, watermark_entropy)
     model, tok = load_gpt(checkpoint, device=pick_device(device))
     ids = [tok.bos_id, *tok.encode(prompt)]
     decoder = tok.stream_decoder()

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from genlab.cli._app import app
+from genlab.cli.watermark_options import DELTA, ENTROPY, GAMMA, watermark_bias
 from genlab.core.errors import GenlabError
-from genlab.research.watermark import Watermark
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -64,11 +64,9 @@ def serve(
     watermark: str | None = typer.Option(
         None, metavar="KEY", help="Watermark every answer with KEY (find it: genlab detect)."
     ),
-    watermark_gamma: float = typer.Option(0.25, help="Green share of the watermark's vocabulary."),
-    watermark_delta: float = typer.Option(2.0, help="Bias the watermark adds to green logits."),
-    watermark_entropy: float = typer.Option(
-        0.0, help="Bias only steps whose next-token entropy (nats) is at least this (SWEET)."
-    ),
+    watermark_gamma: float = GAMMA,
+    watermark_delta: float = DELTA,
+    watermark_entropy: float = ENTROPY,
 ) -> None:
     """Serve RUN at http://HOST:PORT: the chat page at /, the OpenAI API under /v1."""
     from genlab.serve.api import serve as run_server
@@ -76,11 +74,7 @@ def serve(
     if not run.is_dir():
         raise GenlabError(f"run folder not found: {run}")
     adapters = adapter_folders(adapter or [])
-    bias = (
-        Watermark(watermark, watermark_gamma, watermark_delta, watermark_entropy)
-        if watermark
-        else None
-    )
+    bias = watermark_bias(watermark, watermark_gamma, watermark_delta, watermark_entropy)
     if not api_key and host not in LOOPBACK:
         typer.echo(
             f"genlab: warning: serving on {host} without --api-key; anyone who can reach it can "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -153,15 +153,13 @@ class Editor:
         """Apply one edit; the returned object's ``revert(model)`` undoes it exactly."""
         model, settings = self.fm.model, self.settings
         if method == "rome":
-            cfg = RomeConfig(**{**settings.rome.__dict__, "layer": settings.layer})
+            cfg = replace(settings.rome, layer=settings.layer)
             update, _ = rome_update(model, self.request(fact, new), self.c_inv(), cfg)
             update.apply(model)
             return update
         if method in ("ft", "ft-l"):
             linf = settings.ft_linf if method == "ft-l" else None
-            cfg = FinetuneEditConfig(
-                layer=settings.layer, steps=settings.ft.steps, lr=settings.ft.lr, linf=linf
-            )
+            cfg = replace(settings.ft, layer=settings.layer, linf=linf)
             prompt = fact_prompt(self.fm.world, fact, 0)
             ids = [self.tok.bos_id, *self.tok.encode(prompt)]
             return finetune_edit(model, [ids], self.tok.encode(f" {new}"), cfg)
@@ -266,10 +264,8 @@ def run_edit(cfg: EditRunConfig) -> dict:
         if not facts:
             raise GenlabError(f"{cfg.model} answers none of its facts: give --layer")
         _, _, effects = trace_facts(fm, facts, samples=3, seed=cfg.seed)
-        layer = locate_layer(effects[:-1]) if len(fm.model.blocks) > 1 else 0
-    settings = EditSettings(layer=layer, seed=cfg.seed)
-    settings.rome.layer = layer
-    editor = Editor(fm, settings)
+        layer = locate_layer(effects)
+    editor = Editor(fm, EditSettings(layer=layer, seed=cfg.seed))
     before = measure(fm, fact, new, editor.fluency_ids)
     editor.edit(fact, new, cfg.method)
     after = measure(fm, fact, new, editor.fluency_ids)

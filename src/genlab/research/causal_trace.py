@@ -190,5 +190,10 @@ def average_effects(cases: Sequence[Case], traces: Sequence[Trace]) -> Tensor:
 
 
 def locate_layer(effects: Tensor) -> int:
-    """The layer whose MLP at the last subject token restores the most (ROME's edit layer)."""
-    return int(effects[:, ROLES.index("last subject token")].argmax())
+    """The layer whose MLP at the last subject token restores the most (ROME's edit layer).
+
+    The last layer is left out when there are others: its MLP writes after every attention
+    layer, so what it writes at the subject never reaches the answer's position.
+    """
+    candidates = effects[:-1] if effects.size(0) > 1 else effects
+    return int(candidates[:, ROLES.index("last subject token")].argmax())

@@ -150,9 +150,7 @@ def _batch(prompts: Sequence[tuple[list[int], int]], target: list[int]):
     return ids, lasts, subjects
 
 
-def compute_value(
-    model: GPT, request: Request, cfg: RomeConfig, generator: torch.Generator | None = None
-) -> tuple[Tensor, dict[str, float]]:
+def compute_value(model: GPT, request: Request, cfg: RomeConfig) -> tuple[Tensor, dict[str, float]]:
     """``v*``: the MLP output at the subject that makes every context prompt say the target."""
     device = model.wte.weight.device
     model.eval()

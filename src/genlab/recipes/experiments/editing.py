@@ -54,7 +54,6 @@ from genlab.recipes.fact_model import (
     world_facts,
 )
 from genlab.research.causal_trace import ROLES, locate_layer
-from genlab.research.rome import RomeConfig
 
 NAME = "editing"
 GOALS = {"efficacy": 0.95, "paraphrase": 0.80, "specificity": 0.90}  # the issue's, for ROME
@@ -139,12 +138,11 @@ def run_experiment(cfg: EditingConfig, command: str = "") -> dict[str, Any]:
     pool = candidates(fm, cfg.seed)
     n_trace = min(cfg.trace_facts, len(pool))
     cases, traces, effects = trace_facts(fm, [f for f, _ in pool[:n_trace]], cfg.trace_samples)
-    # the last layer's MLP writes after every attention layer: it cannot carry the subject on
-    layer = locate_layer(effects[:-1]) if len(fm.model.blocks) > 1 else 0
+    layer = locate_layer(effects)
     val = pool[: cfg.val_edits]
     test = pool[cfg.val_edits : cfg.val_edits + cfg.edits]
 
-    base = EditSettings(layer=layer, seed=cfg.seed, rome=RomeConfig(layer=layer))
+    base = EditSettings(layer=layer, seed=cfg.seed)
     keys: dict[int, torch.Tensor] = {}  # C^-1 by layer, shared by every editor
     chosen: dict[str, dict[str, float]] = {}
     validation: dict[str, list[dict[str, Any]]] = {}
@@ -171,7 +169,7 @@ def run_experiment(cfg: EditingConfig, command: str = "") -> dict[str, Any]:
 
     rome_by_layer = {}
     for at in range(len(fm.model.blocks) - 1):
-        at_layer = replace(base, layer=at, rome=replace(base.rome, layer=at, **chosen["rome"]))
+        at_layer = replace(base, layer=at, rome=replace(base.rome, **chosen["rome"]))
         editor = Editor(fm, at_layer, keys)
         rome_by_layer[at] = score(run_edits(fm, editor, "rome", val))
 
