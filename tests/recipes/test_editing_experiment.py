@@ -23,6 +23,7 @@ def test_editing_experiment_writes_its_page(
     cfg = editing.EditingConfig(
         edits=4,
         val_edits=2,
+        layer_edits=2,
         trace_facts=3,
         trace_samples=2,
         out_dir=str(tmp_path),
@@ -35,8 +36,10 @@ def test_editing_experiment_writes_its_page(
         for key in ("efficacy", "paraphrase", "specificity"):
             assert 0.0 <= report["results"][method][key]["mean"] <= 1.0
     assert report["results"]["rome"]["efficacy"]["mean"] >= 0.75
+    assert 0.0 <= report["rome_question_only"]["paraphrase"]["mean"] <= 1.0
     page = (tmp_path / "editing.md").read_text()
     assert "ROME" in page and "FT+L" in page and "genlab experiment editing" in page
+    assert "ROME, edit question only" in page
     assert json.loads((tmp_path / "editing.json").read_text())["chosen"]["rome"] == {
         "weight_decay": 0.01
     }

@@ -1,12 +1,14 @@
 """ROME, causal tracing and fine-tuning edits on a tiny fact model."""
 
+import random
 from pathlib import Path
 
 import pytest
 import torch
 
 from genlab.core.errors import GenlabError
-from genlab.recipes.editing import Editor, EditSettings, measure, parse_fact
+from genlab.data.tinyworld.world import Fact
+from genlab.recipes.editing import Editor, EditSettings, measure, new_object, parse_fact
 from genlab.recipes.fact_model import answers, fact_prompt, open_fact_model, person_facts
 from genlab.research.causal_trace import (
     ROLES,
@@ -144,3 +146,38 @@ def test_parse_fact_names_each_problem(fm) -> None:
     ]:
         with pytest.raises(GenlabError, match=message):
             parse_fact(fm.world, spec)
+
+
+def test_edit_prompts_are_the_question_and_statements_never_a_paraphrase(fm) -> None:
+    fact, new = known_fact(fm)
+    editor = Editor(fm, EditSettings(layer=0, key_texts=300))
+    tok = fm.tokenizer
+    prompts = editor.prompts(fact, new)
+    texts = [tok.decode(ids[1:]) for ids, _ in prompts]
+    assert texts[0] == fact_prompt(fm.world, fact, 0)
+    assert f"{fact.subject} was born in" in texts or f"{fact.subject} lives in" in texts
+    for p in (1, 2):  # the paraphrase questions score generalisation: never edited
+        assert fact_prompt(fm.world, fact, p) not in texts
+    assert all(new not in t and fact.object not in t for t in texts)
+    for ids, end in prompts:  # the subject's last token, where the key is read
+        assert tok.decode(ids[:end]).endswith(fact.subject)
+    request = editor.request(fact, new)
+    assert len(request.prompts) == len(prompts) * (1 + len(editor.prefixes))
+    for ids, end in request.prompts:  # a prefix moves the subject, never loses it
+        assert tok.decode(ids[:end]).endswith(fact.subject)
+    plain = Editor(fm, EditSettings(layer=0, key_texts=300, statements=False))
+    assert [t for t, _ in plain.prompts(fact, new)] == [prompts[0][0]]
+
+
+def test_new_objects_are_answers_the_model_has_given() -> None:
+    known = [
+        Fact(0, "Tenu", "lives_in", "Gasby", 0, 0.25, "rare"),
+        Fact(1, "Mola", "lives_in", "Fedale", 1, 0.25, "rare"),
+        Fact(2, "Vure", "lives_in", "Gasby", 2, 0.25, "rare"),
+        Fact(3, "Mola", "born_in", "Lamby", 3, 0.25, "rare"),
+    ]
+    rng = random.Random(0)
+    drawn = {new_object(known[0], known, rng) for _ in range(50)}
+    assert drawn == {"Fedale"}  # not its own object, not another relation's
+    with pytest.raises(GenlabError, match="no other known born_in object"):
+        new_object(known[3], known, rng)

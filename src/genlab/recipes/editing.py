@@ -67,6 +67,7 @@ class EditSettings:
 
     layer: int = 1
     contexts: int = 5  # prefixes the key is averaged over (ROME)
+    statements: bool = True  # also edit the fact's own statement sentences (see Editor.prompts)
     key_texts: int = 2000  # trained texts the key statistics C are estimated on
     rome: RomeConfig = field(default_factory=RomeConfig)
     ft: FinetuneEditConfig = field(default_factory=FinetuneEditConfig)
@@ -129,19 +130,37 @@ class Editor:
             self._keys[layer] = inverse_second_moment(c, self.settings.rome.ridge)
         return self._keys[layer]
 
+    def prompts(self, fact: Fact, new: str) -> list[tuple[list[int], int]]:
+        """What the edit is written on, as (ids, subject end): the edit question, then the
+        relation's statements cut before the object (``Tenu's capital is``), the sentences the
+        model learnt its facts from. ROME's GPT-2 edit prompt is such a statement with the
+        subject first; a question here reads the relation before the subject, so without the
+        statements the new value is tied to the edit question's words and its paraphrases
+        follow less (measured in docs/experiments/editing.md). The paraphrase questions are
+        never among them."""
+        world, tok = self.fm.world, self.tok
+        texts = [fact_prompt(world, fact, 0)]
+        if self.settings.statements:
+            for template in RELATIONS[fact.relation].statements:
+                at = template.find("{o}")
+                if at > 0 and "{s}" in template[:at]:  # subject, then the object
+                    texts.append(world.render(template[:at].rstrip(), fact.subject, new))
+        spans = [subject_span(tok, text, fact.subject) for text in texts]
+        return [(ids, end) for ids, (_, end) in spans]
+
     def request(self, fact: Fact, new: str) -> Request:
-        """The ROME request: the edit prompt plain and after each prefix, the subject's other
+        """The ROME request: the edit prompts plain and after each prefix, the subject's other
         facts to keep."""
         world, tok = self.fm.world, self.tok
-        prompt = fact_prompt(world, fact, 0)
         target = tok.encode(f" {new}")
         room = self.fm.model.config.block_size - len(target)
+        prefix_ids = [tok.encode(prefix + SEPARATOR) for prefix in self.prefixes]
         prompts = []
-        for prefix in ["", *self.prefixes]:
-            text = prefix + SEPARATOR + prompt if prefix else prompt
-            ids, (_, end) = subject_span(tok, text, fact.subject)
-            if len(ids) <= room or not prefix:  # a prefix too long for the context is skipped
-                prompts.append((ids, end))
+        for ids, end in self.prompts(fact, new):
+            prompts.append((ids, end))
+            for extra in prefix_ids:  # a prefix too long for the context is skipped
+                if len(extra) + len(ids) <= room:
+                    prompts.append(([ids[0], *extra, *ids[1:]], end + len(extra)))
         keep = []
         for other in world.facts_about(fact.subject):
             if other.relation != fact.relation:
@@ -160,9 +179,8 @@ class Editor:
         if method in ("ft", "ft-l"):
             linf = settings.ft_linf if method == "ft-l" else None
             cfg = replace(settings.ft, layer=settings.layer, linf=linf)
-            prompt = fact_prompt(self.fm.world, fact, 0)
-            ids = [self.tok.bos_id, *self.tok.encode(prompt)]
-            return finetune_edit(model, [ids], self.tok.encode(f" {new}"), cfg)
+            prompts = [ids for ids, _ in self.prompts(fact, new)]
+            return finetune_edit(model, prompts, self.tok.encode(f" {new}"), cfg)
         raise GenlabError(f"unknown edit method {method!r}; choose from: {', '.join(METHODS)}")
 
 
@@ -290,10 +308,14 @@ def known_facts(fm: FactModel, facts: list[Fact]) -> list[Fact]:
     return [f for f, a in zip(facts, said, strict=True) if a == f.object]
 
 
-def new_object(world: World, fact: Fact, rng: random.Random) -> str:
-    """A counterfactual object: another entity of the same kind."""
-    kind = RELATIONS[fact.relation].object_kind
-    return rng.choice([o for o in world.entities(kind) if o != fact.object])
+def new_object(fact: Fact, known: list[Fact], rng: random.Random) -> str:
+    """A counterfactual object as CounterFact draws one: the object of another known fact of
+    the same relation (an entity the model never gave as an answer, such as a job nobody it
+    knows has, is a word it cannot spell from one edited vector)."""
+    objects = sorted({f.object for f in known if f.relation == fact.relation} - {fact.object})
+    if not objects:
+        raise GenlabError(f"no other known {fact.relation} object to edit {fact.subject}'s to")
+    return rng.choice(objects)
 
 
 def trace_facts(
