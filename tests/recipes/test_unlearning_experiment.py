@@ -26,7 +26,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_toy_run_writes_page_json_and_figure_with_values_in_range(tmp_path: Path) -> None:
     cfg = UnlearningConfig(
-        preset="toy", test_sets=2, lrs=(3e-3,), retain_weights=(1.0,), layer_sets=("all", "mlp"),
+        preset="toy", val_sets=2, test_sets=1, lrs=(3e-3,), retain_weights=(1.0,), betas=(1.0,),
+        layer_sets=("all", "mlp"),
         max_steps=20, eval_every=10, device="cpu", out_dir=str(tmp_path / "out"),
     )  # fmt: skip
     record = run_experiment(cfg, "genlab experiment unlearning --preset toy")
@@ -44,7 +45,7 @@ def test_toy_run_writes_page_json_and_figure_with_values_in_range(tmp_path: Path
         assert phrase in page
     assert not Path(record["fact_model"]["path"]).exists()  # the toy model's folder is gone
 
-    people = [record["validation_set"], *record["test_sets"]]
+    people = [*record["validation_sets"], *record["test_sets"]]
     assert [len(s) for s in people] == [2, 2, 2]
     assert len({p for s in people for p in s}) == 6  # disjoint
     assert list(record["test"]) == ["original", "ga", "graddiff", "npo"]
@@ -58,7 +59,7 @@ def test_toy_run_writes_page_json_and_figure_with_values_in_range(tmp_path: Path
         for key in ("forget", "retain", "world", "holdout", "auc"):
             low, high = row[key][1:]
             assert 0.0 <= low <= row[key][0] <= high <= 1.0, (name, key)
-        assert len(row["per_set"]) == 2
+        assert len(row["per_set"]) == 1
         assert row["forget"][0] == pytest.approx(np.mean([s["forget"] for s in row["per_set"]]))
     # gradient ascent on the forget answers raises their loss, whatever it costs elsewhere
     assert record["test"]["ga"]["forget_nll"] > original["forget_nll"] + 0.5
@@ -97,14 +98,14 @@ class Toy:
 
 
 def test_forget_sets_are_disjoint_seeded_and_leave_someone_to_retain() -> None:
-    cfg = UnlearningConfig(forget_size=2, test_sets=2)
+    cfg = UnlearningConfig(forget_size=2, val_sets=1, test_sets=2)
     sets = draw_sets(Toy(), cfg)  # type: ignore[arg-type]
     assert len(sets) == 3 and len({p for s in sets for p in s}) == 6
     assert sets == draw_sets(Toy(), cfg)  # type: ignore[arg-type]
-    other = draw_sets(Toy(), UnlearningConfig(forget_size=2, test_sets=2, seed=1))  # type: ignore[arg-type]
+    other = draw_sets(Toy(), UnlearningConfig(forget_size=2, val_sets=1, test_sets=2, seed=1))  # type: ignore[arg-type]
     assert other != sets
     with pytest.raises(GenlabError, match="need 8 trained people and one more to retain"):
-        draw_sets(Toy(), UnlearningConfig(forget_size=2, test_sets=3))  # type: ignore[arg-type]
+        draw_sets(Toy(), UnlearningConfig(forget_size=2, val_sets=1, test_sets=3))  # type: ignore[arg-type]
 
 
 def test_auc_interval_of_separated_and_identical_losses() -> None:

@@ -237,16 +237,19 @@ def measure(fm: FactModel, fact: Fact, new: str, fluency_ids: list[list[int]]) -
     old_lp = object_logprob(fm, prompts, [fact.object] * phrasings)
     wins = (new_lp > old_lp).float()
     near = neighbours(fm, fact, new)
-    near_prompts = [fact_prompt(world, f, 0) for f in near]
-    keeps = object_logprob(fm, near_prompts, [f.object for f in near]) > object_logprob(
-        fm, near_prompts, [new] * len(near)
-    )
+    specificity = float("nan")  # no other subject to ask
+    if near:
+        near_prompts = [fact_prompt(world, f, 0) for f in near]
+        keeps = object_logprob(fm, near_prompts, [f.object for f in near]) > object_logprob(
+            fm, near_prompts, [new] * len(near)
+        )
+        specificity = float(keeps.float().mean())
     own = [f for f in world.facts_about(fact.subject) if f.relation != fact.relation]
     said = answers(fm, [prompts[0], *[fact_prompt(world, f, 0) for f in own]])
     return {
         "efficacy": float(wins[0]),
         "paraphrase": float(wins[1:].mean()),
-        "specificity": float(keeps.float().mean()),
+        "specificity": specificity,
         "answer_new": float(said[0] == new),
         "subject_others": sum(a == f.object for a, f in zip(said[1:], own, strict=True))
         / max(len(own), 1),

@@ -35,6 +35,7 @@ from genlab.recipes.editing import (
     EditSettings,
     known_facts,
     measure,
+    neighbours,
     new_object,
     trace_facts,
 )
@@ -84,7 +85,9 @@ class EditingConfig:
 
 def candidates(fm: FactModel, seed: int) -> list[tuple[Fact, str]]:
     """Known facts (trained people's and the world's) in a seeded order, each with a new object;
-    a fact whose relation has no other known object cannot be made counterfactual."""
+    a fact whose relation has no other known object cannot be made counterfactual, and one with
+    no neighbour (another subject of the relation whose object is not the new one) cannot be
+    scored for specificity."""
     facts = [f for name in fm.trained for f in person_facts(fm.world, name)]
     facts = known_facts(fm, facts + world_facts(fm.world))
     objects: dict[str, set[str]] = {}
@@ -93,7 +96,8 @@ def candidates(fm: FactModel, seed: int) -> list[tuple[Fact, str]]:
     editable = [f for f in facts if len(objects[f.relation]) > 1]
     rng = random.Random(f"genlab/editing/{seed}")
     rng.shuffle(editable)
-    return [(f, new_object(f, facts, rng)) for f in editable]
+    pairs = [(f, new_object(f, facts, rng)) for f in editable]
+    return [(f, new) for f, new in pairs if neighbours(fm, f, new)]  # specificity needs some
 
 
 def score(rows: list[dict[str, float]]) -> float:

@@ -17,8 +17,8 @@ measured, not assumed:
   forgotten answers are now *less* likely than never-seen ones, which also gives them away.
 
 Each method of :mod:`genlab.research.unlearning` (gradient ascent, gradient difference, NPO) is
-tuned on a validation forget set (other people) over a grid of its settings, measured every
-``eval_every`` steps: the setting chosen meets the goals in order (forget accuracy at chance,
+tuned on ``val_sets`` validation forget sets (other people; their figures averaged) over a grid of
+its settings, measured every ``eval_every`` steps: the setting chosen meets the goals in order (forget accuracy at chance,
 retain accuracy kept, the AUC nearest 0.5; :func:`choose`). It is then run once on each of
 ``test_sets`` disjoint test forget sets, each from the original model, and reported with 95%
 bootstrap intervals over facts (stratified by forget set).
@@ -87,10 +87,11 @@ class UnlearningConfig:
     model: str = "auto"  # fact model folder, trained there if missing; auto: the preset's
     methods: tuple[str, ...] = METHODS  # ga, graddiff, npo
     forget_size: int = 2  # people per forget set
-    test_sets: int = 8  # disjoint test forget sets, each unlearned from the original model
-    lrs: tuple[float, ...] = (1e-5, 3e-5, 1e-4, 3e-4)  # learning rates tried on validation
-    retain_weights: tuple[float, ...] = (1.0, 4.0)  # retain-loss weights tried (graddiff, npo)
-    betas: tuple[float, ...] = (1.0,)  # NPO inverse temperatures tried
+    val_sets: int = 2  # validation forget sets the settings are chosen on (figures averaged)
+    test_sets: int = 7  # disjoint test forget sets, each unlearned from the original model
+    lrs: tuple[float, ...] = (3e-5, 1e-4, 3e-4)  # learning rates tried on validation
+    retain_weights: tuple[float, ...] = (4.0,)  # retain-loss weights tried (graddiff, npo)
+    betas: tuple[float, ...] = (1.0, 3.0)  # NPO inverse temperatures tried
     layer_sets: tuple[str, ...] = (
         "all",
         "mlp",
@@ -109,6 +110,7 @@ class UnlearningConfig:
             "model": bool(self.model.strip()),
             "methods": bool(self.methods) and set(self.methods) <= set(METHODS),
             "forget_size": self.forget_size >= 1,
+            "val_sets": self.val_sets >= 1,
             "test_sets": self.test_sets >= 1,
             "lrs": bool(self.lrs) and all(x > 0 for x in self.lrs),
             "retain_weights": bool(self.retain_weights) and all(x > 0 for x in self.retain_weights),
@@ -132,18 +134,19 @@ def layer_names(fm: FactModel, layer_set: str) -> tuple[str, ...] | None:
 
 
 def draw_sets(fm: FactModel, cfg: UnlearningConfig) -> list[list[str]]:
-    """The validation forget set, then the test ones: disjoint people of a seeded draw."""
-    need = (1 + cfg.test_sets) * cfg.forget_size
+    """The validation forget sets, then the test ones: disjoint people of a seeded draw."""
+    count = cfg.val_sets + cfg.test_sets
+    need = count * cfg.forget_size
     if need > len(fm.trained) - 1:
         raise GenlabError(
-            f"{1 + cfg.test_sets} forget sets of {cfg.forget_size} people need {need} trained "
+            f"{count} forget sets of {cfg.forget_size} people need {need} trained "
             f"people and one more to retain; the fact model has {len(fm.trained)}: lower "
-            "--test-sets or --forget-size"
+            "--val-sets, --test-sets or --forget-size"
         )
     people = list(fm.trained)
     random.Random(f"genlab/experiment/unlearning/{cfg.seed}").shuffle(people)
     k = cfg.forget_size
-    return [sorted(people[i * k : (i + 1) * k]) for i in range(1 + cfg.test_sets)]
+    return [sorted(people[i * k : (i + 1) * k]) for i in range(count)]
 
 
 @dataclass
@@ -209,6 +212,11 @@ def trajectory(
 
     unlearn(fm.model, t.members, t.retain_pairs, ucfg, on_step=on_step)
     return points
+
+
+def mean_summary(summaries: list[dict[str, float]]) -> dict[str, float]:
+    """Several forget sets' figures as one: the mean of each."""
+    return {k: float(np.mean([s[k] for s in summaries])) for k in summaries[0]}
 
 
 def grid(cfg: UnlearningConfig, method: str) -> list[dict[str, Any]]:
@@ -307,8 +315,8 @@ def _run(cfg: UnlearningConfig, folder: Path, command: str) -> dict[str, Any]:
     fm.model.eval()
     original = {k: v.detach().clone() for k, v in fm.model.state_dict().items()}
     sets = draw_sets(fm, cfg)
-    val = task(fm, sets[0])
-    val_before = summary(measure(fm, val))
+    vals = [task(fm, persons) for persons in sets[: cfg.val_sets]]
+    val_before = mean_summary([summary(measure(fm, t)) for t in vals])
     chance, floor = val_before["holdout"], val_before["retain"] - cfg.max_retain_drop
 
     validation: dict[str, list[dict[str, Any]]] = {}
@@ -317,14 +325,14 @@ def _run(cfg: UnlearningConfig, folder: Path, command: str) -> dict[str, Any]:
         points = []
         for s in grid(cfg, method):
             ucfg = unlearn_config(fm, cfg, method, s, cfg.max_steps)
-            points += [
-                {**s, "step": step, **summary(m)}
-                for step, m in trajectory(fm, original, val, ucfg, cfg.eval_every)
-            ]
+            runs = [trajectory(fm, original, t, ucfg, cfg.eval_every) for t in vals]
+            for at in zip(*runs, strict=True):  # the same steps in every set
+                merged = mean_summary([summary(m) for _, m in at])
+                points.append({**s, "step": at[0][0], **merged})
         validation[method] = points
         chosen[method] = choose(points, chance, floor)
 
-    tests = [task(fm, persons) for persons in sets[1:]]
+    tests = [task(fm, persons) for persons in sets[cfg.val_sets :]]
     fm.model.load_state_dict(original)
     test_before = [measure(fm, t) for t in tests]
     rows = {"original": report_row(test_before, test_before, cfg.seed)}
@@ -345,8 +353,8 @@ def _run(cfg: UnlearningConfig, folder: Path, command: str) -> dict[str, Any]:
             "holdout": len(fm.holdout),
             "params": sum(p.numel() for p in fm.model.parameters()),
         },
-        "validation_set": sets[0],
-        "test_sets": sets[1:],
+        "validation_sets": sets[: cfg.val_sets],
+        "test_sets": sets[cfg.val_sets :],
         "validation_before": val_before,
         "validation": validation,
         "chosen": chosen,
@@ -429,7 +437,7 @@ def write_outputs(cfg: UnlearningConfig, record: dict[str, Any], command: str) -
         "from the original model by the setting chosen on validation; means over the sets, "
         "95% bootstrap intervals over facts within each set (the attack's over answers)\n\n"
         + markdown_table(headers, table_rows)
-        + f"\n\n**Validation** (forget set {', '.join(record['validation_set'])}; original: "
+        + f"\n\n**Validation** ({cfg.val_sets} forget sets, figures averaged; original: "
         f"forget {100 * v['forget']:.1f}%, retain {100 * v['retain']:.1f}%, general "
         f"{100 * v['world']:.1f}%, chance "
         f"{100 * v['holdout']:.1f}%, AUC {v['auc']:.3f}): each setting at its best step by the "
@@ -454,8 +462,10 @@ def write_outputs(cfg: UnlearningConfig, record: dict[str, Any], command: str) -
             f"{fmr['trained']} people (and the world's other facts), {fmr['holdout']} people "
             f"held out (world seed {fc['world_seed']}, {fc['world_size']} people)",
             f"forget sets: a seeded draw (seed {cfg.seed}) of disjoint sets of "
-            f"{cfg.forget_size} trained people; validation {', '.join(record['validation_set'])}"
-            "; test " + "; ".join(", ".join(s) for s in record["test_sets"]),
+            f"{cfg.forget_size} trained people; validation "
+            + "; ".join(", ".join(s) for s in record["validation_sets"])
+            + "; test "
+            + "; ".join(", ".join(s) for s in record["test_sets"]),
             "accuracy: greedy answer (to the first period) equal to the object, over every fact "
             "and all 3 phrasings of its question; a fact's score is its share of phrasings; "
             "general accuracy: the world's facts about towns, countries, creatures, objects",
@@ -520,15 +530,15 @@ def findings(record: dict[str, Any], cfg: UnlearningConfig) -> list[str]:
             )
     v = record["validation_before"]
     lines.append(
-        f"What limits the figures: each method is tuned on a single validation forget set of "
-        f"{cfg.forget_size} people (a few facts: one fact moves its accuracy by several "
-        "points), so the choice on validation carries noise into test; chance itself moves "
+        f"What limits the figures: each method is tuned on {cfg.val_sets} validation forget "
+        f"set(s) of {cfg.forget_size} people (a few dozen facts: one fact moves the accuracy "
+        "by a point or more), so the choice on validation carries noise into test; chance itself moves "
         f"(the held-out people's accuracy is {100 * v['holdout']:.1f}% before and changes as "
         "the model unlearns); gradient ascent is unbounded, so forgetting and collapse come "
         "together; the world's facts are not in the retain set, so what graddiff loses there "
         "is not repaired. Levers tried on validation (the second table): lr, steps, retain "
-        f"weight {', '.join(f'{x:g}' for x in cfg.retain_weights)}, layers "
-        f"{', '.join(cfg.layer_sets)}."
+        f"weight {', '.join(f'{x:g}' for x in cfg.retain_weights)}, NPO's beta "
+        f"{', '.join(f'{x:g}' for x in cfg.betas)}, layers {', '.join(cfg.layer_sets)}."
     )
     return lines
 
