@@ -132,7 +132,7 @@ class Editor:
 
     def prompts(self, fact: Fact, new: str) -> list[tuple[list[int], int]]:
         """What the edit is written on, as (ids, subject end): the edit question, then the
-        relation's statements cut before the object (``Tenu's capital is``), the sentences the
+        relation's statements cut before the object (``The birthplace of Tenu is``), the sentences the
         model learnt its facts from. ROME's GPT-2 edit prompt is such a statement with the
         subject first; a question here reads the relation before the subject, so without the
         statements the new value is tied to the edit question's words and its paraphrases

@@ -44,12 +44,13 @@ METHODS = ("ga", "graddiff", "npo")
 class UnlearnConfig:
     """Which loss, how long, and which parameters may change."""
 
+    # the defaults are NPO's setting chosen in docs/experiments/unlearning.md
     method: str = "npo"  # ga | graddiff | npo
-    steps: int = 30  # optimizer steps
+    steps: int = 100  # optimizer steps
     lr: float = 1e-4  # AdamW learning rate, constant, no weight decay
     batch_size: int = 8  # forget (and retain) examples per step
-    beta: float = 1.0  # NPO's inverse temperature: small behaves like gradient ascent
-    retain_weight: float = 1.0  # weight of the retain NLL (graddiff, npo)
+    beta: float = 3.0  # NPO's inverse temperature: small behaves like gradient ascent
+    retain_weight: float = 4.0  # weight of the retain NLL (graddiff, npo)
     layers: tuple[str, ...] | None = None  # parameter names or prefixes to train; None = all
     grad_clip: float = 1.0  # gradient norm clip; 0 disables
     seed: int = 0  # draws the batches

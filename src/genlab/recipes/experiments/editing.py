@@ -233,9 +233,11 @@ def _figure(report: dict[str, Any], path: Path) -> None:
         means = [report["results"][method][k]["mean"] for k in SCORES[:3]]
         right.bar([x + i * width for x in range(3)], means, width, label=LABELS[method])
     right.set_xticks([x + width for x in range(3)], SCORES[:3])
-    right.set_ylim(0, 1.05)
-    right.set_title(f"{report['edits']} test edits, one at a time")
-    right.legend(fontsize=8)
+    for x, goal in enumerate(GOALS.values()):  # ROME's goals, over its bars
+        right.plot([x - width / 2, x + width / 2], [goal, goal], "k--", lw=1)
+    right.set_ylim(0, 1.25)
+    right.set_title(f"{report['edits']} test edits (dashes: ROME's goals)")
+    right.legend(fontsize=8, ncol=3, loc="upper center")
     save_figure(fig, path)
 
 
