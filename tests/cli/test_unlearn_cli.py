@@ -50,8 +50,21 @@ def test_forgetting_a_person_writes_a_fact_model_that_no_longer_knows_them(
     name = fm.trained[0]
     out = tmp_path / "forgot"
     printed = run(
-        capsys, "--model", str(fact_run), "--forget", f"person:{name}", "--out", str(out),
-        "--lr", "3e-4", "--steps", "30", "--beta", "1", "--retain-weight", "1",
+        capsys,
+        "--model",
+        str(fact_run),
+        "--forget",
+        f"person:{name}",
+        "--out",
+        str(out),
+        "--lr",
+        "3e-4",
+        "--steps",
+        "30",
+        "--beta",
+        "1",
+        "--retain-weight",
+        "1",
     )  # fmt: skip  (the tiny model's setting; the defaults are the fact model's)
     assert "| forget accuracy |" in printed and f"wrote {out} (npo, 30 steps)" in printed
 
