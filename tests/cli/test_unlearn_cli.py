@@ -49,23 +49,11 @@ def test_forgetting_a_person_writes_a_fact_model_that_no_longer_knows_them(
     fm = open_fact_model(fact_run)
     name = fm.trained[0]
     out = tmp_path / "forgot"
+    # the tiny model's setting (the defaults are the fact model's)
     printed = run(
-        capsys,
-        "--model",
-        str(fact_run),
-        "--forget",
-        f"person:{name}",
-        "--out",
-        str(out),
-        "--lr",
-        "3e-4",
-        "--steps",
-        "30",
-        "--beta",
-        "1",
-        "--retain-weight",
-        "1",
-    )  # fmt: skip  (the tiny model's setting; the defaults are the fact model's)
+        capsys, "--model", str(fact_run), "--forget", f"person:{name}", "--out", str(out),
+        "--lr", "3e-4", "--steps", "30", "--beta", "1", "--retain-weight", "1",
+    )  # fmt: skip
     assert "| forget accuracy |" in printed and f"wrote {out} (npo, 30 steps)" in printed
 
     report = json.loads((out / "unlearning.json").read_text())
