@@ -15,7 +15,7 @@ from genlab.core.errors import GenlabError
 from genlab.methods.autoregressive.decoding import Decoder, SamplingConfig, generate, stream
 from genlab.methods.autoregressive.scoring import token_logprobs
 from genlab.nets.gpt import GPT, IGNORE_INDEX, GPTConfig
-from genlab.research.watermark import Watermark, continuation_entropies
+from genlab.research.watermark import Watermark, continuation_entropies, gated_entropies
 
 VOCAB = 256
 
@@ -355,3 +355,10 @@ def test_continuation_entropies_are_the_scorers_at_each_step(peaked):
         continuation_entropies(peaked, [[1] * 50], [[2] * 48])
     with pytest.raises(GenlabError, match="2 prompts for 1 continuations"):
         continuation_entropies(peaked, [[1], [2]], [[3]])
+
+
+def test_gated_entropies_run_the_model_only_for_a_gated_watermark(peaked):
+    ps, conts = [[1, 2, 3], [4]], [[9, 8, 7, 6], [5, 5]]
+    assert gated_entropies(None, Watermark("k"), ps, conts) == [None, None]  # type: ignore[arg-type]
+    gated = gated_entropies(peaked, Watermark("k", entropy_threshold=1.0), ps, conts)
+    assert gated == continuation_entropies(peaked, ps, conts)

@@ -16,7 +16,7 @@ from genlab.core.errors import GenlabError
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.research.likelihood_detect import likelihood_scores
 from genlab.research.ngram_detector import load_ngram_detector
-from genlab.research.watermark import Watermark, continuation_entropies
+from genlab.research.watermark import Watermark, gated_entropies
 
 
 def read_texts(path: Path) -> list[str]:
@@ -87,8 +87,8 @@ def detect(
     encoded = [tok.encode(t) for t in texts]
     scores = likelihood_scores(gpt, [[tok.bos_id, *ids] for ids in encoded])
     entropies: list[list[float] | None] = [None] * len(encoded)
-    if wm is not None and wm.entropy_threshold > 0:
-        entropies = list(continuation_entropies(gpt, [[tok.bos_id]] * len(encoded), encoded))
+    if wm is not None:
+        entropies = gated_entropies(gpt, wm, [[tok.bos_id]] * len(encoded), encoded)
     rows = []
     for i, ids in enumerate(encoded):
         row: dict[str, float | int] = {

@@ -199,3 +199,14 @@ def continuation_entropies(
         out += [entropy.entropy[i, len(p) - 1 : len(p) - 1 + len(c)].tolist()
                 for i, (p, c) in enumerate(batch)]  # fmt: skip
     return out
+
+
+def gated_entropies(
+    model: GPT, wm: Watermark, prompts: Sequence[Sequence[int]], texts: Sequence[Sequence[int]]
+) -> list[list[float] | None]:
+    """What ``wm.score(..., entropies=)`` needs for each continuation: its next-token entropies
+    under ``model`` where ``wm`` is gated, else ``None`` (no forward pass). They depend on the
+    text only, so one call serves every key and counting that scores the same texts."""
+    if wm.entropy_threshold > 0:
+        return list(continuation_entropies(model, prompts, texts))
+    return [None] * len(texts)

@@ -81,7 +81,7 @@ from genlab.recipes.experiments.report import (
 )
 from genlab.research.likelihood_detect import likelihood_scores
 from genlab.research.ngram_detector import train_ngram_detector
-from genlab.research.watermark import Watermark, WatermarkScore, continuation_entropies
+from genlab.research.watermark import Watermark, WatermarkScore, gated_entropies
 
 NAME = "detection"
 FPR = 0.01
@@ -297,17 +297,13 @@ def judge_scores(
 
 
 def watermark_scores(
-    model: GPT,
     wm: Watermark,
     prompts: Sequence[Sequence[int]],
     texts: Sequence[Sequence[int]],
+    entropies: Sequence[Sequence[float] | None],
     ignore_repeated: bool,
 ) -> list[WatermarkScore]:
-    """Each continuation's z-test, its first pair starting at the prompt's last token; a gated
-    watermark scores the positions whose entropy under the model reaches its threshold."""
-    entropies: Sequence[Sequence[float] | None] = [None] * len(texts)
-    if wm.entropy_threshold > 0:
-        entropies = continuation_entropies(model, prompts, texts)
+    """Each continuation's z-test, its first pair starting at the prompt's last token."""
     return [
         wm.score(t, prompt_last=p[-1], ignore_repeated=ignore_repeated, entropies=e)
         for p, t, e in zip(prompts, texts, entropies, strict=True)
@@ -315,13 +311,13 @@ def watermark_scores(
 
 
 def z_scores(
-    model: GPT,
     wm: Watermark,
     prompts: Sequence[Sequence[int]],
     texts: Sequence[Sequence[int]],
+    entropies: Sequence[Sequence[float] | None],
     ignore_repeated: bool,
 ) -> np.ndarray:
-    return np.array([s.z for s in watermark_scores(model, wm, prompts, texts, ignore_repeated)])
+    return np.array([s.z for s in watermark_scores(wm, prompts, texts, entropies, ignore_repeated)])
 
 
 def all_keys(cfg: DetectionConfig) -> list[str]:
@@ -360,16 +356,19 @@ def watermark_cell(
     drop, for ``cfg.key`` and averaged over ``cfg.keys`` keys, with 95% intervals."""
     wm = Watermark(cfg.key, gamma, delta, entropy)
     marked = continuations(model, texts.prompts, cfg, cfg.temperature, wm)
-    z = z_scores(model, wm, texts.prompts, marked, cfg.ignore_repeated)
-    human_z = z_scores(model, wm, texts.prompts, texts.human, cfg.ignore_repeated)
-    z_all = z_scores(model, wm, texts.prompts, marked, not cfg.ignore_repeated)
-    human_all = z_scores(model, wm, texts.prompts, texts.human, not cfg.ignore_repeated)
+    gated, human_gated = (
+        gated_entropies(model, wm, texts.prompts, t) for t in (marked, texts.human)
+    )
+    z = z_scores(wm, texts.prompts, marked, gated, cfg.ignore_repeated)
+    human_z = z_scores(wm, texts.prompts, texts.human, human_gated, cfg.ignore_repeated)
+    z_all = z_scores(wm, texts.prompts, marked, gated, not cfg.ignore_repeated)
+    human_all = z_scores(wm, texts.prompts, texts.human, human_gated, not cfg.ignore_repeated)
     answers = [
         judge_scores(model, tok, questions, cfg, Watermark(k, gamma, delta, entropy))
         for k in all_keys(cfg)
     ]
     by_key = np.stack([a.scores for a in answers])  # (keys, questions)
-    every = watermark_scores(model, wm, texts.prompts, marked, ignore_repeated=False)
+    every = watermark_scores(wm, texts.prompts, marked, gated, ignore_repeated=False)
     return {
         "gamma": gamma,
         "delta": delta,
@@ -453,7 +452,13 @@ def detectors(
     attacked_plain = {s: replace_tokens(plain, s, vocab, cfg.seed) for s in cfg.shares}
 
     def z(conts: Sequence[Sequence[int]]) -> np.ndarray:
-        return z_scores(model, wm, test.prompts, conts, cfg.ignore_repeated)
+        return z_scores(
+            wm,
+            test.prompts,
+            conts,
+            gated_entropies(model, wm, test.prompts, conts),
+            cfg.ignore_repeated,
+        )
 
     def zero_shot(conts: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         full = [[*p, *c] for p, c in zip(test.prompts, conts, strict=True)]
@@ -527,12 +532,15 @@ def run_experiment(cfg: DetectionConfig, command: str = "") -> dict[str, Any]:
         for k in ("z", "human_z"):
             cell.pop(k)
     gamma, delta, entropy = setting(chosen["keys"])
+    test_texts = texts["test"]
+    human_gated = gated_entropies(model, Watermark(cfg.key, gamma, entropy_threshold=entropy),
+                       test_texts.prompts, test_texts.human)  # fmt: skip
     human_z_by_key = [
         z_scores(
-            model,
             Watermark(k, gamma, entropy_threshold=entropy),
-            texts["test"].prompts,
-            texts["test"].human,
+            test_texts.prompts,
+            test_texts.human,
+            human_gated,
             cfg.ignore_repeated,
         )  # fmt: skip
         for k in all_keys(cfg)
