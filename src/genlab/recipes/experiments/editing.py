@@ -110,6 +110,15 @@ def means(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: sum(r[k] for r in rows) / len(rows) for k in SCORES}
 
 
+def summarise(rows: list[dict[str, float]], seed: int) -> dict[str, Any]:
+    """Test edits' means with 95% bootstrap intervals, and CounterFact's score."""
+    out: dict[str, Any] = {
+        k: bootstrap_mean([r[k] for r in rows], seed=seed).to_dict()
+        for k in (*SCORES, "fluency_change")
+    }
+    return out | {"score": score(rows)}
+
+
 def margin(measured: dict[str, float]) -> float:
     """How far the worst of the three scores is above its goal (negative: a goal is missed)."""
     return min(measured[k] - goal for k, goal in GOALS.items())
@@ -172,17 +181,10 @@ def run_experiment(cfg: EditingConfig, command: str = "") -> dict[str, Any]:
         chosen[method] = best["setting"]
         editor = Editor(fm, with_setting(base, method, chosen[method]), keys)
         rows = run_edits(fm, editor, method, test)
-        results[method] = {
-            k: bootstrap_mean([r[k] for r in rows], seed=cfg.seed).to_dict()
-            for k in (*SCORES, "fluency_change")
-        }
-        results[method]["score"] = score(rows)
+        results[method] = summarise(rows, cfg.seed)
         if method == "rome":  # the one-thing ablation: the same edit without the statements
             editor = Editor(fm, replace(editor.settings, statements=False), keys)
-            rows = run_edits(fm, editor, method, test)
-            ablation = {k: bootstrap_mean([r[k] for r in rows], seed=cfg.seed).to_dict()
-                        for k in (*SCORES, "fluency_change")}  # fmt: skip
-            ablation["score"] = score(rows)
+            ablation = summarise(run_edits(fm, editor, method, test), cfg.seed)
 
     rome_by_layer = {}
     for at in range(len(fm.model.blocks) - 1):
