@@ -234,6 +234,17 @@ def test_soft_prompt_decoding_with_cache_equals_the_full_forward():
         assert gen.tokens == seq[len(prompt) :]
 
 
+def test_a_soft_prompt_takes_its_positions_from_the_generation_budget():
+    model = tiny()
+    inject.add_adapter(model, AdapterConfig("prompt", prompt_tokens=5), "p")
+    room = model.config.block_size - 5
+    prompt = list(range(3, 3 + room - 4))
+    (gen,) = generate(model, [prompt], max_new_tokens=50, temperature=0.0, seed=0)
+    assert len(gen.tokens) == 4 and gen.finish_reason == "length"  # context full, no error
+    with pytest.raises(GenlabError, match="leaves no room"):
+        generate(model, [list(range(3, 3 + room))], max_new_tokens=1)
+
+
 def test_soft_prompt_switches_off_and_back():
     model, x = tiny(), ids()
     base = model(x)[0]

@@ -158,7 +158,7 @@ class Decoder:
             generator.manual_seed(0 if seed is None else seed)
         self.generator = generator
 
-        block = model.config.block_size
+        block = model.config.block_size - model.prefix_length  # a soft prompt takes its positions
         longest = max(len(p) for p in prompts)
         if longest >= block:
             raise GenlabError(
