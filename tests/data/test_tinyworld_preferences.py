@@ -8,6 +8,7 @@ import re
 import pytest
 
 from genlab.core.errors import GenlabError
+from genlab.data.record_sources import ConversationData
 from genlab.data.tinyworld import (
     DEFAULT_HELD_OUT,
     TaskSuite,
@@ -91,6 +92,26 @@ def test_demonstrations_are_correct_mixed_in_style_and_never_held_out(world, sui
     shares = {"terse": 0.15, "padded": 0.45, "steps": 0.1, "flawless": 0.4, "hedged": 0.3}
     for style, share in shares.items():
         assert abs(styles[style] / len(records) - share) < 0.07, styles
+
+
+def test_one_style_styles_every_demonstration_of_the_same_prompts(world, suite, tmp_path):
+    mixed = demonstrations(suite, 60, seed=3)
+    plain = demonstrations(suite, 60, seed=3, style="sentence")
+    for m, p in zip(mixed, plain, strict=True):
+        assert m["messages"][0] == p["messages"][0]  # same prompts, only the replies differ
+        example = parse_prompt(p["messages"][0]["content"], world)
+        assert p["messages"][1]["content"] == f"The answer is {example.answer}."
+    assert all(
+        verdict(parse_prompt(r["messages"][0]["content"], world), r["messages"][1]["content"]).score
+        < 1.0
+        for r in demonstrations(suite, 20, seed=3, style="padded")
+    )
+    with pytest.raises(GenlabError, match="unknown demonstration style 'rude'"):
+        demonstrations(suite, 2, style="rude")
+    own = tmp_path / "chats.jsonl"
+    own.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    with pytest.raises(GenlabError, match="--style sentence styles TinyWorld's demonstrations"):
+        ConversationData(data=str(own), style="sentence").load("runs/none", 0)
 
 
 def test_pairs_use_only_tuned_families_of_a_custom_suite(world):

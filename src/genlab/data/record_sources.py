@@ -62,16 +62,22 @@ class ConversationData(WorldChoice):
     n_train: int = 12000  # TinyWorld demonstrations
     n_eval: int = 300  # TinyWorld validation demonstrations (validation loss)
     val_fraction: float = 0.05  # of a user's JSONL, held out for the validation loss
+    style: str = "mixed"  # TinyWorld replies: mixed as people write, or all sentence|terse|...
 
     def load(self, base: str, seed: int) -> tuple[list[Messages], list[Messages], Files]:
         """(train, held-out) conversations and the run's extra files."""
         if self.data != tw.TINYWORLD:
+            if self.style != "mixed":
+                raise GenlabError(
+                    f"--style {self.style} styles TinyWorld's demonstrations; {self.data} has its "
+                    "own replies: drop --style"
+                )
             train, held = split_records(read_conversations(self.data), self.val_fraction)
             return train, held, {}
         world_seed, families = self.resolve(base)
         suite = tw.task_suite(world_seed, families)
-        train = tw.conversations(suite, self.n_train, seed, "train")
-        held = tw.conversations(suite, self.n_eval, seed, "validation")
+        train = tw.conversations(suite, self.n_train, seed, "train", self.style)
+        held = tw.conversations(suite, self.n_eval, seed, "validation", self.style)
         return train, held, _world_files(world_seed, families)
 
 

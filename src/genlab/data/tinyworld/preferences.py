@@ -164,22 +164,28 @@ def preference_pairs(
 
 
 def demonstrations(
-    source: TaskSuite | World, n: int, seed: int = 0, split: str = "train"
+    source: TaskSuite | World, n: int, seed: int = 0, split: str = "train", style: str = "mixed"
 ) -> list[dict[str, list[dict[str, str]]]]:
-    """``n`` correct chat demonstrations ``{"messages": [user, assistant]}`` of mixed style.
+    """``n`` correct chat demonstrations ``{"messages": [user, assistant]}``.
 
-    Styles by :data:`DEMO_STYLES`: 15% terse (the bare answer), 15% one sentence, 10% worked steps
-    (a sentence where a task has none), 30% padded with pleasantries, 15% hedged, 15% both.
+    ``mixed`` styles them as people write, by :data:`DEMO_STYLES`: 15% terse (the bare answer),
+    15% one sentence, 10% worked steps (a sentence where a task has none), 30% padded with
+    pleasantries, 15% hedged, 15% both. One of those names styles every demonstration so; the
+    prompts are the same either way.
     """
+    if style != "mixed" and style not in DEMO_STYLES:
+        raise GenlabError(
+            f"unknown demonstration style '{style}': use mixed or one of {', '.join(DEMO_STYLES)}"
+        )
     suite = _suite(source)
     rng = random.Random(f"tinyworld/demonstrations/{suite.world.seed}/{seed}")
     styles, weights = list(DEMO_STYLES), list(DEMO_STYLES.values())
     records = []
     for example in _prompts(suite, n, split, seed, "demonstrations"):
-        style = rng.choices(styles, weights)[0]
-        if style == "steps" and not example.steps:
-            style = "sentence"
-        reply = respond(example, example.answer, style, rng)
+        chosen = rng.choices(styles, weights)[0] if style == "mixed" else style
+        if chosen == "steps" and not example.steps:
+            chosen = "sentence"
+        reply = respond(example, example.answer, chosen, rng)
         records.append(
             {
                 "messages": [

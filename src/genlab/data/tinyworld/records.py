@@ -76,9 +76,11 @@ def task_suite(world_seed: int, families: Sequence[str]) -> TaskSuite:
     return TaskSuite(World(world_seed), held_out=(), families=families)
 
 
-def conversations(suite: TaskSuite, n: int, seed: int, split: str) -> list[Messages]:
-    """``n`` correct demonstrations of ``split`` as chat messages (SFT records)."""
-    return [d["messages"] for d in demonstrations(suite, n, seed=seed, split=split)]
+def conversations(
+    suite: TaskSuite, n: int, seed: int, split: str, style: str = "mixed"
+) -> list[Messages]:
+    """``n`` correct demonstrations of ``split`` as chat messages (SFT records), in ``style``."""
+    return [d["messages"] for d in demonstrations(suite, n, seed=seed, split=split, style=style)]
 
 
 def comparisons(
