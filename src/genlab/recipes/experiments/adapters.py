@@ -80,7 +80,7 @@ class AdaptersConfig:
     style: str = "sentence"  # replies "The answer is X."; mixed: the demo's (padded, hedged...)
     steps: int = 200  # optimizer steps per run, 32 conversations each (not packed)
     lr_full: tuple[float, ...] = (3e-4, 1e-3)  # full fine-tuning's learning-rate grid
-    lr_lora: tuple[float, ...] = (1e-3, 3e-3)  # LoRA's learning-rate grid
+    lr_lora: tuple[float, ...] = (3e-3, 1e-2)  # LoRA's learning-rate grid
     lr_bottleneck: tuple[float, ...] = (1e-3, 3e-3)  # the bottleneck adapter's
     lr_prompt: tuple[float, ...] = (3e-2, 1e-1)  # soft prompts need large steps (Lester: 0.3)
     lora_rank: int = 8  # LoRA's r
@@ -88,7 +88,7 @@ class AdaptersConfig:
     bottleneck_size: int = 8  # sized so the adapter trains about as many weights as the LoRA
     prompt_tokens: int = 20  # soft-prompt length
     all_tokens: bool = False  # adapters also train every token's embedding row (a lever)
-    n_per_family: int = 100  # held-out prompts per family and split
+    n_per_family: int = 50  # held-out prompts per family and split
     seed: int = 0  # decides the data, the initialisation and the bootstrap
     out: str = str(SWEEPS_DIR / NAME)  # a run folder per (family, method, learning rate)
     out_dir: str = str(DOCS_DIR)  # where the page, its JSON and figure go
@@ -370,6 +370,11 @@ def _answers(
     return read_json(where / "answers.json", "a run's answers")
 
 
+def _steps(run: str) -> str:
+    state = Path(run) / STATE_FILE
+    return f"{read_json(state, 'base state')['step']:,}" if state.is_file() else "?"
+
+
 def _size(n: float) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} KB"
 
@@ -410,7 +415,8 @@ def table(results: Mapping[str, Any]) -> str:
 
 def settings_lines(cfg: AdaptersConfig, families: Sequence[str], full_params: int) -> list[str]:
     return [
-        f"base: `{cfg.base}` ({full_params:,} parameters); families: {', '.join(families)}",
+        f"base: `{cfg.base}` ({full_params:,} parameters, pretrained {_steps(cfg.base)} steps); "
+        f"families: {', '.join(families)}",
         f"each run: {cfg.n_train} demonstrations of one family (replies: {cfg.style}), "
         f"{cfg.steps} steps of 32 "
         f"conversations (one per row, unpacked, as a soft prompt needs), AdamW, warmup 10 then cosine, no weight decay, seed {cfg.seed}",
