@@ -128,3 +128,18 @@ def test_config_checks_and_round_trip() -> None:
         tiny(z_dim=0)
     with pytest.raises(GenlabError, match="unknown GAN setting 'depth'"):
         GANConfig.from_dict({**config.to_dict(), "depth": 3})
+
+
+def test_a_linear_output_is_the_tanh_generators_pre_activation() -> None:
+    torch.manual_seed(0)
+    tanh = Generator(tiny(16, image_channels=3))
+    linear = Generator(tiny(16, image_channels=3, output="linear"))
+    with torch.no_grad():
+        tanh.to_image.weight.mul_(100)  # a trained generator's outputs reach past +-1
+    linear.load_state_dict(tanh.state_dict())  # the same weights: only the last step differs
+    z = 4 * torch.randn(6, 8)
+    raw = linear(z)
+    torch.testing.assert_close(torch.tanh(raw), tanh(z))
+    assert raw.abs().max() > 1  # unbounded: sampling clamps
+    with pytest.raises(GenlabError, match="unknown GAN output 'sigmoid'"):
+        tiny(output="sigmoid")

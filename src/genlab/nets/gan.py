@@ -37,6 +37,7 @@ from genlab.nets.caption_bag import CaptionBag
 LEAK = 0.2  # slope of the discriminator's leaky ReLUs (DCGAN)
 INIT_STD = 0.02  # DCGAN: every weight from N(0, 0.02)
 NORMS = ("group", "batch")
+OUTPUTS = ("tanh", "linear")
 SIZES = (8, 16, 32, 64)
 
 
@@ -53,6 +54,7 @@ class GANConfig:
     cond_dim: int = 32  # the caption vector concatenated to z
     norm: str = "group"  # the generator's: group | batch (DCGAN's)
     spectral_norm: bool = False  # spectral normalisation of the discriminator's layers
+    output: str = "tanh"  # the generator's last activation: tanh (DCGAN) | linear (clamped later)
 
     def __post_init__(self) -> None:
         if self.image_size not in SIZES:
@@ -61,6 +63,8 @@ class GANConfig:
             )
         if self.norm not in NORMS:
             raise GenlabError(f"unknown GAN norm '{self.norm}': use {' or '.join(NORMS)}")
+        if self.output not in OUTPUTS:
+            raise GenlabError(f"unknown GAN output '{self.output}': use {' or '.join(OUTPUTS)}")
         sizes = (self.image_channels, self.z_dim, self.base_channels, self.cond_dim)
         if min(sizes) < 1 or self.cond_vocab < 0:
             raise GenlabError("GAN sizes must be positive (cond_vocab may be 0: unconditional)")
@@ -103,7 +107,10 @@ def _null_captions(captions: Tensor | None, n: int, device: torch.device) -> Ten
 
 
 class Generator(nn.Module):
-    """``forward(z (B, z_dim), captions (B, L) | None) -> images (B, C, H, W)`` in [-1, 1]."""
+    """``forward(z (B, z_dim), captions (B, L) | None) -> images (B, C, H, W)``, in [-1, 1]
+    through tanh. On images that are mostly exact white (+1) tanh saturates and the generator
+    gets almost no gradient where it must draw (the image-families GAN collapsed so); a linear
+    output avoids it and sampling clamps to [-1, 1] (StyleGAN's generator is linear too)."""
 
     def __init__(self, config: GANConfig) -> None:
         super().__init__()
@@ -129,7 +136,8 @@ class Generator(nn.Module):
         if self.captions is not None:
             captions = _null_captions(captions, z.shape[0], z.device)
             z = torch.cat([z, self.captions(captions).to(z.dtype)], dim=1)
-        return torch.tanh(self.to_image(self.ups(self.project(z))))
+        x = self.to_image(self.ups(self.project(z)))
+        return torch.tanh(x) if self.config.output == "tanh" else x
 
 
 class Discriminator(nn.Module):

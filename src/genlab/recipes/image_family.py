@@ -201,7 +201,8 @@ def build_family(
         )
         return Built(flow.KIND, config, flow.Glow(config), flow.FlowLoss())
     if cfg.model == "gan":
-        config = gan.GANConfig(**{**common, "base_channels": s.width, "z_dim": s.z_dim, **net})
+        shape = {"base_channels": s.width, "z_dim": s.z_dim, "output": s.gan_output}
+        config = gan.GANConfig(**{**common, **shape, **net})
         phases, optimizers = gan.gan_phases(s.gan_loss, s.r1_gamma)
         return Built(gan.KIND, config, gan.GAN(config), phases, optimizers, evaluates=False)
     shape = {
