@@ -49,6 +49,7 @@ DEMO_STYLES = {
     "hedging": 0.15,
     "padded_hedging": 0.15,
 }
+REPLY_STYLES = ("mixed", *DEMO_STYLES)  # what demonstrations(style=) takes
 
 _OPENERS = (
     "Great question!",
@@ -173,9 +174,9 @@ def demonstrations(
     pleasantries, 15% hedged, 15% both. One of those names styles every demonstration so; the
     prompts are the same either way.
     """
-    if style != "mixed" and style not in DEMO_STYLES:
+    if style not in REPLY_STYLES:
         raise GenlabError(
-            f"unknown demonstration style '{style}': use mixed or one of {', '.join(DEMO_STYLES)}"
+            f"unknown demonstration style '{style}': use one of {', '.join(REPLY_STYLES)}"
         )
     suite = _suite(source)
     rng = random.Random(f"tinyworld/demonstrations/{suite.world.seed}/{seed}")

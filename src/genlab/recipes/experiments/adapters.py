@@ -41,7 +41,7 @@ from genlab.core.sweep import Metrics, markdown_table, point_dir, run_sweep
 from genlab.core.train_config import TrainConfig
 from genlab.data.record_sources import ConversationData
 from genlab.data.records import write_jsonl
-from genlab.data.tinyworld.preferences import DEMO_STYLES
+from genlab.data.tinyworld.preferences import REPLY_STYLES
 from genlab.data.tinyworld.records import DEFAULT_FAMILIES, parse_families, world_seed_of
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.metrics.bootstrap import bootstrap_mean
@@ -104,12 +104,18 @@ class AdaptersConfig:
             "n_train": self.n_train >= 32,
             "steps": self.steps >= 1,
             "base_steps": self.base_steps >= 1,
-            "style": self.style == "mixed" or self.style in DEMO_STYLES,
+            "style": self.style in REPLY_STYLES,
             "n_per_family": self.n_per_family >= 2,
             "parallel": self.parallel >= 1,
             **{f"lr_{m}": bool(self.lrs(m)) and min(self.lrs(m)) > 0 for m in METHODS},
         }
         refuse_invalid(self, checks, "experiment setting")
+
+
+def pretrained_steps(run: str | Path) -> int | None:
+    """The steps a run has trained (its ``state.json``), ``None`` when it has none."""
+    state = Path(run) / STATE_FILE
+    return int(read_json(state, "run state")["step"]) if state.is_file() else None
 
 
 def build_base(cfg: AdaptersConfig, chat: ChatGPTConfig | None = None) -> None:
@@ -119,9 +125,7 @@ def build_base(cfg: AdaptersConfig, chat: ChatGPTConfig | None = None) -> None:
     base, corpus = Path(cfg.base), Path(f"{cfg.base}-corpus.jsonl")
     if (base / "model.safetensors").is_file() and not corpus.is_file():
         return  # a base of the user's own: used as it is
-    if (base / STATE_FILE).is_file() and read_json(base / STATE_FILE, "base state")[
-        "step"
-    ] >= cfg.base_steps:
+    if (pretrained_steps(base) or 0) >= cfg.base_steps:
         return  # built by an earlier run
     chat = chat or demo_config(seed=cfg.seed)
     if not corpus.is_file():
@@ -317,14 +321,9 @@ def run_experiment(cfg: AdaptersConfig, command: str = "") -> dict[str, Any]:
     }
     gained = {m: np.subtract(pooled[m], floor) for m in METHODS}  # what tuning adds, per prompt
     for method in METHODS[1:]:
-        ratio = ratio_interval(pooled[method], pooled["full"], cfg.seed)
-        gain = ratio_interval(gained[method], gained["full"], cfg.seed)
-        results["methods"][method]["of_full"] = dict(
-            zip(("mean", "low", "high"), ratio, strict=True)
-        )
-        results["methods"][method]["of_gain"] = dict(
-            zip(("mean", "low", "high"), gain, strict=True)
-        )
+        for key, arms in (("of_full", pooled), ("of_gain", gained)):
+            ratio = ratio_interval(arms[method], arms["full"], cfg.seed)
+            results["methods"][method][key] = dict(zip(("mean", "low", "high"), ratio, strict=True))
     lora = results["methods"]["lora"]
     results["goal"] = {
         "score": lora["of_full"]["mean"] >= GOAL_SCORE,
@@ -370,11 +369,6 @@ def _answers(
     return read_json(where / "answers.json", "a run's answers")
 
 
-def _steps(run: str) -> str:
-    state = Path(run) / STATE_FILE
-    return f"{read_json(state, 'base state')['step']:,}" if state.is_file() else "?"
-
-
 def _size(n: float) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} KB"
 
@@ -414,8 +408,10 @@ def table(results: Mapping[str, Any]) -> str:
 
 
 def settings_lines(cfg: AdaptersConfig, families: Sequence[str], full_params: int) -> list[str]:
+    steps = pretrained_steps(cfg.base)
+    base_steps = "?" if steps is None else f"{steps:,}"
     return [
-        f"base: `{cfg.base}` ({full_params:,} parameters, pretrained {_steps(cfg.base)} steps); "
+        f"base: `{cfg.base}` ({full_params:,} parameters, pretrained {base_steps} steps); "
         f"families: {', '.join(families)}",
         f"each run: {cfg.n_train} demonstrations of one family (replies: {cfg.style}), "
         f"{cfg.steps} steps of 32 "
