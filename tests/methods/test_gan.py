@@ -131,6 +131,39 @@ def test_the_discriminator_loss_adds_half_gamma_r1() -> None:
     assert plain.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+def test_instance_noise_reaches_every_image_the_discriminator_sees() -> None:
+    """With noise std s, D scores ``image + s * eps`` for fakes and reals alike, eps drawn from
+    the global generator after the generator's pass; the generator's own output is clean."""
+    torch.manual_seed(0)
+    source, tokenizer = shapes(8)
+    gan = GAN(tiny_config(tokenizer.vocab_size))
+    images, captions = source.get_batch(0, 0, 8, 8)
+    z = torch.randn(8, 16)
+    torch.manual_seed(3)
+    noisy = gan(z, captions, images, instance_noise=0.5)
+    torch.manual_seed(3)
+    clean = gan(z, captions, images)
+    eps = torch.randn(16, *images.shape[1:])  # drawn after the generator's pass, as forward does
+    by_hand = gan.discriminator(
+        torch.cat([clean.fake, images]) + 0.5 * eps, torch.cat([captions, captions])
+    )
+    torch.testing.assert_close(noisy.fake, clean.fake)
+    torch.testing.assert_close(torch.cat([noisy.fake_logits, noisy.real_logits]), by_hand)
+    assert not torch.allclose(noisy.real_logits, clean.real_logits, atol=1e-3)
+    torch.manual_seed(3)
+    alone = gan(z, captions, instance_noise=0.5)  # the generator's phase: fakes only
+    torch.manual_seed(3)
+    gan.generator(z, captions)
+    eps = torch.randn_like(clean.fake)
+    torch.testing.assert_close(
+        alone.fake_logits, gan.discriminator(clean.fake + 0.5 * eps, captions)
+    )
+    with pytest.raises(GenlabError, match="instance noise"):
+        gan_phases(instance_noise=-0.1)
+    with pytest.raises(GenlabError, match="instance noise"):
+        gan_phases(instance_noise=float("nan"))
+
+
 def settings(**kw) -> TrainConfig:
     values = dict(
         max_steps=6,

@@ -121,6 +121,40 @@ def test_one_token_per_step_without_noise_is_greedy_left_to_right_decoding() -> 
     assert torch.equal(one_shot[:, 0], greedy[:, 0])
 
 
+def test_infinite_choice_temperature_decides_in_a_random_order() -> None:
+    """At temperature inf the planted model's confidence (highest on the left) is ignored: one
+    token per step goes to a random hidden slot, filled as greedy decoding in that order would."""
+    B, N = 3, 12
+    predict = chain_predictor(torch.arange(B))
+    seen: list[torch.Tensor] = []
+
+    def recording(tokens: torch.Tensor) -> torch.Tensor:
+        seen.append(tokens.clone())
+        return predict(tokens)
+
+    start = torch.full((B, N), MASK)
+    g = torch.Generator().manual_seed(0)
+    got = decode_tokens(recording, start, MASK, N, g, temperature=math.inf, token_temperature=0.0)
+    seen.append(got)
+    orders = torch.stack([(b != MASK).sum(1) for b in seen[1:]])  # one more slot per step
+    assert torch.equal(orders, torch.arange(1, N + 1)[:, None].expand(N, B))
+    decided = torch.stack(
+        [(after != before).int().argmax(1) for before, after in zip(seen, seen[1:], strict=False)]
+    )
+    by_hand = torch.full((B, N), MASK)
+    for step in decided:  # greedy decoding in the order the sampler chose
+        rows = torch.arange(B)
+        by_hand[rows, step] = predict(by_hand)[rows, step].argmax(-1)
+    assert torch.equal(got, by_hand)
+    left_to_right = torch.arange(N)[:, None].expand(N, B)
+    assert not torch.equal(decided, left_to_right)
+    assert all(sorted(decided[:, b].tolist()) == list(range(N)) for b in range(B))
+    again = decode_tokens(
+        predict, start, MASK, N, torch.Generator().manual_seed(1), math.inf, token_temperature=0.0
+    )
+    assert not torch.equal(again, got)  # another seed, another order (the chain's tokens differ)
+
+
 def test_training_mask_hides_a_cosine_fraction_and_scores_only_hidden_codes() -> None:
     class Oracle(torch.nn.Module):
         """Knows every code: sure of it where hidden, sure of a wrong code where visible."""

@@ -186,13 +186,23 @@ class GAN(nn.Module):
         self.discriminator = Discriminator(config)
 
     def forward(
-        self, z: Tensor, captions: Tensor | None = None, real: Tensor | None = None
+        self,
+        z: Tensor,
+        captions: Tensor | None = None,
+        real: Tensor | None = None,
+        instance_noise: float = 0.0,
     ) -> GANOutput:
         """Generate from ``z`` and score the fakes, and ``real`` images if given, under the same
-        captions, in one discriminator pass (rows are scored independently)."""
+        captions, in one discriminator pass (rows are scored independently). The discriminator
+        sees its images plus Gaussian noise of std ``instance_noise`` (drawn from torch's global
+        generator; 0: none)."""
         fake = self.generator(z, captions)
+        both = fake if real is None else torch.cat([fake, real.to(fake.dtype)])
+        if instance_noise:
+            both = both + instance_noise * torch.randn_like(both)
+        if captions is not None and real is not None:
+            captions = torch.cat([captions, captions])
+        logits = self.discriminator(both, captions)
         if real is None:
-            return GANOutput(fake, self.discriminator(fake, captions), None)
-        both = None if captions is None else torch.cat([captions, captions])
-        logits = self.discriminator(torch.cat([fake, real.to(fake.dtype)]), both)
+            return GANOutput(fake, logits, None)
         return GANOutput(fake, logits[: len(fake)], logits[len(fake) :])

@@ -27,6 +27,7 @@ class FamilySettings:
     r1_gamma: float = 1.0  # gan: R1 penalty weight on real images (0: off)
     z_dim: int = 64  # gan: noise size
     gan_output: Literal["tanh", "linear"] = "tanh"  # gan: the generator's last activation
+    instance_noise: float = 0.0  # gan: std of Gaussian noise on every image D sees (0: off)
     tokenizer: str = "palette"  # igpt, maskgit: "palette" (pixel colours) or a vq run folder
     palette_colors: int = 16  # igpt, maskgit with the palette: colours
     palette_grid: int = 16  # igpt, maskgit with the palette: the token grid's side

@@ -15,6 +15,12 @@ The discriminator's loss adds the R1 penalty (Mescheder et al., 2018, "Which Tra
 for GANs do actually Converge?"): ``gamma / 2 * E ||grad_x D(x)||^2`` on real images, which
 keeps D flat on the data and makes training converge locally.
 
+Instance noise (Arjovsky & Bottou, 2017, "Towards Principled Methods for Training Generative
+Adversarial Networks"; Sonderby et al., 2017) adds Gaussian noise to every image D sees, real
+and fake, in both phases: the two distributions then overlap, so D cannot win on a detail the
+generator cannot reach (on the shapes, the exact white of the background) and its gradient
+stays informative.
+
 Under DDP every parameter must take part in each backward, so the discriminator's phase does
 not detach the fakes: gradients reach the generator and are dropped (the trainer clears every
 gradient after each phase). A GAN has no likelihood, hence no ``bits_per_dim``; it is judged
@@ -42,6 +48,11 @@ LOSSES = ("hinge", "non-saturating")
 def _check_loss(loss: str) -> None:
     if loss not in LOSSES:
         raise GenlabError(f"unknown GAN loss '{loss}': use {' or '.join(LOSSES)}")
+
+
+def _check_noise(std: float) -> None:
+    if not 0 <= std < float("inf"):
+        raise GenlabError(f"instance noise must be a finite std >= 0, got {std}")
 
 
 def discriminator_loss(real_logits: Tensor, fake_logits: Tensor, loss: str = "hinge") -> Tensor:
@@ -74,15 +85,20 @@ def _latents_like(model: nn.Module, images: Tensor) -> Tensor:
 
 class DiscriminatorLoss:
     """The discriminator's phase: its loss on real images and on fresh fakes under the batch's
-    captions, plus ``r1_gamma / 2`` times R1. Metrics: mean logits ``real`` and ``fake``, and
-    ``r1`` (the unweighted penalty)."""
+    captions, plus ``r1_gamma / 2`` times R1; ``instance_noise``: the std of the noise added
+    to D's inputs. Metrics: mean logits ``real`` and ``fake``, and ``r1`` (the unweighted
+    penalty)."""
 
-    def __init__(self, loss: str = "hinge", r1_gamma: float = 1.0) -> None:
+    def __init__(
+        self, loss: str = "hinge", r1_gamma: float = 1.0, instance_noise: float = 0.0
+    ) -> None:
         _check_loss(loss)
+        _check_noise(instance_noise)
         if r1_gamma < 0:
             raise GenlabError(f"r1_gamma must be >= 0, got {r1_gamma}")
         self.loss = loss
         self.r1_gamma = r1_gamma
+        self.instance_noise = instance_noise
 
     def __call__(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor | int]]:
         images, captions = batch
@@ -90,7 +106,7 @@ class DiscriminatorLoss:
         # R1 differentiates D(x) by x, also inside the trainer's no-grad evaluation
         with torch.enable_grad():
             real = images.detach().requires_grad_(self.r1_gamma > 0)
-            out = model(z, captions, real)
+            out = model(z, captions, real, self.instance_noise)
             real_logits, fake_logits = out.real_logits.float(), out.fake_logits.float()
             loss = discriminator_loss(real_logits, fake_logits, self.loss)
             r1 = r1_penalty(real_logits, real) if self.r1_gamma > 0 else loss.new_zeros(())
@@ -106,15 +122,18 @@ class DiscriminatorLoss:
 
 class GeneratorLoss:
     """The generator's phase: its loss on fresh fakes under the batch's captions. Metric:
-    ``fake``, the mean logit of its images."""
+    ``fake``, the mean logit of its images (seen through the same instance noise as D's)."""
 
-    def __init__(self, loss: str = "hinge") -> None:
+    def __init__(self, loss: str = "hinge", instance_noise: float = 0.0) -> None:
         _check_loss(loss)
+        _check_noise(instance_noise)
         self.loss = loss
+        self.instance_noise = instance_noise
 
     def __call__(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor | int]]:
         images, captions = batch
-        fake_logits = model(_latents_like(model, images), captions).fake_logits.float()
+        z = _latents_like(model, images)
+        fake_logits = model(z, captions, None, self.instance_noise).fake_logits.float()
         loss = generator_loss(fake_logits, self.loss)
         return loss, {"fake": fake_logits.detach().mean(), "samples": len(images)}
 
@@ -125,14 +144,16 @@ def gan_phases(
     d_lr: float | None = None,
     g_lr: float | None = None,
     weight_decay: float | None = 0.0,
+    instance_noise: float = 0.0,
 ) -> tuple[list[Phase], dict[str, OptimizerGroup]]:
     """The trainer's ``step_fn`` and ``optimizers`` for a :class:`~genlab.nets.gan.GAN`: phase
     ``d`` steps the optimizer ``discriminator``, then phase ``g`` the optimizer ``generator``
     (logged as ``d_loss``, ``d_real``, ``d_fake``, ``d_r1``, ``g_loss``, ``g_fake``). Learning
-    rates ``None`` are the run's; GANs train without weight decay (``None``: the run's)."""
+    rates ``None`` are the run's; GANs train without weight decay (``None``: the run's);
+    ``instance_noise`` is the std of the noise on D's inputs in both phases."""
     phases = [
-        Phase(DiscriminatorLoss(loss, r1_gamma), ("discriminator",), "d"),
-        Phase(GeneratorLoss(loss), ("generator",), "g"),
+        Phase(DiscriminatorLoss(loss, r1_gamma, instance_noise), ("discriminator",), "d"),
+        Phase(GeneratorLoss(loss, instance_noise), ("generator",), "g"),
     ]
     optimizers = {
         "discriminator": OptimizerGroup("discriminator", d_lr, weight_decay),

@@ -7,8 +7,10 @@ every token hidden; at step t of T it predicts all hidden tokens at once, draws 
 and keeps the most confident so that ``floor(N cos(pi/2 t/T))`` stay hidden (the cosine
 schedule: few decisions first, most at the end). A decided token is never hidden again, unlike
 mask-predict's re-masking. The confidence is the drawn token's log-prob plus Gumbel noise scaled
-by ``temperature * (1 - t/T)``, annealed to none at the last step. Classifier-free guidance
-(Ho & Salimans, 2022) extrapolates the logits away from the null caption's.
+by ``temperature * (1 - t/T)``, annealed to none at the last step; an infinite temperature
+ignores the confidence and decides tokens in a uniformly random order (the sampler of absorbing
+discrete diffusion, Austin et al., 2021). Classifier-free guidance (Ho & Salimans, 2022)
+extrapolates the logits away from the null caption's.
 
 The vocabulary and captions are image GPT's (:class:`TokenImageConfig`); the network is
 genlab's GPT with ``causal=False`` over ``[caption, codes]``, hidden codes read as MASK.
@@ -126,8 +128,8 @@ def decode_tokens(
     ``predict`` gives logits or log-probs (B, N, V) for every slot.
 
     Each step draws a token for every hidden slot from ``softmax(logits / token_temperature)``
-    (0: argmax), scores it by its log-prob plus ``temperature * (1 - t/T)`` Gumbel noise, and
-    keeps all but the ``floor(count * cosine_schedule(t, T))`` lowest-scoring ones hidden
+    (0: argmax), scores it by its log-prob plus ``temperature * (1 - t/T)`` Gumbel noise (an
+    infinite ``temperature``: by the noise alone, a random order), and keeps all but the ``floor(count * cosine_schedule(t, T))`` lowest-scoring ones hidden
     (``count``: the row's hidden slots at the start), deciding at least one per step. Tokens
     given at the start, and tokens once decided, never change.
     """
@@ -144,7 +146,9 @@ def decode_tokens(
         logp = predict(tokens).float().log_softmax(-1)
         drawn = choose(logp.flatten(0, 1), generator, draw).view(tokens.shape)
         score = logp.gather(-1, drawn[..., None]).squeeze(-1)
-        if temperature > 0:
+        if math.isinf(temperature):
+            score = gumbel(tuple(tokens.shape), generator).to(tokens.device)
+        elif temperature > 0:
             noise = gumbel(tuple(tokens.shape), generator).to(tokens.device)
             score = score + temperature * (1 - t / steps) * noise
         keep_hidden = (count * cosine_schedule(t, steps)).floor().long()
