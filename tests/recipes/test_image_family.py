@@ -105,6 +105,10 @@ def test_token_run_carries_its_vq_tokenizer_and_resumes_exactly(vq_run, tmp_path
     fr = open_family_run(tmp_path / "maskgit")
     assert fr.tokens is not None and fr.tokens.grid == (8, 8)
     assert fr.generate(PROMPTS, seed=0, steps=2).shape == (2, 3, 16, 16)
+    grid = tmp_path / "random-order.png"  # --temperature inf: decided in a random order
+    argv = ["image", "sample", str(tmp_path / "maskgit"), "--steps", "2", "--n", "1"]
+    main([*argv, "--temperature", "inf", "--out", str(grid)])
+    assert Image.open(grid).size == (4 * (18 + 2), 4 * (18 + 2))
 
 
 def test_gan_resumes_exactly_through_the_recipe(tmp_path):
@@ -176,7 +180,12 @@ def test_image_families_experiment_writes_its_tables_and_reuses_its_runs(tmp_pat
         assert r["seconds_per_image"] > 0 and r["seconds_batch1"] > 0
         assert (r["bits_per_dim"] is None) == (method in ("diffusion", "gan", "maskgit"))
     steps = result["maskgit_steps"]
-    assert [r["steps"] for r in steps] == [1, 2]
+    assert [(r["order"], r["steps"]) for r in steps] == [
+        ("confidence", 1),
+        ("confidence", 2),
+        ("random", 1),
+        ("random", 2),
+    ]
     igpt = rows["igpt"]
     assert steps[0]["speedup_batch1"] == pytest.approx(
         igpt["seconds_batch1"] / steps[0]["seconds_batch1"]
@@ -184,6 +193,7 @@ def test_image_families_experiment_writes_its_tables_and_reuses_its_runs(tmp_pat
     page = (tmp_path / "docs" / "image_families.md").read_text()
     assert "genlab experiment image-families" in page and "| real vs real |" in page
     assert page.count("| maskgit |") == 1 and "MaskGIT's steps against image GPT" in page
+    assert "| random | 2 |" in page and "| confidence | 1 |" in page
     for png in ("image_families.png", "image_families_samples.png"):
         assert (tmp_path / "docs" / png).read_bytes()[:4] == b"\x89PNG"
 

@@ -110,7 +110,10 @@ def sample(
     temperature: Annotated[
         float | None,
         typer.Option(
-            "--temperature", min=0.0, help="VAE, flow, igpt, maskgit: each its own default."
+            "--temperature",
+            min=0.0,
+            help="VAE, flow, igpt: the noise's or tokens' (each its own default); maskgit: the "
+            "choice noise's (4.5; inf: decide tokens in a random order).",
         ),
     ] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Use the raw weights, not the EMA.")] = False,

@@ -203,9 +203,7 @@ def build_family(
     if cfg.model == "gan":
         shape = {"base_channels": s.width, "z_dim": s.z_dim, "output": s.gan_output}
         config = gan.GANConfig(**{**common, **shape, **net})
-        phases, optimizers = gan.gan_phases(
-            s.gan_loss, s.r1_gamma, instance_noise=s.instance_noise
-        )
+        phases, optimizers = gan.gan_phases(s.gan_loss, s.r1_gamma, instance_noise=s.instance_noise)
         return Built(gan.KIND, config, gan.GAN(config), phases, optimizers, evaluates=False)
     shape = {
         "num_codes": tokens.num_codes,

@@ -171,7 +171,8 @@ def decode(
 ) -> Tensor:
     """Codes (n, h, w) by :func:`decode_tokens` from all-MASK with ``model``; ``temperature``
     is the choice noise's, 4.5 as in the paper (measured here: FID 4,796 against 9,311 at 1.0,
-    8 steps, docs/images.md).
+    8 steps); ``math.inf`` decides in a random order, which on the shapes beat every finite
+    temperature (1,161 against 3,462 at 4.5; docs/images.md).
 
     ``guidance`` w > 0: classifier-free guidance, logits ``cond + w (cond - uncond)`` with the
     null caption as ``uncond`` (w = 0 is the plain model; diffusion's scale s is 1 + w), both
