@@ -11,7 +11,7 @@ every row is measured the same way: FID with genlab features against real images
 captions (with the real-vs-real floor drawn alike), caption adherence, seconds per image (in
 batches, and at batch 1: the latency a user waits), bits per dimension where defined.
 
-    genlab experiment image-families          # 7 minutes per family, about an hour in all
+    genlab experiment image-families          # 7 minutes per family, about 75 minutes in all
 """
 
 from __future__ import annotations
