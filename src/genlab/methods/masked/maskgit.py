@@ -129,9 +129,10 @@ def decode_tokens(
 
     Each step draws a token for every hidden slot from ``softmax(logits / token_temperature)``
     (0: argmax), scores it by its log-prob plus ``temperature * (1 - t/T)`` Gumbel noise (an
-    infinite ``temperature``: by the noise alone, a random order), and keeps all but the ``floor(count * cosine_schedule(t, T))`` lowest-scoring ones hidden
-    (``count``: the row's hidden slots at the start), deciding at least one per step. Tokens
-    given at the start, and tokens once decided, never change.
+    infinite ``temperature``: by the noise alone, a random order), and keeps all but the
+    ``floor(count * cosine_schedule(t, T))`` lowest-scoring ones hidden (``count``: the row's
+    hidden slots at the start), deciding at least one per step. Tokens given at the start, and
+    tokens once decided, never change.
     """
     if steps < 1:
         raise GenlabError(f"MaskGIT decoding needs at least 1 step, got {steps}")
@@ -145,12 +146,13 @@ def decode_tokens(
             break  # more steps than tokens
         logp = predict(tokens).float().log_softmax(-1)
         drawn = choose(logp.flatten(0, 1), generator, draw).view(tokens.shape)
-        score = logp.gather(-1, drawn[..., None]).squeeze(-1)
-        if math.isinf(temperature):
+        if math.isinf(temperature):  # the confidence ignored: a random order
             score = gumbel(tuple(tokens.shape), generator).to(tokens.device)
-        elif temperature > 0:
-            noise = gumbel(tuple(tokens.shape), generator).to(tokens.device)
-            score = score + temperature * (1 - t / steps) * noise
+        else:
+            score = logp.gather(-1, drawn[..., None]).squeeze(-1)
+            if temperature > 0:
+                noise = gumbel(tuple(tokens.shape), generator).to(tokens.device)
+                score = score + temperature * (1 - t / steps) * noise
         keep_hidden = (count * cosine_schedule(t, steps)).floor().long()
         keep_hidden = torch.minimum(keep_hidden, hidden.sum(1) - 1).clamp(min=0)
         stay = lowest(score, keep_hidden, hidden)

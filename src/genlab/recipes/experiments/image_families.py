@@ -281,7 +281,8 @@ def run_experiment(cfg: ImageFamiliesConfig, command: str = "") -> dict[str, Any
     for method in cfg.methods:
         run = train_method(method, cfg, cfg.minutes, vq_run)
         done = read_json(run / DONE_FILE)
-        measured = _measured(run, _row_key(key, method, cfg))
+        row_key = _row_key(key, method, cfg)
+        measured = _measured(run, row_key)
         if measured is not None:
             row, images = measured
         elif method == "diffusion":
@@ -294,7 +295,7 @@ def run_experiment(cfg: ImageFamiliesConfig, command: str = "") -> dict[str, Any
             row["bits_per_dim"] = fr.bits_per_dim(held_out, held_captions, cfg.seed)
         if measured is None:
             atomic_save_tensors(run / STRIP_FILE, {"images": images[:8].contiguous()})
-            atomic_write_json(run / MEASURED_FILE, {"key": _row_key(key, method, cfg), "row": row})
+            atomic_write_json(run / MEASURED_FILE, {"key": row_key, "row": row})
         rows.append({"method": method, **done, **row})
         strips.append(images[:8])
         print(f"{method}: {json.dumps(rows[-1])}", flush=True)
@@ -342,15 +343,16 @@ def measurement_key(cfg: ImageFamiliesConfig, features: Path) -> dict[str, Any]:
         "latency_images",
         "diffusion_steps",
         "diffusion_guidance",
-        "maskgit_order",
         "seed",
     )
     return {**{k: getattr(cfg, k) for k in names}, "features": weights_digest(features)}
 
 
 def _row_key(key: dict[str, Any], method: str, cfg: ImageFamiliesConfig) -> dict[str, Any]:
-    """A family row's key: the experiment's, and the flow's sampling temperature for its row."""
-    return {**key, "flow_temperature": cfg.flow_temperature} if method == "flow" else key
+    """A family row's key: the experiment's, and the sampler setting only that row reads (the
+    flow's temperature, MaskGIT's order), so that changing it re-measures that row alone."""
+    own = {"flow": "flow_temperature", "maskgit": "maskgit_order"}.get(method)
+    return key if own is None else {**key, own: getattr(cfg, own)}
 
 
 def _measured(run: Path, key: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor] | None:
