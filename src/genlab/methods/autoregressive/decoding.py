@@ -14,6 +14,9 @@ a tool call, runs the tool and inserts its result this way.
 A ``logits_bias`` hook changes the raw logits before any choice is made, from each row's previous
 token and its logits: a sampling watermark (Kirchenbauer et al., 2023) adds a bias to a keyed
 green list this way. Reported log-probabilities stay the model's own.
+
+``constraints`` give some rows a grammar (``constrained``: a JSON schema or a regex) whose
+disallowed tokens get ``-inf`` after ``logits_bias`` and before the choice.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.core.errors import GenlabError
+from genlab.methods.autoregressive.constrained import Constraint, allowed_mask
 from genlab.methods.autoregressive.padding import left_pad
 from genlab.nets.gpt import GPT, positions_from_mask
 
@@ -127,6 +131,12 @@ class Decoder:
     ``logits_bias(prev, logits)`` changes each step's raw logits before the choice (greedy
     included); ``prev`` (B,) is each row's last token, the prompt's last at the first step and a
     forced token once it is taken.
+
+    ``constraints`` maps a result index to its own ``Constraint`` (each holds one sequence's
+    state): the tokens it does not allow get ``-inf`` after ``logits_bias``, and it advances with
+    the token taken. A forced token goes through it too and must be allowed (``GenlabError``
+    otherwise): force a tool's result after the constrained span's end token, not inside it.
+    Other rows decode exactly as without constraints.
     """
 
     def __init__(
@@ -141,6 +151,7 @@ class Decoder:
         num_samples: int = 1,
         compile: bool = False,
         logits_bias: LogitsBias | None = None,
+        constraints: Mapping[int, Constraint] | None = None,
     ) -> None:
         if not prompts:
             raise GenlabError("no prompts to generate from")
@@ -171,6 +182,12 @@ class Decoder:
         self._stop_ids = frozenset(config.stop_ids)
         self._forward = compiled(model) if compile else model
         self.logits_bias = logits_bias
+        self.constraints = dict(constraints or {})
+        outside = sorted(set(self.constraints) - set(range(len(self.results))))
+        if outside:
+            raise GenlabError(f"constraint for result {outside[0]}, which does not exist")
+        if len({id(c) for c in self.constraints.values()}) < len(self.constraints):
+            raise GenlabError("give each result its own Constraint: it holds one sequence's state")
 
         # Left-pad so that every prompt ends at the same column.
         B = len(prompts)
@@ -236,6 +253,9 @@ class Decoder:
         logits = self.logits
         if self.logits_bias is not None:
             logits = self.logits_bias(self.prev, logits)
+        allowed = self._allowed(logits.size(-1)) if self.constraints else None
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed, float("-inf"))
         if cfg.temperature == 0:
             plain = cfg.repetition_penalty == 1.0
             tokens = (logits if plain else process_logits(logits, self.history, cfg)).argmax(-1)
@@ -247,6 +267,8 @@ class Decoder:
                 queue = self._forced.get(index)
                 if queue:
                     tokens[r] = queue.pop(0)
+        if allowed is not None:
+            self._advance_constraints(tokens, allowed)
         token_lp = logprobs.gather(-1, tokens[:, None]).squeeze(-1)
 
         emitted: list[tuple[int, int, float]] = []
@@ -274,6 +296,30 @@ class Decoder:
             return emitted
         self._advance(tokens, finished)
         return emitted
+
+    def _allowed(self, vocab_size: int) -> Tensor | None:
+        """(B, V) bool mask of the tokens each row may take, or None when no row is constrained."""
+        rows = [(r, self.constraints[i]) for r, i in enumerate(self.rows) if i in self.constraints]
+        if not rows:
+            return None
+        allowed = torch.ones(len(self.rows), vocab_size, dtype=torch.bool)
+        for r, constraint in rows:
+            allowed[r] = allowed_mask(constraint, vocab_size)
+        return allowed.to(self.device)
+
+    def _advance_constraints(self, tokens: Tensor, allowed: Tensor) -> None:
+        """Move each row's constraint with its token, after checking them all (a forced token
+        may be one its constraint does not allow)."""
+        taken = allowed.gather(1, tokens[:, None]).squeeze(1).tolist()
+        for r, index in enumerate(self.rows):
+            if not taken[r]:
+                raise GenlabError(
+                    f"token {int(tokens[r])} forced on result {index} is not allowed by its "
+                    "constraint; force tokens after the constrained span ends"
+                )
+        for index, tok in zip(self.rows, tokens.tolist(), strict=True):
+            if index in self.constraints:
+                self.constraints[index].advance(tok)
 
     def _advance(self, tokens: Tensor, finished: list[int]) -> None:
         """Feed the new tokens through the model, dropping rows that finished."""
@@ -377,6 +423,7 @@ def generate(
     on_step: Callable[[Decoder, list[tuple[int, int, float]]], None] | None = None,
     compile: bool = False,
     logits_bias: LogitsBias | None = None,
+    constraints: Mapping[int, Constraint] | None = None,
 ) -> list[Generation]:
     """Continue each prompt (a list of token ids); return one ``Generation`` per sample.
 
@@ -386,7 +433,9 @@ def generate(
     called after every step with the decoder and the tokens just emitted; it may call
     ``decoder.force(index, ids)``. The same seed gives the same output. ``compile``
     compiles the one-token step and ``logits_bias`` changes the logits before each choice
-    (``Decoder``).
+    (``Decoder``). ``constraints`` maps a result index (as above: prompt i's sample j is
+    ``i*num_samples + j``) to its own ``Constraint``, which masks that row's logits (``Decoder``);
+    a row may stop (``"length"``) before its constrained text is complete.
     """
     config = _config(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop)
     decoder = Decoder(
@@ -399,6 +448,7 @@ def generate(
         num_samples=num_samples,
         compile=compile,
         logits_bias=logits_bias,
+        constraints=constraints,
     )
     while not decoder.done:
         emitted = decoder.step()
