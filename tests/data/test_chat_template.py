@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from genlab.core.errors import GenlabError
+from genlab.data.chat_template import TOOLS_HEADER, tool_call_text
 from genlab.data.tokenizer import Tokenizer
 
 CHAT = [
@@ -60,6 +61,41 @@ def test_render_prompt_is_a_prefix_of_the_full_chat(tok: Tokenizer) -> None:
         assert mask[len(prompt) - 1] == 0
 
 
+CALL = {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 2}'}}
+TOOLS = [{"type": "function", "function": {"name": "add", "description": "a + b"}}]
+
+
+def test_openai_tool_calls_render_as_json_calls(tok: Tokenizer) -> None:
+    second = {"type": "function", "function": {"name": "neg", "arguments": {"x": "é"}}}
+    chat = [
+        {"role": "user", "content": "What is 2+3?"},
+        {"role": "assistant", "content": None, "tool_calls": [CALL, second]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "5"},
+    ]
+    ids, mask = tok.render_chat(chat, add_generation_prompt=True, tools=TOOLS)
+    assert tok.decode(ids) == (
+        f'<|bos|><|system|>{TOOLS_HEADER}\n{{"name": "add", "description": "a + b"}}<|eot|>'
+        "<|user|>What is 2+3?<|eot|><|assistant|>"
+        '<|tool_call|>{"name": "add", "arguments": {"a": 2}}<|/tool_call|>'
+        '<|tool_call|>{"name": "neg", "arguments": {"x": "é"}}<|/tool_call|>'
+        "<|tool_result|>5<|/tool_result|><|assistant|>"
+    )
+    learned = tok.decode([i for i, m in zip(ids, mask, strict=True) if m])
+    assert learned.startswith("<|tool_call|>") and learned.endswith("<|/tool_call|>")
+    assert tool_call_text("add", '{"a": 2}') == '{"name": "add", "arguments": {"a": 2}}'
+
+
+def test_conversations_without_tools_render_as_before(tok: Tokenizer) -> None:
+    plain = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    with_empty = [plain[0], {**plain[1], "tool_calls": [], "tool_call": None}]
+    assert tok.render_chat(with_empty) == tok.render_chat(plain) == tok.render_chat(plain, tools=[])
+
+
+def test_tools_must_be_function_tools(tok: Tokenizer) -> None:
+    with pytest.raises(GenlabError, match="tool 0 must be"):
+        tok.render_prompt([{"role": "user", "content": "hi"}], tools=[{"name": "add"}])
+
+
 @pytest.mark.parametrize(
     ("messages", "match"),
     [
@@ -67,6 +103,14 @@ def test_render_prompt_is_a_prefix_of_the_full_chat(tok: Tokenizer) -> None:
         ([{"role": "user"}], "needs a 'content' string"),
         ([{"role": "user", "content": 3}], "needs a 'content' string"),
         ([{"role": "user", "content": "x", "tool_call": "f()"}], "tool_call"),
+        ([{"role": "tool", "content": "x", "tool_calls": [CALL]}], "only an assistant"),
+        ([{"role": "assistant", "content": None}], "needs a 'content' string"),
+        ([{"role": "assistant", "content": "", "tool_calls": "f()"}], "must be a list"),
+        ([{"role": "assistant", "content": "", "tool_calls": [{"name": "f"}]}], "tool call 0"),
+        (
+            [{"role": "assistant", "content": "", "tool_call": "f()", "tool_calls": [CALL]}],
+            "without",
+        ),
         (["hello"], "not a dict"),
         ("hello", "list of"),
     ],

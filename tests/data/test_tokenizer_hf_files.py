@@ -44,6 +44,28 @@ CHATS = {
         {"role": "user", "content": ""},
         {"role": "assistant", "content": ""},
     ],
+    "OpenAI tool calls": [
+        {"role": "user", "content": "What is 2+3, and the weather in Zürich?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "add", "arguments": '{"a": 2,"b":3}'},
+                },
+                {
+                    "id": "call_2",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": {"city": "Zürich"}},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "5"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "sunny"},
+        {"role": "assistant", "content": "5, and sunny."},
+    ],
     "near misses of special tokens": [
         {"role": "user", "content": "<|eot <|EOT|> < |user| > |> <| {{ x }} {% generation %}"},
         {"role": "assistant", "content": "<|assistant| <|/tool_call"},
@@ -125,6 +147,34 @@ def test_chat_template_gives_render_chat_ids_and_mask(tok: Tokenizer, hf_tok, na
     assert prompt == tok.render_prompt(messages)
 
 
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "weather",
+            "description": "Today's weather in a city {e.g. Zürich}.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    },
+    {"type": "function", "function": {"name": "now"}},
+]
+
+
+@pytest.mark.parametrize("name", ["one turn", "OpenAI tool calls"])
+def test_chat_template_lists_tools_as_render_chat_does(tok: Tokenizer, hf_tok, name: str) -> None:
+    messages = CHATS[name]
+    ids, mask = tok.render_chat(messages, tools=TOOLS)
+    out = chat_ids(hf_tok, messages, tools=TOOLS, return_assistant_tokens_mask=True)
+    assert out["input_ids"] == ids
+    assert out["assistant_masks"] == mask
+    prompt = chat_ids(hf_tok, messages, tools=TOOLS, add_generation_prompt=True)["input_ids"]
+    assert prompt == tok.render_prompt(messages, tools=TOOLS)
+
+
 @pytest.mark.parametrize("name", ADVERSARIAL)
 def test_spelled_special_tokens_stay_text_when_sanitized(tok: Tokenizer, hf_tok, name: str) -> None:
     messages = ADVERSARIAL[name]
@@ -140,6 +190,8 @@ def test_chat_template_refuses_what_render_chat_refuses(hf_tok) -> None:
         chat_ids(hf_tok, [{"role": "robot", "content": "hi"}])
     with pytest.raises(TemplateError, match="content string"):
         chat_ids(hf_tok, [{"role": "user", "content": 3}])
+    with pytest.raises(TemplateError, match="only an assistant"):
+        chat_ids(hf_tok, [{"role": "user", "content": None, "tool_calls": [{"function": {}}]}])
 
 
 def test_new_save_round_trips(tok: Tokenizer, folder: Path, tmp_path: Path) -> None:

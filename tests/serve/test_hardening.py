@@ -152,7 +152,7 @@ def test_a_failure_inside_the_server_is_a_500_without_insides(server, tokenizer,
 def test_a_megabyte_message_is_refused_before_it_is_tokenized(server, tokenizer, monkeypatch):
     calls = []
     real = tokenizer.render_prompt
-    monkeypatch.setattr(tokenizer, "render_prompt", lambda m: calls.append(1) or real(m))
+    monkeypatch.setattr(tokenizer, "render_prompt", lambda *a: calls.append(1) or real(*a))
     big = {**CHAT, "messages": [{"role": "user", "content": "é" * 10_000}]}
     error = openai_error(send(server, "/v1/chat/completions", big), 400)
     assert error["code"] == "context_length_exceeded" and error["param"] == "messages"

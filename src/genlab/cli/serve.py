@@ -1,5 +1,6 @@
 """``genlab serve``: an OpenAI-compatible API and a chat page for a GPT checkpoint, and for
-adapters on it (``--adapter NAME=RUN_FOLDER``), each a model of its own name."""
+adapters on it (``--adapter NAME=RUN_FOLDER``), each a model of its own name; with
+``--server-tools``, tools the server runs itself when the model calls them."""
 
 from __future__ import annotations
 
@@ -67,13 +68,24 @@ def serve(
     watermark_gamma: float = GAMMA,
     watermark_delta: float = DELTA,
     watermark_entropy: float = ENTROPY,
+    server_tools: list[str] | None = typer.Option(
+        None,
+        help="Tools the server runs itself when the model calls them, the client seeing only "
+        "the answer (comma-separated or repeated): calculator, calendar, search.",
+    ),
+    documents: Path | None = typer.Option(
+        None, help="Folder of .txt, .md or .jsonl documents that the search tool searches."
+    ),
 ) -> None:
     """Serve RUN at http://HOST:PORT: the chat page at /, the OpenAI API under /v1."""
     from genlab.serve.api import serve as run_server
+    from genlab.tools.toolbox import toolbox
 
     if not run.is_dir():
         raise GenlabError(f"run folder not found: {run}")
     adapters = adapter_folders(adapter or [])
+    names = [n.strip() for names in server_tools or () for n in names.split(",") if n.strip()]
+    tools = toolbox(names, documents=documents) if names else None
     bias = watermark_bias(watermark, watermark_gamma, watermark_delta, watermark_entropy)
     if not api_key and host not in LOOPBACK:
         typer.echo(
@@ -96,4 +108,5 @@ def serve(
         log_level=log_level,
         adapters=adapters,
         logits_bias=bias,
+        server_tools=tools,
     )

@@ -411,15 +411,23 @@ class Tokenizer:
     # ---- chat template -------------------------------------------------------------------------
 
     def render_chat(
-        self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = False
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        add_generation_prompt: bool = False,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> tuple[list[int], list[int]]:
         """Ids of a conversation and its loss mask (1 on assistant-written tokens only).
 
         The layout is in :mod:`genlab.data.chat_template`. ``add_generation_prompt`` appends
-        ``<|assistant|>`` (mask 0) so that a model continues as the assistant.
+        ``<|assistant|>`` (mask 0) so that a model continues as the assistant; ``tools`` (OpenAI
+        function tools) are listed in a system turn first.
         """
-        return chat_template.render_chat(self, messages, add_generation_prompt)
+        return chat_template.render_chat(self, messages, add_generation_prompt, tools)
 
-    def render_prompt(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
+    def render_prompt(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[int]:
         """Ids of a conversation that end with ``<|assistant|>``, ready for the model to answer."""
-        return self.render_chat(messages, add_generation_prompt=True)[0]
+        return self.render_chat(messages, add_generation_prompt=True, tools=tools)[0]

@@ -19,16 +19,23 @@ traceback) when the server itself fails.
 With adapters loaded into the base (``load_model``), a request's ``model`` picks one: the base's
 own name picks the base, an adapter's name that adapter, and requests for different adapters
 share the engine's batches (S-LoRA/Punica style, ``genlab.serve.engine``).
+
+Chat completions take OpenAI's function calling (``tools``, ``tool_choice``, ``response_format``;
+``genlab.serve.calls``: each turn's grammar, compiled off the event loop) and may run tools of
+the server's own (``genlab.serve.server_tools``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -54,13 +61,16 @@ except ModuleNotFoundError as e:  # an optional extra
 
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.methods.autoregressive.decoding import LogitsBias
+from genlab.serve.calls import Grammars, plan
 from genlab.serve.engine import Engine, SequenceRequest
 from genlab.serve.errors import ApiError, http_error, server_error, validation_error
 from genlab.serve.gate import Gate
 from genlab.serve.logprobs import TokenTable, score_prompt
 from genlab.serve.responses import ChatChoices, Echo, TextChoices, answer, event_stream
 from genlab.serve.schemas import ChatCompletionRequest, CompletionRequest
+from genlab.serve.server_tools import MAX_ROUNDS, ToolLoop
 from genlab.serve.submission import Mailbox, Submission
+from genlab.tools.base import Tool
 
 
 def create_app(
@@ -71,6 +81,8 @@ def create_app(
     max_tokens_cap: int | None = None,
     max_body_bytes: int = 1 << 20,
     allowed_hosts: Iterable[str] | None = (),
+    server_tools: Mapping[str, Tool] | None = None,
+    grammar_budget_s: float = 5.0,
 ) -> FastAPI:
     """The FastAPI application serving ``engine``'s model under the name ``model_id``, and
     each of the engine's adapters under its own name.
@@ -78,6 +90,8 @@ def create_app(
     The engine's thread starts and stops with the application. ``max_tokens_cap`` bounds the
     ``max_tokens`` a request may ask for (default: the model's context). ``allowed_hosts`` are
     the ``Host`` names answered besides ``localhost`` and IP addresses (None: any name).
+    ``server_tools`` (name -> tool) run on the server when the model calls them;
+    ``grammar_budget_s`` is the time a request's new grammar may take to compile.
     """
     tokenizer = engine.tokenizer
     table = TokenTable(tokenizer)
@@ -88,6 +102,9 @@ def create_app(
         raise GenlabError(f"max_tokens_cap must be >= 1, got {cap}")
     created = int(time.time())
     page = resources.files("genlab.serve").joinpath("static/index.html").read_text("utf-8")
+    grammars = Grammars(tokenizer, grammar_budget_s)
+    server_tools = dict(server_tools or {})
+    tool_pool = ThreadPoolExecutor(4, thread_name_prefix="genlab-tool")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -97,6 +114,8 @@ def create_app(
             yield
         finally:
             engine.stop()
+            tool_pool.shutdown(wait=False, cancel_futures=True)
+            grammars.executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="genlab serve", version="1", lifespan=lifespan)
 
@@ -156,21 +175,21 @@ def create_app(
         if len(ids) >= engine.context:
             raise too_long(param, str(len(ids)))
 
-    def submit(
-        request: Request,
+    def sequences(
         prompts: list[list[int]],
         body: Any,
         limit: int | None,
         param: str,
         logprobs: int | None,
         adapter: str | None,
-    ) -> Submission:
-        """Each prompt's ``n`` sequences, submitted to the engine."""
-        sequences = []
+        turns: list[dict[str, Any]] | None = None,
+    ) -> list[SequenceRequest]:
+        """Each prompt's ``n`` sequences (sequence ``k`` with the grammar fields ``turns[k]``)."""
+        out = []
         for ids in prompts:
             budget = max_tokens(limit, param, len(ids))
             for j in range(body.n or 1):
-                sequences.append(
+                out.append(
                     SequenceRequest(
                         prompt=ids,
                         max_tokens=budget,
@@ -180,9 +199,10 @@ def create_app(
                         stop=body.stops(),
                         logprobs=logprobs,
                         adapter=adapter,
+                        **(turns[len(out)] if turns else {}),
                     )
                 )
-        return Submission(engine, request.app.state.mailbox, sequences)
+        return out
 
     def check_count(prompts: int, n: int | None) -> None:
         if prompts * (n or 1) > engine.max_batch:
@@ -230,20 +250,51 @@ def create_app(
     ) -> Response | dict[str, Any]:
         adapter = check_model(body.model)
         check_count(1, body.n)
+        loop = asyncio.get_running_loop()
+        if body.tools or body.response_format or server_tools:  # schemas: off the loop
+            calls = await loop.run_in_executor(
+                grammars.executor, plan, body, server_tools, grammars
+            )
+        else:
+            calls = plan(body, server_tools, grammars)
         messages = [m.to_template() for m in body.messages]
-        check_text_size([m["content"] for m in messages], engine.context - 1, "messages")
+        texts = [m["content"] for m in messages] + [json.dumps(t) for t in calls.listed]
+        texts += [c["function"]["arguments"] for m in messages for c in m.get("tool_calls", ())]
+        check_text_size(texts, engine.context - 1, "messages")
         try:
-            ids = await asyncio.to_thread(tokenizer.render_prompt, messages)
+            ids = await asyncio.to_thread(tokenizer.render_prompt, messages, calls.listed)
         except GenlabError as e:
             raise ApiError(400, f"messages: {e}", "messages") from e
         check_length(ids, "messages")
         limit, param = body.max_completion_tokens, "max_completion_tokens"
         if limit is None:
             limit, param = body.max_tokens, "max_tokens"
-        submission = submit(request, [ids], body, limit, param, body.logprob_count(), adapter)
+        n = body.n or 1
+        turns = None
+        if calls.constrained:
+            turns = await loop.run_in_executor(
+                grammars.executor, lambda: [calls.fields(grammars) for _ in range(n)]
+            )
+        logprobs = body.logprob_count()
+        first = sequences([ids], body, limit, param, logprobs, adapter, turns)
+        submission: Submission
+        if calls.server and calls.choice != "none":
+
+            async def follow_up(j: int, prompt: list[int], budget: int, k: int) -> SequenceRequest:
+                """Choice ``j``'s turn after its ``k``-th server call."""
+                choice = "auto" if k < MAX_ROUNDS else "none"
+                fields = await loop.run_in_executor(
+                    grammars.executor, calls.fields, grammars, choice
+                )
+                seed = None if body.seed is None else body.seed + j + 16 * k
+                return replace(first[j], prompt=prompt, max_tokens=budget, seed=seed, **fields)
+
+            mailbox = request.app.state.mailbox
+            submission = ToolLoop(engine, mailbox, first, server_tools, follow_up, tool_pool)
+        else:
+            submission = Submission(engine, request.app.state.mailbox, first)
         rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": rid, "created": now, "model": adapter or model_id}
-        n = body.n or 1
         choices = ChatChoices(n, table if body.logprobs else None, engine.stop_ids)
         if body.stream:
             chunk_head = {**head, "object": "chat.completion.chunk"}
@@ -292,8 +343,10 @@ def create_app(
             echoes = await asyncio.wrap_future(scored)
         submission = None
         if body.max_tokens != 0:
-            submission = submit(
-                request, prompts, body, body.max_tokens, "max_tokens", body.logprobs, adapter
+            submission = Submission(
+                engine,
+                request.app.state.mailbox,
+                sequences(prompts, body, body.max_tokens, "max_tokens", body.logprobs, adapter),
             )
         rid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         head = {
@@ -373,10 +426,12 @@ def serve(
     log_level: str = "info",
     adapters: Mapping[str, str | os.PathLike] | None = None,
     logits_bias: LogitsBias | None = None,
+    server_tools: Mapping[str, Tool] | None = None,
 ) -> None:
     """Load the GPT checkpoint in ``folder`` (with ``adapters``: name -> adapter run folder,
     each served under its name; see ``load_model``) and serve it until interrupted;
-    ``logits_bias`` (e.g. a watermark) changes every sequence's logits before each choice.
+    ``logits_bias`` (e.g. a watermark) changes every sequence's logits before each choice;
+    ``server_tools`` run on the server when the model calls them (``server_tools`` module).
 
     Requests must name ``localhost``, an IP address, ``host`` or one of ``allowed_hosts`` in
     their ``Host`` header; ``*`` among ``allowed_hosts`` lets any name through.
@@ -405,5 +460,6 @@ def serve(
         api_key=api_key,
         max_tokens_cap=max_tokens_cap,
         allowed_hosts=None if "*" in hosts else [host, *hosts],
+        server_tools=server_tools,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -27,6 +27,11 @@ row runs its own request's adapter, so requests for different adapters share eve
 
 A ``logits_bias`` (e.g. a sampling watermark, ``genlab.research.watermark``) changes every row's
 logits from its previous token before the choice, as ``generate(..., logits_bias=...)`` does.
+
+A row with a ``constraint`` (``SequenceRequest.constraint``: a grammar, e.g. a JSON schema's, from
+``genlab.methods.autoregressive.constrained``) has the tokens it does not allow set to ``-inf``
+after the bias and before the choice, and its constraint advances with the token taken; other
+rows decode exactly as they would without it.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import torch
 from genlab.adapt.inject import adapter_names
 from genlab.core.errors import GenlabError
 from genlab.data.tokenizer import Tokenizer
+from genlab.methods.autoregressive.constrained import allowed_mask
 from genlab.methods.autoregressive.decoding import LogitsBias, SamplingConfig, process_logits
 from genlab.nets.gpt import GPT
 from genlab.serve.batch import Batch
@@ -187,6 +193,9 @@ class Engine:
             raise GenlabError(f"max_tokens must be >= 1, got {req.max_tokens}")
         if req.adapter is not None and req.adapter not in self.adapters:
             raise GenlabError(f"no adapter named '{req.adapter}' is served")
+        special = [*req.stop_ids, *([] if req.call_id is None else [req.call_id])]
+        if not all(0 <= i < vocab for i in special):
+            raise GenlabError(f"stop and call token ids must lie in 0..{vocab - 1}")
         seed = self._seeds.randrange(2**63) if req.seed is None else req.seed
         if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
             raise GenlabError(f"seed {seed} is out of range; use a 64-bit integer")
@@ -202,8 +211,11 @@ class Engine:
             generator=generator,
             stop=tuple(s for s in req.stop if s),
             decoder=self.tokenizer.stream_decoder(skip_special=True),
+            stop_ids=self.stop_ids | set(req.stop_ids),
             logprobs=req.logprobs,
             adapter=req.adapter,
+            constraint=req.constraint,
+            call_id=req.call_id,
         )
 
     def call(self, fn: Callable[[GPT], T], adapter: str | None = None) -> Future[T]:
@@ -345,12 +357,21 @@ class Engine:
         Rows with the same temperature and top-p are processed together. Each draws its token
         by the exponential race, ``argmax(p / q)`` with ``q ~ Exp(1)`` drawn from its own
         generator: how ``torch.multinomial`` draws one sample, so a row gets the token that
-        ``generate`` gets from the same generator, at one small operation per row.
+        ``generate`` gets from the same generator, at one small operation per row. A row's
+        constraint masks its logits first.
         """
         logits = self.batch.logits
         if self.logits_bias is not None:
             prev = [row.tokens[-1] if row.tokens else row.prompt[-1] for row in self.rows]
             logits = self.logits_bias(torch.tensor(prev, device=self.device), logits)
+        constrained = [
+            (r, row.constraint) for r, row in enumerate(self.rows) if row.constraint is not None
+        ]
+        if constrained:
+            allowed = torch.ones(logits.shape, dtype=torch.bool)
+            for r, constraint in constrained:
+                allowed[r] = allowed_mask(constraint, logits.size(-1))
+            logits = logits.masked_fill(~allowed.to(self.device), float("-inf"))
         tokens = logits.argmax(-1)  # greedy rows keep these
         groups: dict[tuple[float, float | None], list[int]] = {}
         for r, row in enumerate(self.rows):
@@ -391,7 +412,7 @@ class Engine:
             self.counters["cancelled"] += 1
             self._send(row, row.event(None, "cancelled"))
             return False
-        finish = row.advance(token, self.stop_ids)
+        finish = row.advance(token)
         self.counters["generated_tokens"] += 1
         if finish is not None:
             self.counters["finished"] += 1

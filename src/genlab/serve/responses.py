@@ -5,6 +5,14 @@ Chat completions and completions differ only in how a choice looks (a ``message`
 ``delta`` with log-prob entries; a ``text`` with log-prob lists and the echoed prompt), so each
 has its ``Choices`` and both share the rest. A sequence that fails after a stream has begun (its
 status already sent) ends the stream with an error body.
+
+A chat choice that calls a tool has ``message.tool_calls`` (one call: ``id``, ``type``,
+``function.name`` and ``function.arguments``, a JSON string), its ``content`` null unless text
+came before the call, and ``finish_reason: "tool_calls"``. Streamed, the call goes out as OpenAI
+sends it: a ``delta.tool_calls`` chunk with ``index`` 0, the ``id``, ``type`` and name (and empty
+arguments) once the name is written, then chunks of argument text as it comes, holding back one
+character, which may be the call's closing brace. A call cut short by ``max_tokens`` keeps the
+arguments written so far (``finish_reason: "length"``); one cut before its name is dropped.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from genlab.data.tokenizer import Tokenizer
+from genlab.serve.calls import call_id, read_call
 from genlab.serve.errors import failure
 from genlab.serve.logprobs import LegacyLogprobs, TokenTable
 from genlab.serve.sequences import Event, Scores
@@ -50,32 +59,77 @@ def _text(events: Sequence[Event]) -> str:
 
 class ChatChoices:
     """Chat choices: the assistant's message, or its deltas; ``table`` when log-probs are
-    asked for (the ``stop_ids`` that end a message have none: they are not part of it)."""
+    asked for (the ``stop_ids`` that end a message have none: they are not part of it, nor are
+    a tool call's tokens)."""
 
     def __init__(self, n: int, table: TokenTable | None, stop_ids: frozenset[int]) -> None:
         self.n, self.table, self.stop_ids = n, table, stop_ids
+        self._calls: dict[int, _CallStream] = {}
 
     def start(self) -> list[Choice]:
         return [_delta(i, {"role": "assistant", "content": ""}) for i in range(self.n)]
 
+    def _logprobs(self, events: Sequence[Event]) -> dict[str, Any] | None:
+        content = [e for e in events if e.call is None]
+        return self.table.chat(content, self.stop_ids) if self.table else None
+
     def whole(self, index: int, events: Sequence[Event], finish: str | None) -> Choice:
-        message = {"role": "assistant", "content": _text(events)}
-        logprobs = self.table.chat(events, self.stop_ids) if self.table else None
+        text = _text(events)
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if any(e.call is not None for e in events):
+            call = read_call("".join(e.call or "" for e in events), finish == "tool_calls")
+            if call is not None:
+                name, arguments = call
+                function = {"name": name, "arguments": arguments}
+                message["content"] = text or None
+                message["tool_calls"] = [
+                    {"id": call_id(), "type": "function", "function": function}
+                ]
+        logprobs = self._logprobs(events)
         return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish}
 
     def chunks(self, index: int, events: Sequence[Event], finish: str | None) -> list[Choice]:
         text = _text(events)
-        logprobs = self.table.chat(events, self.stop_ids) if self.table else None
+        logprobs = self._logprobs(events)
         chunks = []
         if text or (logprobs and logprobs["content"]):
             chunks.append(_delta(index, {"content": text}, logprobs=logprobs))
+        if any(e.call is not None for e in events):
+            stream = self._calls.setdefault(index, _CallStream())
+            for delta in stream.deltas("".join(e.call or "" for e in events), finish):
+                chunks.append(_delta(index, {"tool_calls": [delta]}))
         if finish:
             chunks.append(_delta(index, {}, finish))
         return chunks
 
 
+class _CallStream:
+    """One choice's streamed call: its text so far, its id once named, arguments sent."""
+
+    def __init__(self) -> None:
+        self.text, self.id, self.sent = "", "", 0
+
+    def deltas(self, piece: str, finish: str | None) -> list[dict[str, Any]]:
+        self.text += piece
+        call = read_call(self.text, finish == "tool_calls")
+        if call is None:
+            return []
+        name, arguments = call
+        deltas: list[dict[str, Any]] = []
+        if not self.id:
+            self.id = call_id()
+            function = {"name": name, "arguments": ""}
+            deltas.append({"index": 0, "id": self.id, "type": "function", "function": function})
+        end = len(arguments) if finish else len(arguments) - 1
+        if end > self.sent:
+            function = {"arguments": arguments[self.sent : end]}
+            deltas.append({"index": 0, "function": function})
+            self.sent = end
+        return deltas
+
+
 def _delta(
-    index: int, delta: dict[str, str], finish: str | None = None, logprobs: Any = None
+    index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None
 ) -> Choice:
     return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
 

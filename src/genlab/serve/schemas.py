@@ -3,8 +3,15 @@
 Field names, types, ranges and defaults follow the OpenAI API reference for chat completions and
 (legacy) completions, so that its official clients and the tools built on them work unchanged.
 Validation is strict: a string where a number belongs is an error, not a number. Fields this
-server does not know are ignored; fields it knows but cannot honour (penalties, logit bias,
-tools) are refused when set, rather than silently dropped.
+server does not know are ignored; fields it knows but cannot honour (penalties, logit bias) are
+refused when set, rather than silently dropped.
+
+Function calling (``tools``, ``tool_choice``, ``response_format``, assistant ``tool_calls`` and
+``tool`` messages) is validated here as far as one request tells; which tool names exist (the
+server may add its own) is checked when the request is planned (``genlab.serve.calls``). A JSON
+schema (a tool's ``parameters``, ``response_format``'s ``schema``) must be an object of at most
+``MAX_SCHEMA_CHARS`` characters and ``MAX_SCHEMA_DEPTH`` levels: it becomes a grammar, and a
+prompt line, for every request that sends it.
 
 Every string must be text: JSON may spell a lone UTF-16 surrogate (``"\ud800"``), which is no
 character and which no tokenizer takes, so it is refused here, naming its field. Fields of
@@ -14,6 +21,8 @@ error says what is wrong with the value rather than which shape it failed to be 
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -43,6 +52,39 @@ Text = Annotated[str, AfterValidator(_text)]
 Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # a signed 64-bit integer
 StopText = Annotated[Text, Field(min_length=1)]
 MAX_STOPS = 4
+NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # OpenAI's rule for function (and schema) names
+FunctionName = Annotated[str, Field(pattern=f"^{NAME.pattern}$")]
+MAX_TOOLS = 128  # OpenAI's limit
+MAX_SCHEMA_CHARS = 16_384
+MAX_SCHEMA_DEPTH = 16  # nested objects and lists
+TOOL_CHOICES = ("none", "auto", "required")
+
+
+def check_schema(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON schema object of bounded size and depth whose strings are text."""
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON schema object")
+    size = len(json.dumps(value))
+    if size > MAX_SCHEMA_CHARS:
+        raise ValueError(f"the schema is {size} characters; at most {MAX_SCHEMA_CHARS}")
+    level = [value]
+    for _ in range(MAX_SCHEMA_DEPTH + 1):
+        inner = []
+        for node in level:
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, item in items:
+                for text in (key, item):
+                    if isinstance(text, str):
+                        _text(text)
+                if isinstance(item, (dict, list)):
+                    inner.append(item)
+        if not inner:
+            return value
+        level = inner
+    raise ValueError(f"the schema nests deeper than {MAX_SCHEMA_DEPTH} levels")
+
+
+JsonSchema = Annotated[dict[str, Any], AfterValidator(check_schema)]
 
 
 def _refused(*fields: str, message: str) -> Any:
@@ -67,18 +109,49 @@ class TextPart(_Strict):
     text: Text
 
 
+class CalledFunction(_Strict):
+    name: Text
+    arguments: Text  # JSON, as the model wrote it
+
+
+class ToolCall(_Strict):
+    """A call an assistant message made (as an earlier answer returned it)."""
+
+    id: Text | None = None
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
 class ChatMessage(_Strict):
+    """One message. An assistant's may hold ``tool_calls`` (its ``content`` then null or
+    absent); a ``tool`` message answers one (its ``tool_call_id`` is accepted, not needed: the
+    results follow the calls in order)."""
+
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: Text | list[TextPart]
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: Text | None = None
+    content: Text | list[TextPart] | None = Field(None, validate_default=True)
     name: Text | None = None
+
+    @field_validator("tool_calls")
+    @classmethod
+    def _calls(cls, value: list[ToolCall] | None, info: ValidationInfo) -> list[ToolCall] | None:
+        if value and info.data.get("role") != "assistant":
+            raise ValueError("only an assistant message makes tool calls")
+        return value
 
     @field_validator("content", mode="plain")
     @classmethod
-    def _content(cls, value: Any) -> Any:
+    def _content(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str):
             return _text(value)
+        if value is None and info.data.get("tool_calls"):
+            return None
         if not isinstance(value, list):
-            raise ValueError('must be a string or a list of {"type": "text", "text": ...} parts')
+            raise ValueError(
+                'must be a string or a list of {"type": "text", "text": ...} parts (null only '
+                "beside an assistant's tool_calls)"
+            )
         for i, part in enumerate(value):
             if not (isinstance(part, dict) and part.get("type") == "text"):
                 raise ValueError(
@@ -90,12 +163,44 @@ class ChatMessage(_Strict):
             _text(part["text"])
         return [TextPart(type="text", text=part["text"]) for part in value]
 
-    def to_template(self) -> dict[str, str]:
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+    def to_template(self) -> dict[str, Any]:
         """The message as genlab's chat template takes it ("developer" is the system role)."""
-        text = self.content
-        if not isinstance(text, str):
-            text = "".join(part.text for part in text)
-        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+        message: dict[str, Any] = {
+            "role": "system" if self.role == "developer" else self.role,
+            "content": self.text(),
+        }
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"type": "function", "function": call.function.model_dump()}
+                for call in self.tool_calls
+            ]
+        return message
+
+
+class FunctionDefinition(_Strict):
+    name: FunctionName
+    description: Text | None = None
+    parameters: JsonSchema | None = None
+    strict: bool | None = None
+
+
+class ToolDefinition(_Strict):
+    """One of ``tools``: a function the model may call."""
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+    def listed(self) -> dict[str, Any]:
+        """The tool as the prompt lists it (``strict`` is for the grammar, not the model)."""
+        function = self.function.model_dump(exclude_none=True, exclude={"strict"})
+        return {"type": "function", "function": function}
 
 
 class StreamOptions(_Strict):
@@ -162,9 +267,58 @@ class ChatCompletionRequest(_Generation):
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    tools: list[Any] | None = None
+    tools: Annotated[list[ToolDefinition], Field(max_length=MAX_TOOLS)] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None  # accepted; genlab makes one call per turn at most
+    response_format: dict[str, Any] | None = None
 
-    _no_tools = _refused("tools", message="tools are not supported by genlab serve")
+    @field_validator("tools")
+    @classmethod
+    def _unique(cls, value: list[ToolDefinition] | None) -> list[ToolDefinition] | None:
+        names = [tool.function.name for tool in value or ()]
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice is not None:
+            raise ValueError(f"two tools are named '{twice}'")
+        return value
+
+    @field_validator("tool_choice", mode="plain")
+    @classmethod
+    def _tool_choice(cls, value: Any) -> Any:
+        if value is None or value in TOOL_CHOICES:
+            return value
+        named = isinstance(value, dict) and value.get("type") == "function"
+        function = value.get("function") if named else None
+        if not (isinstance(function, dict) and isinstance(function.get("name"), str)):
+            raise ValueError(
+                'must be "none", "auto", "required" or {"type": "function", "function": '
+                '{"name": ...}}'
+            )
+        return {"type": "function", "function": {"name": _text(function["name"])}}
+
+    @field_validator("response_format", mode="plain")
+    @classmethod
+    def _response_format(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        kind = value.get("type") if isinstance(value, dict) else None
+        if kind in ("text", "json_object"):
+            return {"type": kind}
+        spec = value.get("json_schema") if kind == "json_schema" else None
+        if not isinstance(spec, dict):
+            raise ValueError(
+                'must be {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", '
+                '"json_schema": {"name": ..., "schema": {...}}}'
+            )
+        if not (isinstance(spec.get("name"), str) and NAME.fullmatch(spec["name"])):
+            raise ValueError("json_schema.name must be 1 to 64 letters, digits, '_' or '-'")
+        if not isinstance(spec.get("strict", False), (bool, type(None))):
+            raise ValueError("json_schema.strict must be a boolean")
+        if "schema" in spec:
+            try:
+                check_schema(spec["schema"])
+            except ValueError as e:
+                raise ValueError(f"json_schema.schema: {e}") from None
+        return {"type": kind, "json_schema": spec}
 
     @field_validator("top_logprobs")
     @classmethod
@@ -221,6 +375,16 @@ def _is_id(value: Any) -> bool:
 
 FIELD_NAMES = frozenset(
     name
-    for model in (ChatCompletionRequest, CompletionRequest, ChatMessage, TextPart, StreamOptions)
+    for model in (
+        ChatCompletionRequest,
+        CompletionRequest,
+        ChatMessage,
+        TextPart,
+        StreamOptions,
+        ToolCall,
+        CalledFunction,
+        ToolDefinition,
+        FunctionDefinition,
+    )
     for name in model.model_fields
 )

@@ -4,6 +4,11 @@ how it is cancelled (``Ticket``) and how far it got (``Row``), stop tokens and s
 A sequence's text is sent as it grows, but a stop string is not part of it: text that might be
 the start of a stop string is held back until the next tokens settle it, so a client never
 receives text that a stop string later takes back.
+
+A sequence that may call a tool has two channels: once it takes the token that opens a call
+(``SequenceRequest.call_id``, ``<|tool_call|>``), its text is the call's (``Event.call``), which
+stop strings do not cut, and ending there (``<|/tool_call|>``, one of its ``stop_ids``) finishes
+it with ``tool_calls``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from genlab.data.tokenizer import StreamDecoder
+from genlab.methods.autoregressive.constrained import Constraint
 from genlab.methods.autoregressive.decoding import SamplingConfig
 
 # A chosen token's log-prob and the likeliest ``(id, logprob)`` pairs, best first.
@@ -26,7 +32,8 @@ class SequenceRequest:
 
     ``temperature=0`` is greedy decoding. ``seed=None`` takes the next seed of the engine's own
     random generator (seeded once at start), so a server restarted with the same seed answers
-    the same requests in the same order the same way.
+    the same requests in the same order the same way. A ``constraint`` (one sequence's state, so
+    one instance per request) masks the logits before every choice and advances with each token.
     """
 
     prompt: Sequence[int]
@@ -37,6 +44,9 @@ class SequenceRequest:
     stop: tuple[str, ...] = ()
     logprobs: int | None = None  # send each token's log-prob and this many likeliest ids
     adapter: str | None = None  # the adapter this sequence runs with (None: the base)
+    constraint: Constraint | None = None  # the grammar its tokens follow (None: any token)
+    call_id: int | None = None  # the token that opens a tool call (None: it calls no tool)
+    stop_ids: tuple[int, ...] = ()  # tokens that end it besides the engine's
 
 
 @dataclass(frozen=True)
@@ -47,9 +57,11 @@ class Event:
     possible stop string, is held back until it is settled). ``token`` is the token just chosen
     (``None`` on a final event with no new token: cancelled, or failed). The last event of a
     sequence carries ``finish_reason``: ``stop`` (a stop token or string), ``length`` (max_tokens
-    or the model's context), ``cancelled`` or ``error`` (then ``error`` says why). When the
-    request asked for log-probs, ``logprob`` is the token's under the model's raw distribution
-    and ``top_logprobs`` the likeliest ``(id, logprob)`` pairs, best first.
+    or the model's context), ``tool_calls`` (the end of a call), ``cancelled`` or ``error`` (then
+    ``error`` says why). When the request asked for log-probs, ``logprob`` is the token's under
+    the model's raw distribution and ``top_logprobs`` the likeliest ``(id, logprob)`` pairs, best
+    first. ``call`` is None until a tool call opens, then the call's new text (``""`` on the
+    event of the opening token).
     """
 
     index: int
@@ -61,6 +73,7 @@ class Event:
     error: str | None = None
     logprob: float | None = None
     top_logprobs: tuple[tuple[int, float], ...] = ()
+    call: str | None = None
 
 
 class Ticket:
@@ -86,30 +99,47 @@ class Row:
     generator: torch.Generator
     stop: tuple[str, ...]
     decoder: StreamDecoder
+    stop_ids: frozenset[int]
     logprobs: int | None = None
     adapter: str | None = None
+    constraint: Constraint | None = None
+    call_id: int | None = None
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     sent: int = 0  # characters of ``text`` already sent
+    call: str | None = None  # the tool call's text, once one is open
+    call_sent: int = 0
 
-    def advance(self, token: int, stop_ids: frozenset[int]) -> str | None:
+    def advance(self, token: int) -> str | None:
         """Record ``token`` and its text; the finish reason when the sequence ends with it."""
         self.tokens.append(token)
+        if self.constraint is not None:
+            self.constraint.advance(token)
         finish = None
-        if token in stop_ids:
-            finish = "stop"
+        opens = self.call is None and token == self.call_id
+        if opens:  # the content is complete: what the decoder holds belongs to it
+            self.text += self.decoder.flush()
+            self.call = ""
+        elif token in self.stop_ids:
+            finish = "stop" if self.call is None else "tool_calls"
         else:
-            self.text += self.decoder.push(token)
+            self._put(self.decoder.push(token))
         if finish is None and len(self.tokens) >= self.max_tokens:
             finish = "length"
         if finish is not None:
-            self.text += self.decoder.flush()
-        if self.stop:
+            self._put(self.decoder.flush())
+        if self.stop and (self.call is None or opens):
             # Only text not yet sent can hold a new stop string (sent text never starts one).
             hits = [i for s in self.stop if (i := self.text.find(s, self.sent)) >= 0]
             if hits:
-                self.text, finish = self.text[: min(hits)], "stop"
+                self.text, finish, self.call = self.text[: min(hits)], "stop", None
         return finish
+
+    def _put(self, text: str) -> None:
+        if self.call is None:
+            self.text += text
+        else:
+            self.call += text
 
     def event(
         self,
@@ -118,10 +148,16 @@ class Row:
         error: str | None = None,
         scores: Scores | None = None,
     ) -> Event:
-        """Send the settled new text (all of it when finishing) with ``token`` and its
-        ``scores`` (log-prob, likeliest alternatives)."""
-        end = len(self.text) if finish else self.sent + _settled(self.text[self.sent :], self.stop)
+        """Send the settled new text (all of it when finishing or calling) and the call's new
+        text with ``token`` and its ``scores`` (log-prob, likeliest alternatives)."""
+        if finish or self.call is not None:
+            end = len(self.text)
+        else:
+            end = self.sent + _settled(self.text[self.sent :], self.stop)
         piece, self.sent = self.text[self.sent : end], end
+        call = None
+        if self.call is not None:
+            call, self.call_sent = self.call[self.call_sent :], len(self.call)
         return Event(
             index=self.index,
             text=piece,
@@ -132,6 +168,7 @@ class Row:
             error=error,
             logprob=None if scores is None else scores[0],
             top_logprobs=() if scores is None else scores[1],
+            call=call,
         )
 
 

@@ -4,21 +4,26 @@ Handlers never touch the model. They ``submit`` to the engine, whose thread call
 events; a ``Mailbox`` collects the events of one decoding step and hands them to the loop at once
 (``call_soon_threadsafe``), into one queue per request. A client that goes away has its
 sequences cancelled, so the engine stops decoding them at its next step.
+
+A request may submit more sequences as it goes (``send``: a turn after a server-side tool's
+result, ``genlab.serve.server_tools``); their events arrive as those of the choice they continue,
+and ``settle`` lets a subclass act on events before they are handed on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
+from dataclasses import replace
 
 from fastapi import Request
 
 from genlab.core.errors import GenlabError
 from genlab.serve.engine import Engine, EngineFull
 from genlab.serve.errors import ApiError, failure
-from genlab.serve.sequences import Event, SequenceRequest
+from genlab.serve.sequences import Event, SequenceRequest, Ticket
 
 DISCONNECT_POLL_S = 0.2
 
@@ -61,15 +66,30 @@ class Submission:
     """One request's sequences in the engine, and the queue their events arrive on."""
 
     def __init__(self, engine: Engine, mailbox: Mailbox, sequences: list[SequenceRequest]) -> None:
+        self.engine, self.mailbox = engine, mailbox
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self.remaining = len(sequences)
-        queue = self.queue
+        self.tickets: list[Ticket] = []
+        self.send(sequences, range(len(sequences)))
+
+    def send(self, sequences: list[SequenceRequest], choices: Sequence[int]) -> None:
+        """Submit ``sequences``, whose events arrive as those of ``choices`` (one each)."""
+        queue, post = self.queue, self.mailbox.post
+
+        def on_event(event: Event) -> None:
+            choice = choices[event.index]
+            post(queue, event if choice == event.index else replace(event, index=choice))
+
         try:
-            self.ticket = engine.submit(sequences, lambda event: mailbox.post(queue, event))
+            self.tickets.append(self.engine.submit(sequences, on_event))
         except EngineFull as e:
             raise ApiError(429, str(e), kind="rate_limit_error", code="server_busy") from e
         except GenlabError as e:
             raise ApiError(400, str(e)) from e
+
+    async def settle(self, events: list[Event]) -> list[Event]:
+        """The events to hand on: all of them (a subclass may hold some back or act on them)."""
+        return events
 
     async def batches(self, request: Request | None = None) -> AsyncIterator[list[Event]]:
         """Events as they come; all that queued up at once come together.
@@ -96,11 +116,14 @@ class Submission:
                 events = [event]
                 while not self.queue.empty():
                     events.append(self.queue.get_nowait())
+                events = await self.settle(events)
                 self.remaining -= sum(1 for e in events if e.finish_reason)
-                yield events
+                if events:
+                    yield events
         finally:
             if self.remaining:
-                self.ticket.cancel()
+                for ticket in self.tickets:
+                    ticket.cancel()
 
     async def collect(self, request: Request) -> dict[int, list[Event]] | None:
         """Each sequence's events (its final one last), or None when the client went away."""
