@@ -12,6 +12,7 @@ from genlab.cli._app import app
 from genlab.core.errors import GenlabError
 from genlab.data.images import DigitsDataset, ShapesDataset, export_images, save_grid
 from genlab.data.tinyworld import DEFAULT_HELD_OUT, TinyWorldConfig, write_tinyworld
+from genlab.data.tinyworld.documents import DocumentsConfig, write_document_set
 
 data = typer.Typer(
     help="Write built-in data (TinyWorld text, built-in images) to a folder, with a dataset card.",
@@ -79,6 +80,22 @@ def tinyworld(
         + f", {counts['demonstrations']} demonstrations, {counts['preference_pairs']} pairs, "
         f"{counts['tool_text_documents']} tool-text paragraphs; see {out / 'README.md'}"
     )
+
+
+@data.command("documents")
+def documents(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write (created if missing).")],
+    seed: Annotated[
+        int, typer.Option("--seed", help="The documents' world (not the one the model learned).")
+    ] = DocumentsConfig.seed,
+    size: Annotated[int, typer.Option("--size", help="People in that world.")] = (
+        DocumentsConfig.size
+    ),
+) -> None:
+    """Write OUT/documents/ (an encyclopedia of an unseen TinyWorld, for ``genlab chat
+    --retrieve``) and OUT/questions/{train,validation,test}.jsonl (answers and evidence)."""
+    counts = write_document_set(out, DocumentsConfig(seed=seed, size=size))
+    typer.echo(f"documents -> {out}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
 
 
 class ImageKind(str, Enum):

@@ -43,9 +43,12 @@ def generate_with_tools(
     temperature: float = 0.0,
     seed: int = 0,
     max_calls: int = 2,
+    after_result: Sequence[int] = (),
 ) -> list[ToolAnswer]:
     """Continue each prompt, running the calls it makes with ``tools`` (``None``: no calls;
-    the call token is masked). Past ``max_calls`` calls a row's call gets an error result."""
+    the call token is masked). Past ``max_calls`` calls a row's call gets an error result.
+    ``after_result`` is forced after each result: a chat model's ``<|assistant|>``, which its
+    template puts after a tool message."""
     calls: list[list[tuple[str, str]]] = [[] for _ in prompts]
     open_at: dict[int, int] = {}  # row -> index of its open <|tool_call|> in its tokens
 
@@ -63,7 +66,8 @@ def generate_with_tools(
                 calls[index].append((text, result))
                 body = tokenizer.encode(result)
                 decoder.force(
-                    index, [tokenizer.tool_result_id, *body, tokenizer.tool_result_end_id]
+                    index,
+                    [tokenizer.tool_result_id, *body, tokenizer.tool_result_end_id, *after_result],
                 )
 
     def no_calls(prev: Tensor, logits: Tensor) -> Tensor:

@@ -13,10 +13,13 @@ The index is built once and saved in a folder: ``bm25s``'s own files (its sparse
 as three plain numeric ``.npy`` arrays, its vocabulary and parameters as JSON), written and read
 with ``allow_pickle=False`` so that nothing is ever unpickled, and ``passages.json`` (the text,
 id and source of every passage) written last and atomically: a folder without it is no index.
+:func:`documents_index` keeps a folder's index in its ``.index`` subfolder with a fingerprint of
+the documents' bytes, and builds it anew when they change.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, replace
@@ -35,6 +38,8 @@ MAX_QUERY = 1000  # characters of a query
 MAX_SHOWN = 300  # characters of a passage shown in the tool's result
 SUFFIXES = (".txt", ".md", ".jsonl")
 PASSAGES_FILE = "passages.json"
+INDEX_DIR = ".index"  # where documents_index keeps a folder's index
+FINGERPRINT_FILE = "documents.json"
 
 _WORD = re.compile(r"\w+")
 _STOPWORDS = frozenset(STOPWORDS_EN)
@@ -103,16 +108,20 @@ def _documents(path: Path, source: str) -> list[tuple[str, str]]:
     return docs
 
 
+def document_files(root: Path) -> list[Path]:
+    """The ``.txt``, ``.md`` and ``.jsonl`` files of a folder (or the one file), sorted."""
+    if root.is_file():
+        return [root]
+    if root.is_dir():
+        return sorted(p for p in root.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+    raise GenlabError(f"documents not found: {root}")
+
+
 def read_passages(documents: str | Path) -> list[Passage]:
     """Every passage of a folder's (or one file's) ``.txt``, ``.md`` and ``.jsonl`` documents,
     files in sorted order."""
     root = Path(documents)
-    if root.is_file():
-        files = [root]
-    elif root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.suffix in SUFFIXES and p.is_file())
-    else:
-        raise GenlabError(f"documents not found: {root}")
+    files = document_files(root)
     passages: list[Passage] = []
     for path in files:
         source = path.name if path == root else path.relative_to(root).as_posix()
@@ -184,6 +193,39 @@ class Retriever:
         hits = np.flatnonzero(scores > 0)
         best = hits[np.lexsort((hits, -scores[hits]))][:k]
         return [replace(self.passages[i], score=float(scores[i])) for i in best]
+
+
+def fingerprint(documents: str | Path) -> str:
+    """A hash of a folder's documents (names and bytes): it changes when any of them does."""
+    root, digest = Path(documents), hashlib.sha256()
+    for path in document_files(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _saved_fingerprint(stamp: Path) -> str | None:
+    try:
+        return str(json.loads(stamp.read_text())["fingerprint"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def documents_index(documents: str | Path) -> Retriever:
+    """The index of a documents folder, built once and kept in its ``.index`` subfolder, and
+    built anew when the documents' fingerprint no longer matches the one saved with it."""
+    root = Path(documents)
+    if not root.is_dir():
+        raise GenlabError(f"documents folder not found: {root}")
+    folder, current = root / INDEX_DIR, fingerprint(root)
+    stamp = folder / FINGERPRINT_FILE
+    if Retriever.saved_in(folder) and _saved_fingerprint(stamp) == current:
+        return Retriever.load(folder)
+    retriever = Retriever.build(root)
+    stamp.unlink(missing_ok=True)  # a crash while saving leaves no stamp: built anew next time
+    retriever.save(folder)
+    atomic_write_json(stamp, {"fingerprint": current})
+    return retriever
 
 
 def _shown(text: str) -> str:
