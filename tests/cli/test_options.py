@@ -38,10 +38,12 @@ from genlab.recipes.experiments import (
     least_to_most,
     prompt_search,
     prompting_all,
+    retrieval,
     rlhf_vs_size,
     scale_all,
     scaling_laws,
     self_consistency,
+    toolformer,
     u_shaped,
     unlearning,
     wavegrad_steps,
@@ -52,10 +54,13 @@ from genlab.recipes.experiments.diffusion_prediction import PredictionConfig
 from genlab.recipes.experiments.diffusion_steps import StepsConfig
 from genlab.recipes.experiments.editing import EditingConfig
 from genlab.recipes.experiments.image_families import ImageFamiliesConfig
+from genlab.recipes.experiments.retrieval import RetrievalExperimentConfig
+from genlab.recipes.experiments.toolformer import ToolformerExperimentConfig
 from genlab.recipes.experiments.unlearning import UnlearningConfig
 from genlab.recipes.experiments.wavegrad_steps import WaveGradStepsConfig
 from genlab.recipes.pretrain import PretrainConfig
 from genlab.recipes.stages import DPOStage, PPOStage, RewardStage, SFTStage
+from genlab.recipes.toolformer import ToolformerConfig
 from genlab.recipes.wavegrad import AudioTrainConfig
 
 
@@ -319,6 +324,9 @@ VERBS = {  # command path -> the config its options are generated from
     ("experiment", "editing"): EditingConfig,
     ("experiment", "detection"): DetectionConfig,
     ("experiment", "unlearning"): UnlearningConfig,
+    ("experiment", "retrieval"): RetrievalExperimentConfig,
+    ("toolformer",): ToolformerConfig,
+    ("experiment", "toolformer"): ToolformerExperimentConfig,
     ("audio", "train"): AudioTrainConfig,
 }
 
@@ -452,7 +460,10 @@ def test_adapter_options_reach_the_stage_and_image_configs(monkeypatch):
     assert plain.adapter == AdapterOptions() and plain.adapter.config() is None  # every weight
 
 
-TRAINING = r"pretrain|image train|metrics train-features|sft|reward|dpo|ppo|nar train|scaling sweep"
+TRAINING = (
+    r"pretrain|image train|metrics train-features|sft|reward|dpo|ppo|nar train|scaling sweep"
+    r"|toolformer"
+)
 
 
 def documented_command_lines() -> list[str]:
@@ -477,7 +488,7 @@ class AnyMetrics(dict):
 @pytest.mark.parametrize("line", documented_command_lines())
 def test_documented_command_lines_parse(monkeypatch, line):
     done = []
-    record = lambda *args, **kwargs: done.append(args) or AnyMetrics()  # noqa: E731
+    record = lambda *args, **kwargs: done.append(args) or AnyMetrics(per_tool={})  # noqa: E731
     for target in [
         "pretrain.pretrain",
         "image.train_diffusion",
@@ -489,6 +500,7 @@ def test_documented_command_lines_parse(monkeypatch, line):
         "ppo.run_ppo",
         "nar.train_nar",
         "scaling.run_scaling_sweep",
+        "toolformer.toolformer",
     ]:
         monkeypatch.setattr(f"genlab.cli.{target}", record)
     main(shlex.split(line))
@@ -523,6 +535,8 @@ EXPERIMENTS = (
     editing,
     detection,
     unlearning,
+    retrieval,
+    toolformer,
 )
 
 

@@ -32,6 +32,7 @@ from genlab.cli import audio  # noqa: F401  isort: skip
 from genlab.cli import detect  # noqa: F401  isort: skip
 from genlab.cli import unlearn  # noqa: F401  isort: skip
 from genlab.cli import edit  # noqa: F401  isort: skip
+from genlab.cli import toolformer  # noqa: F401  isort: skip
 from genlab.cli._app import app
 from genlab.core.errors import GenlabError
 

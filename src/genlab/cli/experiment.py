@@ -34,10 +34,12 @@ from genlab.recipes.experiments import (
     least_to_most,
     prompt_search,
     prompting_all,
+    retrieval,
     rlhf_vs_size,
     scale_all,
     scaling_laws,
     self_consistency,
+    toolformer,
     u_shaped,
     unlearning,
     wavegrad_steps,
@@ -59,10 +61,12 @@ from genlab.recipes.experiments.knowledge_vs_language import KnowledgeLanguageCo
 from genlab.recipes.experiments.least_to_most import LeastToMostConfig
 from genlab.recipes.experiments.prompt_search import PromptSearchConfig
 from genlab.recipes.experiments.prompting_all import PromptingAllConfig
+from genlab.recipes.experiments.retrieval import RetrievalExperimentConfig
 from genlab.recipes.experiments.rlhf_vs_size import RLHFSizeConfig
 from genlab.recipes.experiments.scale_all import ScaleAllConfig
 from genlab.recipes.experiments.scaling_laws import ScalingLawsConfig
 from genlab.recipes.experiments.self_consistency import SelfConsistencyConfig
+from genlab.recipes.experiments.toolformer import ToolformerExperimentConfig
 from genlab.recipes.experiments.u_shaped import UShapedConfig
 from genlab.recipes.experiments.unlearning import UnlearningConfig
 from genlab.recipes.experiments.wavegrad_steps import WaveGradStepsConfig
@@ -129,6 +133,20 @@ def wavegrad_steps_verb(cfg: WaveGradStepsConfig) -> None:
 def image_families_verb(cfg: ImageFamiliesConfig) -> None:
     """Diffusion, VAE, flow, GAN, image GPT, MaskGIT at the same training time; MaskGIT's steps."""
     _run(image_families, cfg)
+
+
+@experiment.command("toolformer")
+@config_command(ToolformerExperimentConfig)
+def toolformer_verb(cfg: ToolformerExperimentConfig) -> None:
+    """Toolformer on each ladder rung: test accuracy with and without its tools, by size."""
+    _run(toolformer, cfg)
+
+
+@experiment.command("retrieval")
+@config_command(RetrievalExperimentConfig)
+def retrieval_verb(cfg: RetrievalExperimentConfig) -> None:
+    """Search, read, cite: do an SFT rung's numbered citations point to the answer's passage?"""
+    _run(retrieval, cfg)
 
 
 @experiment.command("rlhf-vs-size")

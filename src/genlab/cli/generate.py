@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -10,8 +11,24 @@ import typer
 from genlab.cli._app import app
 from genlab.cli.watermark_options import DELTA, ENTROPY, GAMMA, watermark_bias
 from genlab.core.device import pick_device
+from genlab.core.errors import GenlabError
+from genlab.data.tinyworld import World
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.methods.autoregressive.decoding import stream
+from genlab.recipes.toolformer import TOOLS_FILE
+from genlab.tools.generate import generate_with_tools
+from genlab.tools.toolbox import toolbox
+
+
+def tool_names(run: Path, tools: str, world: int) -> tuple[list[str], int]:
+    """The tools and world of ``--tools``: a list of names, or ``run`` for the run's own."""
+    if tools != "run":
+        return [t.strip() for t in tools.split(",") if t.strip()], world
+    path = run / TOOLS_FILE
+    if not path.is_file():
+        raise GenlabError(f"{run} has no {TOOLS_FILE}: name the tools (--tools calculator,...)")
+    about = json.loads(path.read_text())
+    return list(about["tools"]), int(about["world"])
 
 
 @app.command()
@@ -31,11 +48,33 @@ def generate(
     watermark_gamma: float = GAMMA,
     watermark_delta: float = DELTA,
     watermark_entropy: float = ENTROPY,
+    tools: str | None = typer.Option(
+        None,
+        metavar="NAMES",
+        help="Run the tool calls the model writes (Toolformer): comma-separated names "
+        "(calculator, calendar, lookup), or 'run' for those its genlab toolformer run names.",
+    ),
+    world: int = typer.Option(0, help="The TinyWorld the lookup tool answers from (--tools)."),
 ) -> None:
     """Continue PROMPT token by token and print the text as it comes."""
     bias = watermark_bias(watermark, watermark_gamma, watermark_delta, watermark_entropy)
     model, tok = load_gpt(checkpoint, device=pick_device(device))
     ids = [tok.bos_id, *tok.encode(prompt)]
+    if tools is not None:
+        names, world = tool_names(checkpoint, tools, world)
+        answer = generate_with_tools(
+            model,
+            tok,
+            [ids],
+            toolbox(names, world=World(world)),
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            seed=seed,
+        )[0]
+        for call, result in answer.calls:
+            sys.stdout.write(f"[{call} -> {result}]\n")
+        sys.stdout.write(prompt + answer.text + "\n")
+        return
     decoder = tok.stream_decoder()
     sys.stdout.write(prompt)
     sys.stdout.flush()

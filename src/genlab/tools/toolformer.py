@@ -50,8 +50,7 @@ class AnnotateConfig:
     tau_f: float = 1.0  # least loss reduction of a kept call, in nats
     max_call_tokens: int = 32  # a call longer than this is dropped
     temperature: float = 1.0  # of the call sampling
-    batch_size: int = 64
-    seed: int = 0
+    batch: int = 64  # texts per forward when scoring and sampling
 
 
 @dataclass(frozen=True)
@@ -82,10 +81,16 @@ class Candidate:
 
 
 def call_pattern(tools: Mapping[str, Tool]) -> str:
-    """The syntax of a call to one of ``tools``, ``NAME(ARGUMENTS)`` on one line: sampled calls
-    are constrained to it (``genlab.methods.autoregressive.constrained``), so every one parses."""
+    """The syntax of a call to one of ``tools``, ``NAME(ARGUMENTS)`` on one line, the arguments'
+    parentheses balanced (two levels deep): sampled calls are constrained to it
+    (``genlab.methods.autoregressive.constrained``), so every one parses, and the call ends at
+    its closing parenthesis. Length is bounded by ``max_call_tokens``, not by the pattern: a
+    counted repetition such as ``{1,60}`` multiplies the DFA's states and takes minutes to index.
+    """
     names = "|".join(re.escape(name) for name in sorted(tools))
-    return rf"(?:{names})\([^\n]{{1,60}}\)"
+    flat = r"[^\n()]"
+    nested = rf"(?:{flat}|\((?:{flat}|\({flat}*\))*\))"
+    return rf"(?:{names})\({nested}+\)"
 
 
 @torch.inference_mode()
@@ -132,11 +137,13 @@ def annotate(
     texts: Sequence[Sequence[int]],
     tools: Mapping[str, Tool],
     config: AnnotateConfig,
+    seed: int = 0,
 ) -> list[Candidate]:
     """Every executed call the model proposes in ``texts`` (ids without ``<|bos|>``), with the
-    losses the filter compares (steps 1-4 of the module docstring; keep ``gain >= tau_f``)."""
+    losses the filter compares (steps 1-4 of the module docstring; keep ``gain >= tau_f``).
+    ``seed`` decides the sampled calls."""
     cfg = config
-    probs = call_probabilities(model, tokenizer, texts, cfg.batch_size)
+    probs = call_probabilities(model, tokenizer, texts, cfg.batch)
     # room after a position for the call, its result and the five tokens the filter scores
     room = model.config.block_size - cfg.max_call_tokens - 32  # type: ignore[union-attr]
     spots = [
@@ -149,8 +156,8 @@ def annotate(
     prefixes = [[tokenizer.bos_id, *texts[t][:i], tokenizer.tool_call_id] for t, i, _ in spots]
     calls: list[tuple[int, str]] = []  # (spot, call text), distinct per spot
     pattern = call_pattern(tools)
-    for start in range(0, len(prefixes), cfg.batch_size):
-        chunk = prefixes[start : start + cfg.batch_size]
+    for start in range(0, len(prefixes), cfg.batch):
+        chunk = prefixes[start : start + cfg.batch]
         end = [tokenizer.tool_call_end_id]
         gens = generate(
             model,
@@ -158,7 +165,7 @@ def annotate(
             max_new_tokens=cfg.max_call_tokens,
             temperature=cfg.temperature,
             stop=end,
-            seed=cfg.seed + start,
+            seed=seed + start,
             tokenizer=tokenizer,
             num_samples=cfg.samples,
             constraints={
@@ -179,7 +186,7 @@ def annotate(
             t, i, _ = spots[s]
             contexts.append([tokenizer.bos_id, *texts[t][:i], *ins])
             following.append(list(texts[t][i : i + len(WEIGHTS)]))
-        scores = continuation_logprobs(model, contexts, following, cfg.batch_size)
+        scores = continuation_logprobs(model, contexts, following, cfg.batch)
         return [weighted_loss(s) for s in scores]
 
     spot_of = [s for s, _ in calls]
