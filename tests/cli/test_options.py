@@ -59,6 +59,7 @@ from genlab.recipes.experiments.toolformer import ToolformerExperimentConfig
 from genlab.recipes.experiments.unlearning import UnlearningConfig
 from genlab.recipes.experiments.wavegrad_steps import WaveGradStepsConfig
 from genlab.recipes.pretrain import PretrainConfig
+from genlab.recipes.retrieval import RetrievalConfig
 from genlab.recipes.stages import DPOStage, PPOStage, RewardStage, SFTStage
 from genlab.recipes.toolformer import ToolformerConfig
 from genlab.recipes.wavegrad import AudioTrainConfig
@@ -326,6 +327,7 @@ VERBS = {  # command path -> the config its options are generated from
     ("experiment", "unlearning"): UnlearningConfig,
     ("experiment", "retrieval"): RetrievalExperimentConfig,
     ("toolformer",): ToolformerConfig,
+    ("retrieval",): RetrievalConfig,
     ("experiment", "toolformer"): ToolformerExperimentConfig,
     ("audio", "train"): AudioTrainConfig,
 }
@@ -462,7 +464,7 @@ def test_adapter_options_reach_the_stage_and_image_configs(monkeypatch):
 
 TRAINING = (
     r"pretrain|image train|metrics train-features|sft|reward|dpo|ppo|nar train|scaling sweep"
-    r"|toolformer"
+    r"|toolformer|retrieval"
 )
 
 
@@ -501,6 +503,7 @@ def test_documented_command_lines_parse(monkeypatch, line):
         "nar.train_nar",
         "scaling.run_scaling_sweep",
         "toolformer.toolformer",
+        "retrieval.retrieval",
     ]:
         monkeypatch.setattr(f"genlab.cli.{target}", record)
     main(shlex.split(line))

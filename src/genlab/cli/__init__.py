@@ -33,6 +33,7 @@ from genlab.cli import detect  # noqa: F401  isort: skip
 from genlab.cli import unlearn  # noqa: F401  isort: skip
 from genlab.cli import edit  # noqa: F401  isort: skip
 from genlab.cli import toolformer  # noqa: F401  isort: skip
+from genlab.cli import retrieval  # noqa: F401  isort: skip
 from genlab.cli._app import app
 from genlab.core.errors import GenlabError
 
