@@ -5,9 +5,10 @@ turn, so the model sees exactly the layout it was fine-tuned on. When the conver
 the context, the oldest turns are dropped (the system prompt stays).
 
 With ``--retrieve DOCS`` the model answers from a folder of documents, as WebGPT does (Nakano et
-al., 2021): its ``search(...)`` calls run over the folder's BM25 index (built once, kept in
-``DOCS/.index``), their passages are forced into its context, and the answer's ``[n]`` citations
-are printed with the passages they point to and their files.
+al., 2021): its ``search(...)`` calls run over the folder's BM25 index, or with ``--retriever
+dense`` its sentence embeddings (built once, kept in ``DOCS/.index``), their passages are forced
+into its context, and the answer's ``[n]`` citations are printed with the passages they point to
+and their files.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from genlab.methods.autoregressive.decoding import stream
 from genlab.nets.gpt import GPT
 from genlab.recipes.retrieval import SETTINGS_FILE
 from genlab.tools.cited import CitedAnswer, answer_with_citations
-from genlab.tools.retrieval import Retriever, documents_index
+from genlab.tools.retrieval import Searcher
+from genlab.tools.toolbox import RetrieverName, documents_retriever
 
 HELP = "Type a message; /reset starts over, /quit (or Ctrl-D) leaves."
 
@@ -92,7 +94,7 @@ def reply(
 def retrieved_reply(
     model: GPT,
     tokenizer: Tokenizer,
-    retriever: Retriever,
+    retriever: Searcher,
     messages: list[dict[str, Any]],
     k: int,
 ) -> tuple[str, list[dict[str, Any]]]:
@@ -143,10 +145,15 @@ def chat_cmd(
         help="Passages a search returns (with --retrieve; default: the k the run was trained "
         "with, in its retrieval.json, else 3).",
     ),
+    retriever: RetrieverName = typer.Option(
+        "bm25",
+        help="How --retrieve finds passages: bm25 (shared words) or dense (sentence embeddings, "
+        "from the dense extra).",
+    ),
 ) -> None:
     """Chat with a model in the terminal, streaming its answers (or answering from documents)."""
     model, tokenizer = load_gpt(run, device=pick_device(device))
-    retriever = documents_index(retrieve) if retrieve is not None else None
+    index = documents_retriever(retrieve, retriever) if retrieve is not None else None
     k = passages or trained_k(run)
     opening = [{"role": "system", "content": system}] if system else []
     settings = {
@@ -156,8 +163,8 @@ def chat_cmd(
     }
 
     def answer(messages: list[dict[str, Any]], turn: int) -> tuple[str, list[dict[str, Any]]]:
-        if retriever is not None:
-            return retrieved_reply(model, tokenizer, retriever, messages, k)
+        if index is not None:
+            return retrieved_reply(model, tokenizer, index, messages, k)
         return reply(model, tokenizer, messages, seed=seed + turn, **settings)
 
     if message is not None:

@@ -11,6 +11,7 @@ import typer
 from genlab.cli._app import app
 from genlab.cli.watermark_options import DELTA, ENTROPY, GAMMA, watermark_bias
 from genlab.core.errors import GenlabError
+from genlab.tools.toolbox import RetrieverName, toolbox
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -74,18 +75,24 @@ def serve(
         "the answer (comma-separated or repeated): calculator, calendar, search.",
     ),
     documents: Path | None = typer.Option(
-        None, help="Folder of .txt, .md or .jsonl documents that the search tool searches."
+        None,
+        help="Folder of .txt, .md or .jsonl documents that the search tool searches (its index "
+        "built once, kept in DOCUMENTS/.index).",
+    ),
+    retriever: RetrieverName = typer.Option(
+        "bm25",
+        help="How the search tool finds passages in --documents: bm25 (shared words) or dense "
+        "(sentence embeddings, from the dense extra).",
     ),
 ) -> None:
     """Serve RUN at http://HOST:PORT: the chat page at /, the OpenAI API under /v1."""
     from genlab.serve.api import serve as run_server
-    from genlab.tools.toolbox import toolbox
 
     if not run.is_dir():
         raise GenlabError(f"run folder not found: {run}")
     adapters = adapter_folders(adapter or [])
     names = [n.strip() for names in server_tools or () for n in names.split(",") if n.strip()]
-    tools = toolbox(names, documents=documents) if names else None
+    tools = toolbox(names, documents=documents, retriever=retriever) if names else None
     bias = watermark_bias(watermark, watermark_gamma, watermark_delta, watermark_entropy)
     if not api_key and host not in LOOPBACK:
         typer.echo(

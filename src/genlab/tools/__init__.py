@@ -1,5 +1,6 @@
 """Tools a language model calls from its text, as in Toolformer (Schick et al., 2023): a
-calculator, a calendar, fact lookup over a TinyWorld and BM25 search over documents (issue 15)."""
+calculator, a calendar, fact lookup over a TinyWorld and search over documents, BM25 or dense
+(issue 15)."""
 
 from genlab.tools.base import Tool, ToolError, call_tool, format_call, parse_call
 from genlab.tools.calculator import calculator_tool

@@ -23,7 +23,7 @@ from genlab.data.tokenizer import Tokenizer
 from genlab.nets.gpt import GPT
 from genlab.tools.base import parse_call
 from genlab.tools.generate import generate_with_tools
-from genlab.tools.retrieval import Passage, Retriever, search_tool
+from genlab.tools.retrieval import Passage, Searcher, search_tool
 
 CITATION = re.compile(r"\s*\[(\d+)\]")
 
@@ -61,7 +61,7 @@ def parse_citations(text: str, found: Sequence[Passage]) -> tuple[list[int], lis
     return numbers, [found[n - 1] for n in numbers]
 
 
-def last_search(retriever: Retriever, calls: Sequence[tuple[str, str]], k: int) -> list[Passage]:
+def last_search(retriever: Searcher, calls: Sequence[tuple[str, str]], k: int) -> list[Passage]:
     """The passages the last ``search`` call returned (none when it failed or found none)."""
     for call, result in reversed(calls):
         parsed = parse_call(call)
@@ -73,7 +73,7 @@ def last_search(retriever: Retriever, calls: Sequence[tuple[str, str]], k: int) 
 def answer_with_citations(
     model: GPT,
     tokenizer: Tokenizer,
-    retriever: Retriever,
+    retriever: Searcher,
     questions: Sequence[Question],
     *,
     k: int = 3,

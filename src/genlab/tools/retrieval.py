@@ -6,15 +6,17 @@ gets back short snippets. Here the collection is a folder of ``.txt`` / ``.md`` 
 lines, and a paragraph longer than :data:`MAX_PASSAGE` characters into pieces at word
 boundaries. BM25 (Robertson & Zaragoza, 2009) scores them with the ``bm25s`` library over
 lower-cased words minus English stop words; the tool's result lists the best few, numbered for
-citation: ``[1] ... [2] ...``. Dense retrieval is left out: no sentence encoder is available
-offline, and BM25 is what the paper used.
+citation: ``[1] ... [2] ...``. BM25 is what the paper used and the default; dense retrieval
+over the same passages, with a sentence encoder, is :mod:`genlab.tools.dense_retrieval`, and the
+search tool and cited answers take either (a :class:`Searcher`).
 
 The index is built once and saved in a folder: ``bm25s``'s own files (its sparse score matrix
 as three plain numeric ``.npy`` arrays, its vocabulary and parameters as JSON), written and read
 with ``allow_pickle=False`` so that nothing is ever unpickled, and ``passages.json`` (the text,
 id and source of every passage) written last and atomically: a folder without it is no index.
 :func:`documents_index` keeps a folder's index in its ``.index`` subfolder with a fingerprint of
-the documents' bytes, and builds it anew when they change.
+the documents' bytes, and builds it anew when they change (:func:`keep_index`, which the dense
+index shares).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import bm25s
 import numpy as np
@@ -44,16 +48,34 @@ FINGERPRINT_FILE = "documents.json"
 _WORD = re.compile(r"\w+")
 _STOPWORDS = frozenset(STOPWORDS_EN)
 
+IndexT = TypeVar("IndexT", bound="Index")
+
 
 @dataclass(frozen=True)
 class Passage:
     """One passage of the collection: its number, where it comes from (``notes/a.md`` or
-    ``facts.jsonl:3``), its text, and its BM25 score for the query that found it."""
+    ``facts.jsonl:3``), its text, and its score (BM25's, or the dense cosine) for the query
+    that found it."""
 
     id: int
     source: str
     text: str
     score: float = 0.0
+
+
+class Searcher(Protocol):
+    """What the search tool and cited answers need of an index: BM25's :class:`Retriever` or
+    :class:`~genlab.tools.dense_retrieval.DenseRetriever`."""
+
+    passages: list[Passage]
+
+    def search(self, query: str, k: int = 3) -> list[Passage]: ...
+
+
+class Index(Searcher, Protocol):
+    """A searcher that saves itself in a folder (what :func:`keep_index` keeps)."""
+
+    def save(self, folder: str | Path) -> None: ...
 
 
 def words(text: str) -> list[str]:
@@ -134,6 +156,21 @@ def read_passages(documents: str | Path) -> list[Passage]:
     return passages
 
 
+def save_passages(folder: Path, passages: list[Passage]) -> None:
+    """Write ``passages.json`` (the last file of a saved index) atomically."""
+    rows = [{"id": p.id, "source": p.source, "text": p.text} for p in passages]
+    atomic_write_json(folder / PASSAGES_FILE, {"passages": rows})
+
+
+def load_passages(folder: Path) -> list[Passage]:
+    """The passages a saved index holds (one-line :class:`GenlabError` if it holds none)."""
+    rows = read_json(folder / PASSAGES_FILE, "search index")
+    try:
+        return [Passage(int(r["id"]), str(r["source"]), str(r["text"])) for r in rows["passages"]]
+    except (ValueError, TypeError, KeyError) as e:
+        raise GenlabError(f"search index {folder} cannot be read ({e}); build it anew") from e
+
+
 class Retriever:
     """BM25 over a fixed list of passages."""
 
@@ -160,8 +197,7 @@ class Retriever:
         folder = Path(folder)
         (folder / PASSAGES_FILE).unlink(missing_ok=True)
         self.index.save(folder, allow_pickle=False)
-        rows = [{"id": p.id, "source": p.source, "text": p.text} for p in self.passages]
-        atomic_write_json(folder / PASSAGES_FILE, {"passages": rows})
+        save_passages(folder, self.passages)
 
     @staticmethod
     def saved_in(folder: str | Path) -> bool:
@@ -171,11 +207,8 @@ class Retriever:
     def load(cls, folder: str | Path) -> Retriever:
         """The index :meth:`save` wrote; one-line :class:`GenlabError` if the folder is not one."""
         folder = Path(folder)
-        rows = read_json(folder / PASSAGES_FILE, "search index")
+        passages = load_passages(folder)
         try:
-            passages = [
-                Passage(int(r["id"]), str(r["source"]), str(r["text"])) for r in rows["passages"]
-            ]
             index = bm25s.BM25.load(folder, allow_pickle=False)
         except (OSError, ValueError, TypeError, KeyError) as e:
             raise GenlabError(f"search index {folder} cannot be read ({e}); build it anew") from e
@@ -204,28 +237,45 @@ def fingerprint(documents: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _saved_fingerprint(stamp: Path) -> str | None:
+def _saved_key(stamp: Path) -> object:
     try:
-        return str(json.loads(stamp.read_text())["fingerprint"])
-    except (OSError, ValueError, TypeError, KeyError):
+        return json.loads(stamp.read_text())
+    except (OSError, ValueError):
         return None
 
 
-def documents_index(documents: str | Path) -> Retriever:
-    """The index of a documents folder, built once and kept in its ``.index`` subfolder, and
-    built anew when the documents' fingerprint no longer matches the one saved with it."""
+def keep_index(
+    folder: Path,
+    key: dict[str, str],
+    build: Callable[[], IndexT],
+    load: Callable[[Path], IndexT],
+) -> IndexT:
+    """The index saved in ``folder`` if the ``key`` saved with it (the documents' fingerprint,
+    and what else made it) is ``key``, else one built, saved there and stamped with ``key``."""
+    stamp = folder / FINGERPRINT_FILE
+    if (folder / PASSAGES_FILE).is_file() and _saved_key(stamp) == key:
+        return load(folder)
+    index = build()
+    stamp.unlink(missing_ok=True)  # a crash while saving leaves no stamp: built anew next time
+    index.save(folder)
+    atomic_write_json(stamp, key)
+    return index
+
+
+def documents_folder(documents: str | Path) -> Path:
+    """``documents`` as a folder that exists (one-line :class:`GenlabError` if it does not)."""
     root = Path(documents)
     if not root.is_dir():
         raise GenlabError(f"documents folder not found: {root}")
-    folder, current = root / INDEX_DIR, fingerprint(root)
-    stamp = folder / FINGERPRINT_FILE
-    if Retriever.saved_in(folder) and _saved_fingerprint(stamp) == current:
-        return Retriever.load(folder)
-    retriever = Retriever.build(root)
-    stamp.unlink(missing_ok=True)  # a crash while saving leaves no stamp: built anew next time
-    retriever.save(folder)
-    atomic_write_json(stamp, {"fingerprint": current})
-    return retriever
+    return root
+
+
+def documents_index(documents: str | Path) -> Retriever:
+    """The BM25 index of a documents folder, built once and kept in its ``.index`` subfolder,
+    and built anew when the documents' fingerprint no longer matches the one saved with it."""
+    root = documents_folder(documents)
+    key = {"fingerprint": fingerprint(root)}
+    return keep_index(root / INDEX_DIR, key, lambda: Retriever.build(root), Retriever.load)
 
 
 def _shown(text: str) -> str:
@@ -234,7 +284,7 @@ def _shown(text: str) -> str:
     return text[:MAX_SHOWN].rsplit(" ", 1)[0] + " ..."
 
 
-def search_tool(retriever: Retriever, k: int = 3) -> Tool:
+def search_tool(retriever: Searcher, k: int = 3) -> Tool:
     """The ``search`` tool: the ``k`` best passages, numbered ``[1] ... [2] ...`` for citation."""
 
     def run(query: str) -> str:
