@@ -96,6 +96,20 @@ def test_a_call_is_inserted_between_tokens_and_its_result_is_not_a_target(tokeni
     ]
 
 
+def test_the_arguments_and_the_result_are_spelled_as_the_text_spells_them(tokenizer):
+    """Led by a space, a copied number is the same ids in the call, the result and the text."""
+    text = tokenizer.encode("What is 872 + 102? The answer is 974.")
+    inserted = call_ids(tokenizer, "calculator(872 + 102)", "974")
+    assert call_ids(tokenizer, "calculator(  872 + 102 )", "974 ") == inserted
+    call = inserted[1 : inserted.index(tokenizer.tool_call_end_id)]
+    result = inserted[inserted.index(tokenizer.tool_result_id) + 1 : -1]
+    assert tokenizer.decode(call) == "calculator( 872 + 102)"
+    for number, where in ((" 872", call), (" 102", call), (" 974", result)):
+        ids = tokenizer.encode(number)
+        assert any(where[i : i + len(ids)] == ids for i in range(len(where))), number
+        assert any(text[i : i + len(ids)] == ids for i in range(len(text))), number
+
+
 def test_candidate_positions_and_the_weighted_loss():
     p = torch.tensor([0.9, 0.01, 0.3, 0.06, 0.2, 0.04])
     assert candidate_positions(p, top_k=2, tau_s=0.05) == [2, 4]  # never position 0
@@ -177,7 +191,11 @@ def test_generation_runs_the_calls_and_hides_them_from_the_text(model, tokenizer
         for call, got in a.calls:
             assert got == run_call(tools, call)
             end = a.ids.index(tokenizer.tool_call_end_id)
-            body = [tokenizer.tool_result_id, *tokenizer.encode(got), tokenizer.tool_result_end_id]
+            body = [
+                tokenizer.tool_result_id,
+                *tokenizer.encode(f" {got}"),
+                tokenizer.tool_result_end_id,
+            ]
             assert a.ids[end + 1 : end + 1 + len(body)] == body  # the result was forced
         assert "calculator" not in a.text and "<|" not in a.text
         if a.calls and a.calls[0][1] == result:

@@ -2,10 +2,11 @@
 
 ``toolformer(cfg)`` writes into ``cfg.out``:
 
-1. ``annotator/``: the base fine-tuned briefly on a few demonstrations of the call syntax mixed
-   with plain text. The paper shows a 6.7B model such examples in a prompt; a model of a few
-   million parameters does not learn in context, so it sees them in training. It only proposes
-   calls; it is not the model that is kept.
+1. ``annotator/``: the base fine-tuned briefly on demonstrations of the call syntax mixed with
+   questions answered without a call. The paper shows a 6.7B model a few examples in a prompt;
+   a model of a million parameters does not learn in context, so it sees them in training. It
+   proposes the calls and scores the filter's losses (the paper's M does both); it is not the
+   model that is kept.
 2. ``annotations.jsonl``: every call the annotator proposed and the tools executed on TinyWorld
    text (solved questions and prose where a tool helps), with the three losses of the filter
    (``genlab.tools.toolformer``); ``annotation.json``: calls proposed, executed and kept per
@@ -56,10 +57,10 @@ class ToolformerConfig:
     out: str = "runs/toolformer"  # run folder to write
     tools: str = "calculator,calendar,lookup"  # the tools the model learns to call
     world: int = 0  # the TinyWorld the lookup answers from and the text is drawn from
-    questions: int = 600  # solved train questions per tool to annotate
+    questions: int = 1200  # solved train questions per tool to annotate
     prose: int = 600  # paragraphs of tool-shaped prose to annotate
-    demonstrations: int = 24  # examples of the call syntax per tool (the paper's prompt)
-    annotator_steps: int = 120  # the annotator's training on the demonstrations
+    demonstrations: int = 100  # examples of the call syntax per tool (the paper's prompt)
+    annotator_steps: int = 300  # the annotator's training on the demonstrations
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     train: TrainConfig = field(default_factory=lambda: fine_tuning(500, 1e-3, 30))
 
@@ -86,6 +87,28 @@ def demonstrations(
             cut = before.rindex(f" {e.answer}.")
             out.append((before[:cut], reference_call(e), e.answer, before[cut:]))
     return out
+
+
+def annotator_examples(
+    world: World, tools: list[str], cfg: ToolformerConfig, tokenizer: Tokenizer
+) -> list[tuple[list[int], list[int]]]:
+    """What the annotator learns from: the demonstrations, and as many solved questions of the
+    same tools answered without a call (other questions than those annotated). The annotator
+    also scores the filter's losses, and the plain answers keep its loss without a call what
+    the base's is: trained on demonstrations alone it expects a call before every answer, its
+    loss without one (and with an empty result) is then large whatever it can compute, and the
+    filter keeps wrong results too (on the l rung, 58% of the kept calculator calls were right
+    against ...% with the plain answers)."""
+    demos = [
+        with_calls(tokenizer, tokenizer.encode(b + a), [(len(tokenizer.encode(b)), c, r)])
+        for b, c, r, a in demonstrations(world, tools, cfg.demonstrations, cfg.train.seed)
+    ]
+    plain = [
+        with_calls(tokenizer, tokenizer.encode(qa_text(e.prompt, direct(e.answer))), [])
+        for tool in tools
+        for e in tool_questions(world, tool, cfg.demonstrations, "train", cfg.train.seed + 202)
+    ]
+    return demos + plain
 
 
 def annotation_texts(world: World, tools: list[str], cfg: ToolformerConfig) -> list[str]:
@@ -161,19 +184,13 @@ def toolformer(cfg: ToolformerConfig) -> dict[str, object]:
 
     annotator = out / ANNOTATOR
     if not (annotator / "model.safetensors").is_file():
-        demos = [
-            with_calls(tokenizer, tokenizer.encode(b + a), [(len(tokenizer.encode(b)), c, r)])
-            for b, c, r, a in demonstrations(world, names, cfg.demonstrations, cfg.train.seed)
-        ]
-        plain = [
-            with_calls(tokenizer, tokenizer.encode(t), [])
-            for t in annotation_texts(world, names, cfg)[: 4 * len(demos)]
-        ]
         steps = cfg.annotator_steps
         train = replace(
             cfg.train, max_steps=steps, warmup_steps=min(cfg.train.warmup_steps, steps // 5)
         )
-        _train(cfg.base, annotator, demos * 4 + plain, tokenizer, train)
+        _train(
+            cfg.base, annotator, annotator_examples(world, names, cfg, tokenizer), tokenizer, train
+        )
 
     texts = [tokenizer.encode(t) for t in annotation_texts(world, names, cfg)]
     path = out / ANNOTATIONS

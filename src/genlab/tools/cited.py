@@ -97,6 +97,7 @@ def answer_with_citations(
             max_new_tokens=model.config.block_size,
             max_calls=max_calls,
             after_result=[tokenizer.assistant_id],
+            spaced_result=False,
         ):
             text = answer.text.strip()
             numbers, passages = parse_citations(text, last_search(retriever, answer.calls, k))

@@ -17,8 +17,8 @@ from torch import Tensor
 from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.decoding import Decoder, generate
 from genlab.nets.gpt import GPT
-from genlab.tools.base import Tool
-from genlab.tools.inserted import strip_calls
+from genlab.tools.base import Tool, format_call, parse_call
+from genlab.tools.inserted import result_ids, strip_calls
 from genlab.tools.toolbox import run_call
 
 
@@ -44,11 +44,13 @@ def generate_with_tools(
     seed: int = 0,
     max_calls: int = 2,
     after_result: Sequence[int] = (),
+    spaced_result: bool = True,
 ) -> list[ToolAnswer]:
     """Continue each prompt, running the calls it makes with ``tools`` (``None``: no calls;
     the call token is masked). Past ``max_calls`` calls a row's call gets an error result.
     ``after_result`` is forced after each result: a chat model's ``<|assistant|>``, which its
-    template puts after a tool message."""
+    template puts after a tool message. A result is led by a space as Toolformer's texts have
+    it (``genlab.tools.inserted``); ``spaced_result=False`` writes it as a chat template does."""
     calls: list[list[tuple[str, str]]] = [[] for _ in prompts]
     open_at: dict[int, int] = {}  # row -> index of its open <|tool_call|> in its tokens
 
@@ -59,12 +61,14 @@ def generate_with_tools(
                 open_at[index] = len(tokens)
             elif token == tokenizer.tool_call_end_id and index in open_at:
                 text = tokenizer.decode(tokens[open_at.pop(index) : -1], skip_special=True)
+                parsed = parse_call(text)
+                text = format_call(parsed[0], parsed[1].strip()) if parsed else text
                 if len(calls[index]) >= max_calls:
                     result = f"error: more than {max_calls} calls"
                 else:
                     result = run_call(tools or {}, text)
                 calls[index].append((text, result))
-                body = tokenizer.encode(result)
+                body = result_ids(tokenizer, result) if spaced_result else tokenizer.encode(result)
                 decoder.force(
                     index,
                     [tokenizer.tool_result_id, *body, tokenizer.tool_result_end_id, *after_result],
