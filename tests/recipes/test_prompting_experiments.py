@@ -22,17 +22,6 @@ from genlab.recipes.experiments.ladder import LadderConfig, ladder_documents, la
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def ladder(tmp_path_factory: pytest.TempPathFactory) -> LadderConfig:
-    cfg = LadderConfig(
-        preset="toy", corpus_chars=20_000, task_examples=12, steps=4, batch_size=4,
-        block_size=256, vocab_size=300, device="cpu", parallel=1,
-        sweep_dir=str(tmp_path_factory.mktemp("ladder")),
-    )  # fmt: skip
-    ladder_runs(cfg)
-    return cfg
-
-
 def check_page(out: Path, name: str, rows: list, phrase: str) -> None:
     page = (out / f"{name}.md").read_text()
     assert phrase in page and "95%" in page and "machine load" in page

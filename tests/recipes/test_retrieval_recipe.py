@@ -36,17 +36,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 DOCS = DocumentsConfig(size=8, per_paragraph=2)
 
 
-@pytest.fixture(scope="module")
-def ladder(tmp_path_factory: pytest.TempPathFactory) -> LadderConfig:
-    cfg = LadderConfig(
-        preset="toy", corpus_chars=20_000, task_examples=12, steps=4, batch_size=4,
-        block_size=256, vocab_size=300, device="cpu", parallel=1,
-        sweep_dir=str(tmp_path_factory.mktemp("ladder")),
-    )  # fmt: skip
-    ladder_runs(cfg, rungs=["xs"])
-    return cfg
-
-
 def tiny(ladder: LadderConfig, out: str = "runs/retrieval") -> RetrievalConfig:
     base = str(ladder_runs(ladder, rungs=["xs"])["xs"])
     cfg = RetrievalConfig(base=base, out=out, k=2, worlds=1)

@@ -16,7 +16,7 @@ from genlab.cli import main
 from genlab.core.errors import GenlabError
 from genlab.data.tinyworld import World
 from genlab.recipes.experiments import toolformer as experiment
-from genlab.recipes.experiments.ladder import LadderConfig, ladder_runs
+from genlab.recipes.experiments.ladder import ladder_runs
 from genlab.recipes.toolformer import (
     ANNOTATIONS,
     SUMMARY,
@@ -28,17 +28,6 @@ from genlab.tools.toolbox import run_call, toolbox
 from genlab.tools.toolformer import AnnotateConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def ladder(tmp_path_factory: pytest.TempPathFactory) -> LadderConfig:
-    cfg = LadderConfig(
-        preset="toy", corpus_chars=20_000, task_examples=12, steps=4, batch_size=4,
-        block_size=256, vocab_size=300, device="cpu", parallel=1,
-        sweep_dir=str(tmp_path_factory.mktemp("ladder")),
-    )  # fmt: skip
-    ladder_runs(cfg)
-    return cfg
 
 
 def tiny(**changes) -> ToolformerConfig:

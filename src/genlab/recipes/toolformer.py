@@ -97,8 +97,8 @@ def annotator_examples(
     also scores the filter's losses, and the plain answers keep its loss without a call what
     the base's is: trained on demonstrations alone it expects a call before every answer, its
     loss without one (and with an empty result) is then large whatever it can compute, and the
-    filter keeps wrong results too (on the l rung, 58% of the kept calculator calls were right
-    against ...% with the plain answers)."""
+    filter keeps wrong results too (on the l rung at tau_f = 2, 64% of the kept calculator calls
+    were right, 77% with the plain answers; lookup 79% and 94%)."""
     demos = [
         with_calls(tokenizer, tokenizer.encode(b + a), [(len(tokenizer.encode(b)), c, r)])
         for b, c, r, a in demonstrations(world, tools, cfg.demonstrations, cfg.train.seed)
