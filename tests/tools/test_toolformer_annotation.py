@@ -210,3 +210,20 @@ def test_a_row_past_its_call_budget_gets_an_error_result(model, tokenizer):
     tools = toolbox(["calculator"])
     answer = generate_with_tools(model, tokenizer, prompts, tools, max_new_tokens=24, max_calls=0)
     assert answer[0].calls and answer[0].calls[0][1] == "error: more than 0 calls"
+
+
+def test_a_call_opens_when_its_token_is_among_the_k_likeliest(model, tokenizer):
+    """Toolformer's decoding: k = the vocabulary opens a call at once, never one inside another,
+    and forces none past ``max_calls``."""
+    prompts = [[tokenizer.bos_id, *tokenizer.encode(p)] for p in ("The sky", "12 + 30 =", "A")]
+    tools = toolbox(["calculator"])
+    eager = generate_with_tools(
+        model, tokenizer, prompts, tools, max_new_tokens=40, max_calls=2,
+        call_top_k=tokenizer.vocab_size,
+    )  # fmt: skip
+    for a in eager:
+        assert a.ids[0] == tokenizer.tool_call_id
+        opened = [i for i, t in enumerate(a.ids) if t == tokenizer.tool_call_id]
+        closed = [i for i, t in enumerate(a.ids) if t == tokenizer.tool_result_end_id]
+        assert len(a.calls) <= len(opened) <= len(a.calls) + 1  # the last may run on
+        assert all(c < o for c, o in zip(closed, opened[1:], strict=False))  # none nested

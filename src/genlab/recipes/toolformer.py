@@ -89,6 +89,12 @@ def demonstrations(
     return out
 
 
+def document(tokenizer: Tokenizer, text: str) -> list[int]:
+    """A text's ids and ``<|eos|>``: each text is a document, and a model that learns where one
+    ends stops after its answer (packed without it, it learns to run on into the next text)."""
+    return [*tokenizer.encode(text), tokenizer.eos_id]
+
+
 def annotator_examples(
     world: World, tools: list[str], cfg: ToolformerConfig, tokenizer: Tokenizer
 ) -> list[tuple[list[int], list[int]]]:
@@ -100,11 +106,11 @@ def annotator_examples(
     filter keeps wrong results too (on the l rung at tau_f = 2, 64% of the kept calculator calls
     were right, 77% with the plain answers; lookup 79% and 94%)."""
     demos = [
-        with_calls(tokenizer, tokenizer.encode(b + a), [(len(tokenizer.encode(b)), c, r)])
+        with_calls(tokenizer, document(tokenizer, b + a), [(len(tokenizer.encode(b)), c, r)])
         for b, c, r, a in demonstrations(world, tools, cfg.demonstrations, cfg.train.seed)
     ]
     plain = [
-        with_calls(tokenizer, tokenizer.encode(qa_text(e.prompt, direct(e.answer))), [])
+        with_calls(tokenizer, document(tokenizer, qa_text(e.prompt, direct(e.answer))), [])
         for tool in tools
         for e in tool_questions(world, tool, cfg.demonstrations, "train", cfg.train.seed + 202)
     ]
@@ -206,7 +212,8 @@ def toolformer(cfg: ToolformerConfig) -> dict[str, object]:
 
     kept = kept_calls(candidates, cfg.annotate.tau_f)
     examples = [
-        with_calls(tokenizer, ids, [kept[t]] if t in kept else []) for t, ids in enumerate(texts)
+        with_calls(tokenizer, [*ids, tokenizer.eos_id], [kept[t]] if t in kept else [])
+        for t, ids in enumerate(texts)
     ]
     about = {"tools": names, "world": cfg.world, "settings": asdict(cfg.annotate)}
     metrics: dict[str, float] = {}

@@ -45,20 +45,30 @@ def generate_with_tools(
     max_calls: int = 2,
     after_result: Sequence[int] = (),
     spaced_result: bool = True,
+    call_top_k: int = 1,
 ) -> list[ToolAnswer]:
     """Continue each prompt, running the calls it makes with ``tools`` (``None``: no calls;
     the call token is masked). Past ``max_calls`` calls a row's call gets an error result.
     ``after_result`` is forced after each result: a chat model's ``<|assistant|>``, which its
     template puts after a tool message. A result is led by a space as Toolformer's texts have
-    it (``genlab.tools.inserted``); ``spaced_result=False`` writes it as a chat template does."""
+    it (``genlab.tools.inserted``); ``spaced_result=False`` writes it as a chat template does.
+    ``call_top_k``: a row outside a call opens one whenever ``<|tool_call|>`` is among its
+    ``call_top_k`` likeliest tokens (Toolformer's decoding, section 4.1, with k = 10; 1 is
+    plain greedy)."""
     calls: list[list[tuple[str, str]]] = [[] for _ in prompts]
     open_at: dict[int, int] = {}  # row -> index of its open <|tool_call|> in its tokens
+    inside: set[int] = set()  # rows from <|tool_call|> to the end of its result
+    decoding: list[Decoder] = []  # the decoder, once its first step is seen
 
     def on_step(decoder: Decoder, emitted: list[tuple[int, int, float]]) -> None:
+        decoding[:] = [decoder]
         for index, token, _ in emitted:
             tokens = decoder.results[index].tokens
+            if token == tokenizer.tool_result_end_id:
+                inside.discard(index)
             if token == tokenizer.tool_call_id:
                 open_at[index] = len(tokens)
+                inside.add(index)
             elif token == tokenizer.tool_call_end_id and index in open_at:
                 text = tokenizer.decode(tokens[open_at.pop(index) : -1], skip_special=True)
                 parsed = parse_call(text)
@@ -79,6 +89,20 @@ def generate_with_tools(
         logits[:, tokenizer.tool_call_id] = float("-inf")
         return logits
 
+    def call_opening(prev: Tensor, logits: Tensor) -> Tensor:
+        """No call opens inside another; outside one, a call opens when its token is among a
+        row's ``call_top_k`` likeliest (while the row has calls left)."""
+        call = tokenizer.tool_call_id
+        rank = (logits > logits[:, call : call + 1]).sum(-1)
+        logits = logits.clone()
+        rows = decoding[0].rows if decoding else range(len(prompts))
+        for r, index in enumerate(rows):
+            if index in inside:
+                logits[r, call] = float("-inf")
+            elif call_top_k > 1 and rank[r] < call_top_k and len(calls[index]) < max_calls:
+                logits[r, call] = logits[r].max() + 1.0
+        return logits
+
     gens = generate(
         model,
         prompts,
@@ -88,7 +112,7 @@ def generate_with_tools(
         seed=seed,
         tokenizer=tokenizer,
         on_step=on_step if tools else None,
-        logits_bias=None if tools else no_calls,
+        logits_bias=call_opening if tools else no_calls,
     )
     out = []
     for gen, made in zip(gens, calls, strict=True):

@@ -46,8 +46,8 @@ class AnnotateConfig:
 
     top_k: int = 5  # candidate positions per text
     tau_s: float = 0.05  # least probability of a call at a candidate position
-    samples: int = 3  # calls sampled per position (m)
-    tau_f: float = 2.0  # least loss reduction of a kept call, in nats
+    samples: int = 6  # calls sampled per position (m)
+    tau_f: float = 3.0  # least loss reduction of a kept call, in nats
     max_call_tokens: int = 32  # a call longer than this is dropped
     temperature: float = 1.0  # of the call sampling
     batch: int = 64  # texts per forward when scoring and sampling

@@ -62,6 +62,7 @@ class ToolformerExperimentConfig:
     n_per_group: int = 150  # questions per group (the world has 189 test facts)
     split: str = "test"  # the questions asked: test (the report) or validation (tuning)
     max_new_tokens: int = 48
+    call_top_k: int = 10  # a call opens when its token is among the k likeliest (the paper's k)
     device: str = "auto"  # where the models answer
     out_dir: str = str(DOCS_DIR)
     toolformer: ToolformerConfig = field(default_factory=ToolformerConfig)
@@ -123,6 +124,7 @@ def ask(
                 tools if arm == ARMS[2] else None,
                 max_new_tokens=cfg.max_new_tokens,
                 stop=("\n",),
+                call_top_k=cfg.call_top_k,
             )
         correct = [e.checked(a.text).correct for e, a in zip(examples, answers, strict=True)]
         calls = [c for a in answers for c in a.calls]
