@@ -138,9 +138,12 @@ class DiffusionModel(nn.Module):
             timestep_spacing=spacing or "trailing",
         )
 
-    def encode(self, tokens: Tensor, token_mask: Tensor) -> Tensor:
-        """The caption as a sequence of embeddings (B, L, D) for cross-attention."""
-        return self.text_encoder(tokens, token_mask)
+    def encode(self, tokens: Tensor, token_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The caption as a sequence of embeddings (B, L, D) for cross-attention, and its mask
+        (B, L). An encoder with its own tokenizer (a frozen pretrained one) returns both; one
+        over the caption ids returns the embeddings, whose mask is the ids' own."""
+        out = self.text_encoder(tokens, token_mask)
+        return out if isinstance(out, tuple) else (out, token_mask)
 
     def forward(
         self,
@@ -152,8 +155,8 @@ class DiffusionModel(nn.Module):
     ) -> Tensor:
         """Predict from noisy images ``x`` at steps ``t`` given captions as token ids; the rows
         of ``drop_cond`` get the null caption (classifier-free guidance training)."""
-        context = self.encode(tokens, token_mask)
-        return self.unet(x, t, context=context, context_mask=token_mask, drop_cond=drop_cond)
+        context, mask = self.encode(tokens, token_mask)
+        return self.unet(x, t, context=context, context_mask=mask, drop_cond=drop_cond)
 
 
 class DiffusionBatchSource:
@@ -232,8 +235,8 @@ def generate(
         gen_device = generator.device if generator is not None else device
         noise = torch.randn(shape, generator=generator, device=gen_device).to(device)
         with autocast(device, precision):
-            context = model.encode(tokens, token_mask)
-            cond = {"context": context, "context_mask": token_mask}
+            context, mask = model.encode(tokens, token_mask)
+            cond = {"context": context, "context_mask": mask}
 
             def model_fn(x: Tensor, t: Tensor) -> Tensor:
                 return guided_model_output(model.unet, x, t, cond, guidance).float()
