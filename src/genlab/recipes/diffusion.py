@@ -47,8 +47,17 @@ from genlab.data.images import (
     ImageFolderDataset,
     ShapesConfig,
     ShapesDataset,
+    composition_split,
+    from_uint8,
     save_grid,
     to_uint8,
+)
+from genlab.methods.diffusion.latent import (
+    ENCODE_BATCH,
+    LatentConfig,
+    encode_pixels,
+    open_autoencoder,
+    unit_variance_scale,
 )
 from genlab.methods.diffusion.loss import DiffusionLoss
 from genlab.methods.diffusion.text_conditioned import (
@@ -59,6 +68,8 @@ from genlab.methods.diffusion.text_conditioned import (
     DiffusionModel,
     generate_captions,
 )
+from genlab.methods.diffusion.text_encoders import resolve_text_encoder, text_encoder_width
+from genlab.nets.frozen_text_encoder import SMALL
 from genlab.nets.text_encoder import TextEncoderConfig
 from genlab.nets.unet import UNetConfig
 from genlab.recipes.image_settings import FamilySettings
@@ -68,6 +79,11 @@ SAMPLES_DIR = "samples"
 DIFFUSION = ("diffusion", "ddpm")  # the names of this recipe's method
 GRID_PROMPTS = 8  # columns of the training grids, each prompt drawn twice (two rows)
 EVAL_IMAGES = 512
+HOLDOUTS = ("none", "compositions")  # what a shapes run holds out of training (DataSpec.holdout)
+# load_images's splits of the shapes, and the offset of each one's seed from the run's; "eval"
+# (the older name) is "validation"
+SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2, "seen": 3}
+SCALE_IMAGES = 2048  # training images the latent scale is measured on
 # a LoRA's default layers in the UNet: attention projections and residual-block convolutions
 UNET_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out", "conv1", "conv2")
 # the settings a run started from another takes from it: the network and its training target
@@ -77,9 +93,11 @@ MODEL_SETTINGS = (
     "unet_overrides",
     "text_dim",
     "text_layers",
+    "text_encoder",
     "prediction",
     "schedule",
     "num_train_timesteps",
+    "latent_vae",
 )
 
 
@@ -92,14 +110,28 @@ class DataSpec:
     n_images: int = 20_000  # shapes only (digits has 1,437 training images, a folder its own)
     two_shape_fraction: float = 0.0  # shapes only: share of two-shape scenes and captions
     seed: int = 0  # shapes only: the scenes drawn
+    holdout: str = "none"  # shapes only: none, or compositions (train without held-out ones)
+
+    def __post_init__(self) -> None:
+        if self.holdout not in HOLDOUTS:
+            raise GenlabError(f"unknown holdout '{self.holdout}': choose {', '.join(HOLDOUTS)}")
+        if self.holdout != "none" and self.data != "shapes":
+            raise GenlabError(f"--holdout {self.holdout} needs --data shapes, not {self.data}")
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
 
-    def shapes(self, n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+    def shapes(self, n: int, seed: int, split: str = "train") -> tuple[torch.Tensor, list[str]]:
         """uint8 pixels (n, C, H, W) and captions of ``n`` scenes of this run's shapes
-        distribution, drawn with ``seed``."""
-        config = ShapesConfig(two_shape_fraction=self.two_shape_fraction)
+        distribution, drawn with ``seed``; with ``holdout="compositions"`` only scenes of the
+        compositions of ``split`` ("train", "validation" or "test"; see
+        ``genlab.data.images.compositions``), else ``split`` changes nothing."""
+        held = self.holdout == "compositions"
+        config = ShapesConfig(
+            two_shape_fraction=self.two_shape_fraction,
+            compositions=composition_split() if held else None,
+            split=split if held else "train",
+        )
         ds = ShapesDataset(n, self.size, seed, config)
         return ds.pixels, [scene.caption for scene in ds.scenes]
 
@@ -122,9 +154,11 @@ class ImageTrainConfig:
     unet_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. base_channels=32
     text_dim: int = 64  # caption encoder width
     text_layers: int = 2  # caption encoder depth
+    text_encoder: str = "small"  # small (trained with the UNet) | minilm | gpt:RUN (frozen)
     prediction: str = "v"  # trains fastest on a CPU budget: see docs/diffusion.md
     schedule: str = "linear"  # noise schedule: linear | cosine | scaled_linear
     num_train_timesteps: int = 1000  # diffusion steps T
+    latent_vae: str | None = None  # latent diffusion over a VAE run (one trained --no-captions)
     cond_drop: float = 0.1  # caption dropout for classifier-free guidance
     snr_gamma: float | None = 1.0  # Min-SNR-gamma loss weighting; None: the plain MSE
     snr_floor: float = 0.1  # the weight the noisiest steps keep (with snr_gamma)
@@ -149,13 +183,24 @@ class ImageTrainConfig:
     )
 
 
-def load_images(spec: DataSpec, split: str = "train") -> tuple[torch.Tensor, list[str]]:
-    """uint8 pixels (N, C, H, W) and captions of ``spec``'s images; ``split="eval"`` gives
-    held-out images (other shapes scenes, the digits test split) or raises for a folder."""
+def load_images(
+    spec: DataSpec, split: str = "train", n: int | None = None
+) -> tuple[torch.Tensor, list[str]]:
+    """uint8 pixels (N, C, H, W) and captions of ``spec``'s images of ``split``.
+
+    Shapes: "train" is the run's training scenes; "validation" (or "eval") and "test" are
+    ``n`` (default ``EVAL_IMAGES``) fresh scenes of the held-out compositions with
+    ``holdout="compositions"``, and "seen" fresh scenes of the training compositions; without
+    a holdout all three are fresh draws (other seeds) of the training distribution. Digits:
+    every split but "train" is the digits test split. A folder has only "train"."""
+    split = "validation" if split == "eval" else split
+    if split not in SPLIT_SEEDS:
+        raise GenlabError(f"unknown split '{split}': choose {', '.join(SPLIT_SEEDS)}")
     if spec.data == "shapes":
         if split == "train":
             return spec.shapes(spec.n_images, spec.seed)
-        return spec.shapes(EVAL_IMAGES, spec.seed + 1)
+        drawn = "train" if split == "seen" else split
+        return spec.shapes(n or EVAL_IMAGES, spec.seed + SPLIT_SEEDS[split], drawn)
     if spec.data == "digits":
         images, captions = spec.digits("train" if split == "train" else "test")
         return to_uint8(images), captions
@@ -166,13 +211,12 @@ def load_images(spec: DataSpec, split: str = "train") -> tuple[torch.Tensor, lis
     return to_uint8(torch.stack([it.image for it in items])), [it.caption for it in items]
 
 
-def held_out_captions(spec: DataSpec) -> list[str]:
-    """The captions of ``spec``'s held-out images, or of its training images for a folder
-    (which has no held-out split)."""
-    try:
-        return load_images(spec, "eval")[1]
-    except GenlabError:
+def held_out_captions(spec: DataSpec, split: str = "validation") -> list[str]:
+    """The captions of ``spec``'s held-out images of ``split`` (tune on "validation", report
+    "test" once), or of its training images for a folder (which has no held-out split)."""
+    if spec.data not in ("shapes", "digits"):
         return load_images(spec, "train")[1]
+    return load_images(spec, split)[1]
 
 
 def grid_prompts(spec: DataSpec, tokenizer: CaptionTokenizer) -> list[str]:
@@ -184,16 +228,26 @@ def grid_prompts(spec: DataSpec, tokenizer: CaptionTokenizer) -> list[str]:
 
 
 def build_model_config(
-    cfg: ImageTrainConfig, tokenizer: CaptionTokenizer, channels: int
+    cfg: ImageTrainConfig,
+    tokenizer: CaptionTokenizer,
+    channels: int,
+    latent: LatentConfig | None = None,
 ) -> DiffusionConfig:
+    """The network ``cfg`` asks for, over images of ``channels`` channels or over ``latent``."""
+    if latent is not None:
+        channels = latent.vae.latent_channels
+    encoder = resolve_text_encoder(cfg.text_encoder)
+    frozen = encoder != SMALL  # a frozen encoder's width is its own, text_dim/layers unused
+    width = text_encoder_width(encoder) if frozen else cfg.text_dim
     unet = UNetConfig.preset(
-        cfg.preset, image_channels=channels, context_dim=cfg.text_dim, **cfg.unet_overrides
+        cfg.preset, image_channels=channels, context_dim=width, **cfg.unet_overrides
     )
     text = TextEncoderConfig(
         vocab_size=tokenizer.vocab_size,
         max_length=tokenizer.max_length,
-        dim=cfg.text_dim,
+        dim=width,
         num_layers=cfg.text_layers,
+        **({"num_heads": 1} if frozen else {}),  # records the width: no heads to split it into
     )
     return DiffusionConfig(
         unet=unet,
@@ -202,6 +256,9 @@ def build_model_config(
         schedule=cfg.schedule,
         num_train_timesteps=cfg.num_train_timesteps,
         prediction=cfg.prediction,
+        latent=latent,
+        text_encoder=encoder,
+        caption_vocab=tuple(tokenizer.vocab) if frozen else (),
     )
 
 
@@ -333,6 +390,29 @@ class SampleGrid(Callback):
         return {}
 
 
+def latent_config(vae_run: str, pixels: torch.Tensor) -> LatentConfig:
+    """The latent space of the VAE run ``vae_run`` for these uint8 images, its scale measured
+    on (up to) the first ``SCALE_IMAGES`` of them."""
+    autoencoder = open_autoencoder(vae_run)
+    ae = autoencoder.config
+    if (ae.image_channels, ae.image_size) != (pixels.shape[1], pixels.shape[-1]):
+        raise GenlabError(
+            f"{vae_run} codes {ae.image_channels}-channel {ae.image_size}-pixel images but the "
+            f"data has {pixels.shape[1]}-channel {pixels.shape[-1]}-pixel ones: pass the same "
+            "--data and --size it was trained with"
+        )
+    scale = unit_variance_scale(encode_pixels(autoencoder, pixels[:SCALE_IMAGES]))
+    return LatentConfig(ae, scale)
+
+
+def denoised(model: DiffusionModel, pixels: torch.Tensor) -> torch.Tensor:
+    """What the model learns to denoise: the uint8 images, or their latents (float)."""
+    if model.latent is None:
+        return pixels
+    batches = [model.latent.encode(from_uint8(b)) for b in pixels.split(ENCODE_BATCH)]
+    return torch.cat(batches).float()
+
+
 def time_budget(cfg: ImageTrainConfig) -> list[TimeBudget]:
     """The callback that fits the run into ``cfg.time_budget`` minutes, if one is set."""
     return [] if cfg.time_budget is None else [TimeBudget(60 * cfg.time_budget)]
@@ -360,22 +440,32 @@ def train_diffusion(
         tokenizer = CaptionTokenizer.from_json((out / CAPTION_TOKENIZER_FILE).read_text())
     else:
         tokenizer = CaptionTokenizer.from_captions(captions)
-        model_config = build_model_config(cfg, tokenizer, channels=pixels.shape[1])
+        latent = None if cfg.latent_vae is None else latent_config(cfg.latent_vae, pixels)
+        model_config = build_model_config(cfg, tokenizer, pixels.shape[1], latent)
     tokens, mask = tokenizer.encode(captions)
     seed_everything(cfg.train.seed)  # a new model's initial weights, or a LoRA's, follow it
     if cfg.init_from is None:
         model = DiffusionModel(model_config)
+        if model.latent is not None:
+            model.latent.vae.load_state_dict(open_autoencoder(str(cfg.latent_vae)).state_dict())
     trained: nn.Module = model
     if adapter is not None:
         trained = Adapted.around(model, cfg.init_from, adapter, base_weights=EMA_FILE)
     T = model.config.num_train_timesteps
-    train_data = DiffusionBatchSource(pixels, tokens, mask, T, cfg.cond_drop, cfg.train.seed)
+    train_data = DiffusionBatchSource(
+        denoised(model, pixels), tokens, mask, T, cfg.cond_drop, cfg.train.seed
+    )
     eval_data = None
     if cfg.data.data in ("shapes", "digits"):
         eval_pixels, eval_captions = load_images(cfg.data, "eval")
         eval_tokens, eval_mask = tokenizer.encode(eval_captions)
         eval_data = DiffusionBatchSource(
-            eval_pixels, eval_tokens, eval_mask, T, cfg.cond_drop, cfg.train.seed + 1
+            denoised(model, eval_pixels),
+            eval_tokens,
+            eval_mask,
+            T,
+            cfg.cond_drop,
+            cfg.train.seed + 1,
         )
     prompts = grid_prompts(cfg.data, tokenizer)
     ema = EMACallback(decay=cfg.ema_decay)

@@ -190,7 +190,8 @@ def build_family(
             "latent_channels": s.latent_channels,
         }
         if cfg.model == "vae":
-            config = vae.VAEConfig(**{**common, **auto, **net})
+            reads = common if s.captions else {**common, "cond_vocab": 0}
+            config = vae.VAEConfig(**{**reads, **auto, **net})
             return Built(vae.KIND, config, vae.VAE(config), vae.VAELoss(s.kl_weight, s.free_bits))
         unconditional = {**common, "cond_vocab": 0}  # a tokenizer codes images, not captions
         config = vq.VQConfig(**{**unconditional, **auto, "num_codes": s.num_codes, **net})

@@ -21,6 +21,7 @@ class FamilySettings:
     downsample: int = 4  # vae, vq: the latent grid is the image side / this (a power of 2)
     kl_weight: float = 1.0  # vae: the KL term's weight (1: the ELBO)
     free_bits: float = 0.0  # vae: nats per latent channel the KL is not pushed below
+    captions: bool = True  # vae: the decoder reads the caption (false: for latent diffusion)
     num_codes: int = 256  # vq: codebook size
     commitment: float = 0.25  # vq: weight of the commitment loss
     gan_loss: Literal["hinge", "non-saturating"] = "hinge"  # gan: the adversarial loss

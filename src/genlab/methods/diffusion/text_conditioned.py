@@ -1,5 +1,7 @@
 """A text-conditioned diffusion model: a UNet that cross-attends to a caption encoder trained
-with it, as in latent diffusion (Rombach et al., 2022) without the latent space.
+with it, as in latent diffusion (Rombach et al., 2022) without the latent space, or to a frozen
+pretrained one (``text_encoder``: minilm or a genlab GPT run), as Imagen reads T5 (Saharia et
+al., 2022).
 
 Training is the denoising loss of ``genlab.methods.diffusion.loss``; captions are dropped (the
 null condition) with probability ``cond_drop`` so the same network learns the unconditional model
@@ -30,9 +32,12 @@ from genlab.core.registry import ExtraFile, Kind, Loaded, kind, load, register
 from genlab.data.captions import CaptionTokenizer
 from genlab.data.images import from_uint8
 from genlab.methods.diffusion.guidance import condition_dropout, guided_model_output
+from genlab.methods.diffusion.latent import LatentConfig, LatentSpace
 from genlab.methods.diffusion.samplers import DDIMScheduler, DDPMScheduler, sample_loop
 from genlab.methods.diffusion.schedule import PREDICTIONS, SCHEDULES, NoiseSchedule, check_choice
-from genlab.nets.text_encoder import TextEncoder, TextEncoderConfig
+from genlab.methods.diffusion.text_encoders import build_text_encoder
+from genlab.nets.frozen_text_encoder import SMALL, check_text_encoder
+from genlab.nets.text_encoder import TextEncoderConfig
 from genlab.nets.unet import UNet, UNetConfig
 
 SAMPLERS = ("ddpm", "ddim")
@@ -48,6 +53,11 @@ class DiffusionConfig:
     schedule: str = "linear"
     num_train_timesteps: int = 1000
     prediction: str = "eps"
+    latent: LatentConfig | None = None  # denoise this frozen autoencoder's latents, not pixels
+    # the caption encoder: small (trained with the UNet) | minilm | gpt:RUN (frozen; then
+    # ``text`` records the caption ids' vocabulary size and length and the encoder's width)
+    text_encoder: str = SMALL
+    caption_vocab: tuple[str, ...] = ()  # a frozen encoder reads caption ids back into words
 
     def __post_init__(self) -> None:
         check_choice(self.schedule, SCHEDULES, "noise schedule")
@@ -57,12 +67,34 @@ class DiffusionConfig:
                 f"the UNet cross-attends to {self.unet.context_dim}-d context but the text "
                 f"encoder makes {self.text.dim}-d embeddings"
             )
-        factor = 2 ** (len(self.unet.channel_mults) - 1)
-        if self.image_size < factor or self.image_size % factor:
+        if check_text_encoder(self.text_encoder) != SMALL and (
+            len(self.caption_vocab) != self.text.vocab_size
+        ):
             raise GenlabError(
-                f"image size {self.image_size} is not a multiple of {factor}, which a UNet of "
+                f"the frozen text encoder {self.text_encoder} needs the caption vocabulary of "
+                f"{self.text.vocab_size} words in the config, got {len(self.caption_vocab)}"
+            )
+        if self.latent is not None:
+            ae = self.latent.vae
+            if self.unet.image_channels != ae.latent_channels or ae.image_size != self.image_size:
+                raise GenlabError(
+                    f"the UNet denoises {self.unet.image_channels}-channel samples of "
+                    f"{self.image_size}-pixel images but the autoencoder has "
+                    f"{ae.latent_channels} latent channels for {ae.image_size}-pixel images"
+                )
+        side, factor = self.sample_shape[-1], 2 ** (len(self.unet.channel_mults) - 1)
+        if side < factor or side % factor:
+            raise GenlabError(
+                f"a {side}-pixel side is not a multiple of {factor}, which a UNet of "
                 f"{len(self.unet.channel_mults)} levels needs"
             )
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """What the UNet denoises: an image, or the autoencoder's latent of one."""
+        if self.latent is not None:
+            return (self.latent.vae.latent_channels, *(2 * (self.latent.vae.latent_size,)))
+        return (self.unet.image_channels, self.image_size, self.image_size)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +104,9 @@ class DiffusionConfig:
             "schedule": self.schedule,
             "num_train_timesteps": self.num_train_timesteps,
             "prediction": self.prediction,
+            "latent": None if self.latent is None else self.latent.to_dict(),
+            "text_encoder": self.text_encoder,
+            **({"caption_vocab": list(self.caption_vocab)} if self.caption_vocab else {}),
         }
 
     @classmethod
@@ -84,6 +119,8 @@ class DiffusionConfig:
                 **d,
                 "unet": UNetConfig.from_dict(d["unet"]),
                 "text": TextEncoderConfig.from_dict(d["text"]),
+                "latent": None if d.get("latent") is None else LatentConfig.from_dict(d["latent"]),
+                "caption_vocab": tuple(d.get("caption_vocab", ())),
             }
         )
 
@@ -91,13 +128,19 @@ class DiffusionConfig:
 class DiffusionModel(nn.Module):
     """UNet + caption encoder: ``model(x_t, t, tokens, token_mask, drop_cond)`` predicts the
     target of ``config.prediction``. ``text_encoder`` may be any module mapping ``(ids, mask)``
-    to ``(B, L, config.text.dim)``; by default it is genlab's :class:`TextEncoder`."""
+    to ``(B, L, config.text.dim)`` (or to that and its own mask); by default it is the one
+    ``config.text_encoder`` names (``genlab.methods.diffusion.text_encoders``)."""
 
     def __init__(self, config: DiffusionConfig, text_encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.config = config
         self.unet = UNet(config.unet)
-        self.text_encoder = text_encoder if text_encoder is not None else TextEncoder(config.text)
+        if text_encoder is None:
+            text_encoder = build_text_encoder(
+                config.text_encoder, config.text, config.caption_vocab
+            )
+        self.text_encoder = text_encoder
+        self.latent = LatentSpace(config.latent) if config.latent is not None else None
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -163,7 +206,8 @@ class DiffusionBatchSource:
     """Training examples for :class:`DiffusionModel`: images with their caption tokens, plus the
     timestep, noise and condition-dropout mask of every row, all a function of ``(seed, step)``.
 
-    ``pixels`` is uint8 (N, C, H, W) (a quarter of the memory of floats). A batch is what
+    ``pixels`` is uint8 (N, C, H, W) (a quarter of the memory of floats), or float latents of
+    an autoencoder (latent diffusion), used as they are. A batch is what
     :class:`~genlab.methods.diffusion.loss.DiffusionLoss` reads: ``sample`` (float images in
     [-1, 1]), ``noise``, ``t``, and the model's conditions by their argument names, ``tokens``,
     ``token_mask`` and ``drop_cond``.
@@ -178,9 +222,10 @@ class DiffusionBatchSource:
         cond_drop: float = 0.1,
         seed: int = 0,
     ) -> None:
-        if pixels.dtype != torch.uint8 or pixels.ndim != 4:
+        if pixels.dtype not in (torch.uint8, torch.float32) or pixels.ndim != 4:
             raise GenlabError(
-                f"pixels must be uint8 (N, C, H, W), got {pixels.dtype} {pixels.ndim}-d"
+                f"pixels must be uint8 or float32 latents (N, C, H, W), got {pixels.dtype} "
+                f"{pixels.ndim}-d"
             )
         if not 0.0 <= cond_drop <= 1.0:
             raise GenlabError(f"condition dropout must lie in [0, 1], got {cond_drop}")
@@ -199,7 +244,7 @@ class DiffusionBatchSource:
         drop = condition_dropout(batch_size, self.cond_drop, generator=g)
         noise = torch.randn((batch_size, *self.image_shape), generator=g)
         return {
-            "sample": from_uint8(pixels),
+            "sample": from_uint8(pixels) if pixels.dtype == torch.uint8 else pixels,
             "noise": noise[start:stop],
             "t": t[start:stop],
             "tokens": tokens,
@@ -218,7 +263,8 @@ def generate(
     generator: torch.Generator | None = None,
     precision: str = "fp32",
 ) -> Tensor:
-    """Images (B, C, H, W) in [-1, 1] for the captions ``tokens`` by the reverse process.
+    """Images (B, C, H, W) in [-1, 1] for the captions ``tokens`` by the reverse process (over
+    the autoencoder's latents, decoded at the end, for a latent diffusion model).
 
     The caption is encoded once; each step runs the conditional and unconditional predictions
     as one batch (``guidance`` s: 1 is the plain conditional model, 0 the unconditional one).
@@ -230,8 +276,7 @@ def generate(
     model.eval()
     try:
         tokens, token_mask = tokens.to(device), token_mask.to(device)
-        c = model.config
-        shape = (tokens.shape[0], c.unet.image_channels, c.image_size, c.image_size)
+        shape = (tokens.shape[0], *model.config.sample_shape)
         gen_device = generator.device if generator is not None else device
         noise = torch.randn(shape, generator=generator, device=gen_device).to(device)
         with autocast(device, precision):
@@ -242,6 +287,8 @@ def generate(
                 return guided_model_output(model.unet, x, t, cond, guidance).float()
 
             images = sample_loop(model_fn, scheduler, noise, generator=generator)
+            if model.latent is not None:
+                images = model.latent.decode(images).float()
     finally:
         model.train(was_training)
     return images.clamp(-1, 1)
@@ -287,6 +334,10 @@ def _check_vocabulary(loaded: Loaded) -> None:
         raise GenlabError(
             f"{loaded.path}: the caption tokenizer has {tokenizer.vocab_size} words but the "
             f"model {config.text.vocab_size}"
+        )
+    if config.caption_vocab and tuple(tokenizer.vocab) != config.caption_vocab:
+        raise GenlabError(
+            f"{loaded.path}: the caption tokenizer's words are not those the text encoder reads"
         )
 
 
