@@ -6,18 +6,28 @@ for two shapes their relation), its caption comes from templates over those attr
 red circle on the left", "a large blue star above a small green square"), and the attributes
 (kind, colour, size, position, centre, bounding box) travel with the image, so a metric can
 check a generated image against them.
+
+The way back is exact too: ``scenes_for_captions`` reads the attributes out of captions and
+draws fresh scenes that show them (new centres and radii from a seed), so real images can be
+drawn for exactly the captions a model was asked for. ``ShapesConfig.compositions`` restricts
+the draws to one split of held-out compositions (``genlab.data.images.compositions``).
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from genlab.core.errors import GenlabError
 from genlab.data.images.common import check_size
+
+if TYPE_CHECKING:
+    from genlab.data.images.compositions import CompositionSplit
 
 KINDS: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "cross", "star")
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -119,12 +129,17 @@ class Scene:
 
 @dataclass(frozen=True)
 class ShapesConfig:
-    """What scenes may contain: restrict ``kinds``/``colors`` to hold combinations out."""
+    """What scenes may contain: restrict ``kinds``/``colors`` to hold values out, or give
+    ``compositions`` to draw only the scenes of one of its splits (``split``: "train",
+    "validation" or "test"; see ``genlab.data.images.compositions``). Without ``compositions``
+    every scene is drawn as it always was, the same scene for the same seed."""
 
     kinds: tuple[str, ...] = KINDS
     colors: tuple[str, ...] = tuple(COLORS)
     two_shape_fraction: float = 0.5
     background: tuple[int, int, int] = (255, 255, 255)
+    compositions: CompositionSplit | None = None
+    split: str = "train"
 
     def __post_init__(self) -> None:
         if not self.kinds or set(self.kinds) - set(KINDS):
@@ -135,6 +150,13 @@ class ShapesConfig:
             raise GenlabError(
                 f"two_shape_fraction must be in [0, 1], got {self.two_shape_fraction}"
             )
+        if self.compositions is not None:
+            triples = self.compositions.triples(self.split)  # refuses an unknown split
+            if not any(c in self.colors and k in self.kinds for c, k, _ in triples):
+                raise GenlabError(
+                    f"no {self.split} composition uses these kinds and colours: widen them or "
+                    "draw without held-out compositions"
+                )
 
 
 def _uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -158,6 +180,13 @@ def _one_shape(rng: np.random.Generator, size: int, cfg: ShapesConfig) -> Scene:
     color = str(rng.choice(cfg.colors))
     big = str(rng.choice(SIZES))
     position = str(rng.choice(POSITIONS))
+    return Scene((_place_one(rng, size, kind, color, big, position),))
+
+
+def _place_one(
+    rng: np.random.Generator, size: int, kind: str, color: str, big: str, position: str
+) -> Shape:
+    """The one shape of a scene, its radius and centre drawn inside ``position``'s region."""
     r = _uniform(rng, *_RADIUS[1][big]) * size
     half, up, down = (e * r for e in EXTENT[kind])
     x_region, y_region = {
@@ -169,38 +198,50 @@ def _one_shape(rng: np.random.Generator, size: int, cfg: ShapesConfig) -> Scene:
     }[position]
     x = _axis(rng, size, x_region, half, half)
     y = _axis(rng, size, y_region, up, down)
-    return Scene((Shape(kind, color, big, position, (x, y), r),))
+    return Shape(kind, color, big, position, (x, y), r)
 
 
 def _two_shapes(rng: np.random.Generator, size: int, cfg: ShapesConfig) -> Scene:
     horizontal = bool(rng.random() < 0.5)
     colors = [str(c) for c in rng.choice(cfg.colors, size=2, replace=False)]
-    gap, margin = 0.02 * size, 0.03 * size
     shapes = []
     for i, color in enumerate(colors):  # i = 0: left/top half, i = 1: right/bottom half
         kind = str(rng.choice(cfg.kinds))
         big = str(rng.choice(SIZES))
-        r = _uniform(rng, *_RADIUS[2][big]) * size
-        half, up, down = (e * r for e in EXTENT[kind])
-        before, after = (half, half) if horizontal else (up, down)
-        if i == 0:
-            main = _uniform(rng, before + margin, size / 2 - gap / 2 - after)
-        else:
-            main = _uniform(rng, size / 2 + gap / 2 + before, size - after - margin)
-        cross = _axis(rng, size, "mid", *((up, down) if horizontal else (half, half)))
-        position = ("left", "right")[i] if horizontal else ("top", "bottom")[i]
-        center = (main, cross) if horizontal else (cross, main)
-        shapes.append(Shape(kind, color, big, position, center, r))
+        shapes.append(_place_in_half(rng, size, kind, color, big, i, horizontal))
     if rng.random() < 0.5:  # which of the two the caption names first
         return Scene(tuple(shapes), "left of" if horizontal else "above")
     return Scene(tuple(reversed(shapes)), "right of" if horizontal else "below")
+
+
+def _place_in_half(
+    rng: np.random.Generator, size: int, kind: str, color: str, big: str, i: int, horizontal: bool
+) -> Shape:
+    """One shape of a two-shape scene inside half ``i`` (0: left or top, 1: right or bottom)."""
+    gap, margin = 0.02 * size, 0.03 * size
+    r = _uniform(rng, *_RADIUS[2][big]) * size
+    half, up, down = (e * r for e in EXTENT[kind])
+    before, after = (half, half) if horizontal else (up, down)
+    if i == 0:
+        main = _uniform(rng, before + margin, size / 2 - gap / 2 - after)
+    else:
+        main = _uniform(rng, size / 2 + gap / 2 + before, size - after - margin)
+    cross = _axis(rng, size, "mid", *((up, down) if horizontal else (half, half)))
+    position = ("left", "right")[i] if horizontal else ("top", "bottom")[i]
+    center = (main, cross) if horizontal else (cross, main)
+    return Shape(kind, color, big, position, center, r)
+
+
+_MAX_DRAWS = 10_000  # redraws of one scene until it falls in the asked split of compositions
 
 
 def sample_scenes(
     n: int, size: int = 32, seed: int = 0, config: ShapesConfig | None = None
 ) -> list[Scene]:
     """``n`` random scenes; scene ``i`` depends only on ``(seed, i)``, so a longer run extends a
-    shorter one instead of reshuffling it."""
+    shorter one instead of reshuffling it. With ``config.compositions`` a scene outside
+    ``config.split`` is redrawn (same layout, the same generator), so each split's scenes follow
+    the full distribution restricted to that split."""
     check_size(size, 16)
     if n < 0:
         raise GenlabError(f"the number of images must be >= 0, got {n}")
@@ -208,6 +249,67 @@ def sample_scenes(
     scenes = []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
-        two = rng.random() < cfg.two_shape_fraction
-        scenes.append(_two_shapes(rng, size, cfg) if two else _one_shape(rng, size, cfg))
+        draw = _two_shapes if rng.random() < cfg.two_shape_fraction else _one_shape
+        scene = draw(rng, size, cfg)
+        if cfg.compositions is not None:
+            for _ in range(_MAX_DRAWS):
+                if cfg.compositions.split_of(scene) == cfg.split:
+                    break
+                scene = draw(rng, size, cfg)
+            else:
+                raise GenlabError(
+                    f"no {cfg.split} scene found in {_MAX_DRAWS} draws: widen the kinds and "
+                    "colours, or change two_shape_fraction"
+                )
+        scenes.append(scene)
     return scenes
+
+
+_PHRASE = rf"a ({'|'.join(SIZES)}) ({'|'.join(COLORS)}) ({'|'.join(KINDS)})"
+_ONE = re.compile(rf"{_PHRASE} ({'|'.join(_WHERE.values())})")
+_TWO = re.compile(rf"{_PHRASE} ({'|'.join(_RELATION_WORDS.values())}) {_PHRASE}")
+_POSITION_OF = {words: position for position, words in _WHERE.items()}
+_RELATION_OF = {words: relation for relation, words in _RELATION_WORDS.items()}
+
+
+def caption_layout(caption: str) -> tuple[list[tuple[str, str, str]], str | None, str | None]:
+    """What a scene caption states: its shapes' (size, colour, kind) in caption order, the one
+    shape's position (or ``None``) and the two shapes' relation (or ``None``)."""
+    if m := _ONE.fullmatch(caption):
+        return [m.group(1, 2, 3)], _POSITION_OF[m.group(4)], None
+    if m := _TWO.fullmatch(caption):
+        return [m.group(1, 2, 3), m.group(5, 6, 7)], None, _RELATION_OF[m.group(4)]
+    raise GenlabError(
+        f"'{caption}' is not a shapes caption: captions read 'a small red circle on the left' "
+        "or 'a large blue star above a small green square'"
+    )
+
+
+def scene_for_caption(caption: str, rng: np.random.Generator, size: int = 32) -> Scene:
+    """A fresh scene whose caption is ``caption``: the attributes it states, a centre and radius
+    drawn from ``rng`` as ``sample_scenes`` draws them."""
+    shapes, position, relation = caption_layout(caption)
+    if relation is None:
+        return Scene((_place_one(rng, size, *_kind_first(shapes[0]), str(position)),))
+    horizontal = relation in ("left of", "right of")
+    first_in_half0 = relation in ("left of", "above")  # the left or top half
+    halves = shapes if first_in_half0 else shapes[::-1]
+    placed = [
+        _place_in_half(rng, size, *_kind_first(s), i, horizontal) for i, s in enumerate(halves)
+    ]
+    return Scene(tuple(placed if first_in_half0 else placed[::-1]), relation)
+
+
+def _kind_first(phrase: tuple[str, str, str]) -> tuple[str, str, str]:
+    """(size, colour, kind) as the placing functions take it: (kind, colour, size)."""
+    big, color, kind = phrase
+    return kind, color, big
+
+
+def scenes_for_captions(captions: Sequence[str], size: int = 32, seed: int = 0) -> list[Scene]:
+    """One fresh scene per caption, showing exactly what it states; scene ``i`` depends only on
+    ``(seed, i)`` and its caption."""
+    check_size(size, 16)
+    return [
+        scene_for_caption(c, np.random.default_rng([seed, i]), size) for i, c in enumerate(captions)
+    ]

@@ -17,7 +17,14 @@ import torch
 from torch.utils.data import Dataset
 
 from genlab.data.images.common import ImageItem, check_size, from_uint8
-from genlab.data.images.scenes import COLORS, EXTENT, Scene, ShapesConfig, sample_scenes
+from genlab.data.images.scenes import (
+    COLORS,
+    EXTENT,
+    Scene,
+    ShapesConfig,
+    sample_scenes,
+    scenes_for_captions,
+)
 
 # Signed distances: negative inside; x right, y up, in pixels.
 _SQRT3 = math.sqrt(3.0)
@@ -151,8 +158,27 @@ class ShapesDataset(Dataset):
     ) -> None:
         self.size = size
         self.config = config or ShapesConfig()
-        self.scenes = sample_scenes(n, size, seed, self.config)
-        pixels = render_scenes(self.scenes, size, self.config.background)
+        self._draw(sample_scenes(n, size, seed, self.config))
+
+    @classmethod
+    def for_captions(
+        cls,
+        captions: Sequence[str],
+        size: int = 32,
+        seed: int = 0,
+        config: ShapesConfig | None = None,
+    ) -> ShapesDataset:
+        """Fresh scenes showing exactly ``captions`` (image ``i``'s caption is ``captions[i]``;
+        its centres and radii come from ``(seed, i)``): real images for the captions a model
+        was asked for. ``config`` gives only the background."""
+        ds = cls.__new__(cls)
+        ds.size, ds.config = size, config or ShapesConfig()
+        ds._draw(scenes_for_captions(captions, size, seed))
+        return ds
+
+    def _draw(self, scenes: list[Scene]) -> None:
+        self.scenes = scenes
+        pixels = render_scenes(scenes, self.size, self.config.background)
         self.pixels = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()  # N x 3 x H x W
 
     def __len__(self) -> int:
