@@ -1,6 +1,7 @@
 """``genlab serve``: an OpenAI-compatible API and a chat page for a GPT checkpoint, and for
 adapters on it (``--adapter NAME=RUN_FOLDER``), each a model of its own name; with
-``--server-tools``, tools the server runs itself when the model calls them."""
+``--server-tools``, tools the server runs itself when the model calls them. A diffusion run,
+as RUN or beside a GPT (``--image-model``), answers ``POST /v1/images/generations``."""
 
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ def adapter_folders(options: list[str]) -> dict[str, Path]:
 @app.command()
 def serve(
     run: Path = typer.Argument(
-        ..., help="GPT run or model folder (config.json, weights, tokenizer)."
+        ...,
+        help="GPT run or model folder (config.json, weights, tokenizer), or a diffusion run "
+        "(served alone at /v1/images/generations).",
     ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 opens it to all."),
     port: int = typer.Option(8000, min=0, max=65535, help="TCP port."),
@@ -84,12 +87,19 @@ def serve(
         help="How the search tool finds passages in --documents: bm25 (shared words) or dense "
         "(sentence embeddings, from the dense extra).",
     ),
+    image_model: Path | None = typer.Option(
+        None,
+        help="A diffusion run served beside the GPT RUN at /v1/images/generations, as the model "
+        "named after its folder.",
+    ),
 ) -> None:
     """Serve RUN at http://HOST:PORT: the chat page at /, the OpenAI API under /v1."""
     from genlab.serve.api import serve as run_server
 
     if not run.is_dir():
         raise GenlabError(f"run folder not found: {run}")
+    if image_model is not None and not image_model.is_dir():
+        raise GenlabError(f"image model folder not found: {image_model}")
     adapters = adapter_folders(adapter or [])
     names = [n.strip() for names in server_tools or () for n in names.split(",") if n.strip()]
     tools = toolbox(names, documents=documents, retriever=retriever) if names else None
@@ -116,4 +126,5 @@ def serve(
         adapters=adapters,
         logits_bias=bias,
         server_tools=tools,
+        image_model=image_model,
     )

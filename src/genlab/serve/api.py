@@ -4,6 +4,8 @@ The routes, JSON bodies, server-sent-event streams and error bodies are those of
 so its official clients work unchanged with ``base_url`` pointed here:
 
 - ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``
+- ``POST /v1/images/generations`` with a diffusion run served (``genlab.serve.images``), beside
+  a GPT or alone
 - ``GET /health`` (open, for load balancers and the page) and ``GET /`` (the chat page)
 
 A route validates (``schemas``), tokenizes (on a worker thread, after refusing text too long to
@@ -23,6 +25,9 @@ share the engine's batches (S-LoRA/Punica style, ``genlab.serve.engine``).
 Chat completions take OpenAI's function calling (``tools``, ``tool_choice``, ``response_format``;
 ``genlab.serve.calls``: each turn's grammar, compiled off the event loop) and may run tools of
 the server's own (``genlab.serve.server_tools``).
+
+Without a text engine (an image model alone) the text routes answer every request with a 404
+that names the image model and its route, as OpenAI answers a chat request for an image model.
 """
 
 from __future__ import annotations
@@ -65,57 +70,79 @@ from genlab.serve.calls import Grammars, plan
 from genlab.serve.engine import Engine, SequenceRequest
 from genlab.serve.errors import ApiError, http_error, server_error, validation_error
 from genlab.serve.gate import Gate
+from genlab.serve.images import ImageGenerator, is_image_run
 from genlab.serve.logprobs import TokenTable, score_prompt
 from genlab.serve.responses import ChatChoices, Echo, TextChoices, answer, event_stream
-from genlab.serve.schemas import ChatCompletionRequest, CompletionRequest
+from genlab.serve.schemas import ChatCompletionRequest, CompletionRequest, ImageGenerationRequest
 from genlab.serve.server_tools import MAX_ROUNDS, ToolLoop
 from genlab.serve.submission import Mailbox, Submission
 from genlab.tools.base import Tool
 
 
 def create_app(
-    engine: Engine,
+    engine: Engine | None,
     *,
-    model_id: str,
+    model_id: str | None = None,
     api_key: str | None = None,
     max_tokens_cap: int | None = None,
     max_body_bytes: int = 1 << 20,
     allowed_hosts: Iterable[str] | None = (),
     server_tools: Mapping[str, Tool] | None = None,
     grammar_budget_s: float = 5.0,
+    images: ImageGenerator | None = None,
 ) -> FastAPI:
     """The FastAPI application serving ``engine``'s model under the name ``model_id``, and
-    each of the engine's adapters under its own name.
+    each of the engine's adapters under its own name; and ``images``' diffusion model under
+    its name, beside them or alone (``engine`` None).
 
-    The engine's thread starts and stops with the application. ``max_tokens_cap`` bounds the
-    ``max_tokens`` a request may ask for (default: the model's context). ``allowed_hosts`` are
-    the ``Host`` names answered besides ``localhost`` and IP addresses (None: any name).
+    The engine's and the image model's threads start and stop with the application.
+    ``max_tokens_cap`` bounds the ``max_tokens`` a request may ask for (default: the model's
+    context). ``allowed_hosts`` are the ``Host`` names answered besides ``localhost`` and IP
+    addresses (None: any name).
     ``server_tools`` (name -> tool) run on the server when the model calls them;
     ``grammar_budget_s`` is the time a request's new grammar may take to compile.
     """
-    tokenizer = engine.tokenizer
-    table = TokenTable(tokenizer)
-    if model_id in engine.adapters:
-        raise GenlabError(f"an adapter is named '{model_id}' like the base model: rename it")
-    cap = max_tokens_cap or engine.context
-    if cap < 1:
-        raise GenlabError(f"max_tokens_cap must be >= 1, got {cap}")
+    text_names: tuple[str, ...] = ()
+    if engine is None and images is None:
+        raise GenlabError("nothing to serve: give a text engine, an image model or both")
+    if engine is not None:  # the text routes' state (they refuse every request without it)
+        if not model_id:
+            raise GenlabError("name the text model: model_id")
+        text_names = (model_id, *engine.adapters)
+        tokenizer = engine.tokenizer
+        table = TokenTable(tokenizer)
+        if model_id in engine.adapters:
+            raise GenlabError(f"an adapter is named '{model_id}' like the base model: rename it")
+        cap = max_tokens_cap or engine.context
+        if cap < 1:
+            raise GenlabError(f"max_tokens_cap must be >= 1, got {cap}")
+        grammars = Grammars(tokenizer, grammar_budget_s)
+    if images is not None and images.name in text_names:
+        raise GenlabError(
+            f"the image model is named '{images.name}' like a text model: rename its folder"
+        )
+    served = (*text_names, *([images.name] if images is not None else []))
     created = int(time.time())
     page = resources.files("genlab.serve").joinpath("static/index.html").read_text("utf-8")
-    grammars = Grammars(tokenizer, grammar_budget_s)
     server_tools = dict(server_tools or {})
     tool_pool = ThreadPoolExecutor(4, thread_name_prefix="genlab-tool")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.mailbox = Mailbox(asyncio.get_running_loop())
-        engine.start(after_step=app.state.mailbox.flush)
+        if engine is not None:
+            engine.start(after_step=app.state.mailbox.flush)
+        if images is not None:
+            images.start()
         try:
             yield
         finally:
-            engine.stop()
+            if engine is not None:
+                engine.stop()
+                grammars.executor.shutdown(wait=False, cancel_futures=True)
+            if images is not None:
+                images.stop()
             tool_pool.shutdown(wait=False, cancel_futures=True)
-            grammars.executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="genlab serve", version="1", lifespan=lifespan)
 
@@ -133,19 +160,32 @@ def create_app(
 
     # ---- requests into engine sequences ------------------------------------------------------
 
+    def not_found(name: str) -> ApiError:
+        listed = ", ".join(f"'{n}'" for n in served)
+        return ApiError(
+            404,
+            f"the model '{name[:100]}' does not exist here; this server serves {listed}",
+            "model",
+            code="model_not_found",
+        )
+
     def check_model(name: str | None) -> str | None:
-        """The adapter the model ``name`` runs with (None: the base; no name: the base)."""
+        """The adapter the text model ``name`` runs with (None: the base; no name: the base).
+        Every text route calls it first: without a text engine it refuses every request."""
+        if images is not None and (engine is None or name == images.name):
+            alone = "" if engine is not None else "this server serves no text model; "
+            raise ApiError(
+                404,
+                f"{alone}'{images.name}' is an image model, not a chat or completions model: "
+                "ask POST /v1/images/generations",
+                "model",
+            )
+        assert engine is not None
         if name is None or name == model_id:
             return None
         if name in engine.adapters:
             return name
-        served = ", ".join(f"'{n}'" for n in (model_id, *engine.adapters))
-        raise ApiError(
-            404,
-            f"the model '{name[:100]}' does not exist here; this server serves {served}",
-            "model",
-            code="model_not_found",
-        )
+        raise not_found(name)
 
     def max_tokens(asked: int | None, param: str, prompt_len: int) -> int:
         if asked is not None and asked > cap:
@@ -221,28 +261,40 @@ def create_app(
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
+        """The text model (``model`` null when none is served) and the image model
+        (``image_model``, null when none is)."""
+        text: dict[str, Any] = {"model": None}
+        if engine is not None:
+            text = {
+                "model": model_id,
+                "adapters": list(engine.adapters),
+                "context": engine.context,
+                "max_tokens_cap": cap,
+                "max_batch": engine.max_batch,
+            }
         return {
             "status": "ok",
-            "model": model_id,
-            "adapters": list(engine.adapters),
-            "context": engine.context,
-            "max_tokens_cap": cap,
-            "max_batch": engine.max_batch,
+            **text,
             "api_key_required": bool(api_key),
-            **engine.stats(),
+            **(engine.stats() if engine is not None else {}),
+            "image_model": images.stats() if images is not None else None,
         }
 
     def model_card(name: str) -> dict[str, Any]:
         card = {"id": name, "object": "model", "created": created, "owned_by": "genlab"}
-        return card if name == model_id else {**card, "parent": model_id}  # as vLLM's LoRAs
+        if engine is not None and name in engine.adapters:
+            return {**card, "parent": model_id}  # as vLLM's LoRAs
+        return card
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [model_card(n) for n in (model_id, *engine.adapters)]}
+        return {"object": "list", "data": [model_card(n) for n in served]}
 
     @app.get("/v1/models/{name}")
     async def model(name: str) -> dict[str, Any]:
-        return model_card(check_model(name) or model_id)
+        if name not in served:
+            raise not_found(name)
+        return model_card(name)
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(
@@ -362,6 +414,27 @@ def create_app(
             return event_stream(submission, head, prompts, body.include_usage(), choices, count)
         return await answer(submission, request, head, prompts, choices, count)
 
+    @app.post("/v1/images/generations")
+    async def image_generations(body: ImageGenerationRequest) -> dict[str, Any]:
+        if images is None:
+            raise ApiError(
+                404,
+                "this server serves no image model; serve a diffusion run (genlab serve RUN "
+                "--image-model DIFFUSION_RUN)",
+                "model",
+                code="model_not_found",
+            )
+        if body.model is not None and body.model != images.name:
+            if body.model in text_names:
+                raise ApiError(
+                    404,
+                    f"'{body.model}' is a text model, not an image model; this server draws "
+                    f"images with '{images.name}'",
+                    "model",
+                )
+            raise not_found(body.model)
+        return await images.generate(body)
+
     def echo_prompts(
         model: GPT,
         prompts: list[list[int]],
@@ -427,11 +500,15 @@ def serve(
     adapters: Mapping[str, str | os.PathLike] | None = None,
     logits_bias: LogitsBias | None = None,
     server_tools: Mapping[str, Tool] | None = None,
+    image_model: str | os.PathLike | None = None,
 ) -> None:
     """Load the GPT checkpoint in ``folder`` (with ``adapters``: name -> adapter run folder,
     each served under its name; see ``load_model``) and serve it until interrupted;
     ``logits_bias`` (e.g. a watermark) changes every sequence's logits before each choice;
     ``server_tools`` run on the server when the model calls them (``server_tools`` module).
+
+    A diffusion run as ``folder`` is served alone at ``POST /v1/images/generations``; one as
+    ``image_model`` is served there beside the GPT. Each model is named after its folder.
 
     Requests must name ``localhost``, an IP address, ``host`` or one of ``allowed_hosts`` in
     their ``Host`` header; ``*`` among ``allowed_hosts`` lets any name through.
@@ -443,23 +520,43 @@ def serve(
             f"serving needs FastAPI and uvicorn ({e.name} is missing): pip install 'genlab[serve]'"
         ) from e
     folder = Path(folder)
-    model, tokenizer = load_model(folder, adapters, device=pick_device(device))
-    engine = Engine(
-        model,
-        tokenizer,
-        max_batch=max_batch,
-        max_queue=max_queue,
-        seed=seed,
-        adapters=list(adapters or ()),
-        logits_bias=logits_bias,
-    )
+    chosen = pick_device(device)
+    engine = None
+    if is_image_run(folder):
+        if image_model is not None:
+            raise GenlabError(
+                f"{folder} is an image model already; --image-model adds one to a GPT run"
+            )
+        if adapters or logits_bias is not None or server_tools:
+            raise GenlabError(
+                f"{folder} is an image model: --adapter, --watermark and --server-tools are for "
+                "a GPT run"
+            )
+        image_model = folder
+    else:
+        model, tokenizer = load_model(folder, adapters, device=chosen)
+        engine = Engine(
+            model,
+            tokenizer,
+            max_batch=max_batch,
+            max_queue=max_queue,
+            seed=seed,
+            adapters=list(adapters or ()),
+            logits_bias=logits_bias,
+        )
+    images = None
+    if image_model is not None:
+        if not is_image_run(image_model):
+            raise GenlabError(f"--image-model {image_model} is not a diffusion run")
+        images = ImageGenerator.load(image_model, chosen, max_waiting=max_queue, seed=seed)
     hosts = list(allowed_hosts)
     app = create_app(
         engine,
-        model_id=folder.resolve().name,
+        model_id=folder.resolve().name if engine is not None else None,
         api_key=api_key,
         max_tokens_cap=max_tokens_cap,
         allowed_hosts=None if "*" in hosts else [host, *hosts],
         server_tools=server_tools,
+        images=images,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -1,10 +1,10 @@
 """The request bodies of the OpenAI API that genlab serves, as strict pydantic models.
 
-Field names, types, ranges and defaults follow the OpenAI API reference for chat completions and
-(legacy) completions, so that its official clients and the tools built on them work unchanged.
-Validation is strict: a string where a number belongs is an error, not a number. Fields this
-server does not know are ignored; fields it knows but cannot honour (penalties, logit bias) are
-refused when set, rather than silently dropped.
+Field names, types, ranges and defaults follow the OpenAI API reference for chat completions,
+(legacy) completions and image generations, so that its official clients and the tools built on
+them work unchanged. Validation is strict: a string where a number belongs is an error, not a
+number. Fields this server does not know are ignored; fields it knows but cannot honour
+(penalties, logit bias, image URLs) are refused when set, rather than silently dropped.
 
 Function calling (``tools``, ``tool_choice``, ``response_format``, assistant ``tool_calls`` and
 ``tool`` messages) is validated here as far as one request tells; which tool names exist (the
@@ -369,6 +369,74 @@ class CompletionRequest(_Generation):
         return list(self.prompt)  # type: ignore[arg-type]
 
 
+MAX_IMAGES = 10  # OpenAI's bound on n
+MAX_PROMPT_CHARS = 1000  # DALL-E 2's bound (a caption model reads a few words)
+MAX_GUIDANCE = 50.0
+IMAGE_SIZE = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")  # WIDTHxHEIGHT
+Quality = Literal["auto", "standard", "hd", "low", "medium", "high", "xhigh", "max"]
+
+
+class ImageGenerationRequest(_Strict):
+    """``POST /v1/images/generations``, with genlab's own ``seed``, ``steps`` (DDIM steps) and
+    ``guidance`` (the classifier-free guidance scale).
+
+    ``quality``, ``style`` and ``user`` are checked as OpenAI checks them and otherwise ignored
+    (a diffusion run has one quality and one style). ``size`` must be the run's own or ``auto``
+    (the server, which knows the run, checks it); ``response_format`` must be ``b64_json`` and
+    ``output_format`` ``png``: the server keeps no files for a ``url`` to point at.
+    """
+
+    prompt: Text
+    model: Text | None = None
+    n: int | None = Field(None, ge=1, le=MAX_IMAGES)
+    size: str | None = None
+    response_format: str | None = None
+    output_format: str | None = None
+    quality: Quality | None = None
+    style: Literal["vivid", "natural"] | None = None
+    user: Text | None = None
+    stream: bool | None = None
+    seed: Seed | None = None
+    steps: int | None = Field(None, ge=1)
+    guidance: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE)
+
+    _no_stream = _refused("stream", message="streaming images is not supported by genlab serve")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty; describe the image, e.g. 'a red circle'")
+        if len(value) > MAX_PROMPT_CHARS:
+            raise ValueError(f"is {len(value)} characters; at most {MAX_PROMPT_CHARS}")
+        return value
+
+    @field_validator("size", mode="plain")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        if value in (None, "auto") or (isinstance(value, str) and IMAGE_SIZE.fullmatch(value)):
+            return value
+        raise ValueError("must be 'WIDTHxHEIGHT', e.g. '32x32', or 'auto'")
+
+    @field_validator("response_format", mode="plain")
+    @classmethod
+    def _b64_only(cls, value: Any) -> Any:
+        if value is None or value == "b64_json":
+            return value
+        if value == "url":
+            raise ValueError(
+                "only b64_json is served: this server keeps no files for a url to point at"
+            )
+        raise ValueError("must be 'b64_json' (OpenAI's 'url' is not served here)")
+
+    @field_validator("output_format", mode="plain")
+    @classmethod
+    def _png_only(cls, value: Any) -> Any:
+        if value is None or value == "png":
+            return value
+        raise ValueError("only png is served")
+
+
 def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -385,6 +453,7 @@ FIELD_NAMES = frozenset(
         CalledFunction,
         ToolDefinition,
         FunctionDefinition,
+        ImageGenerationRequest,
     )
     for name in model.model_fields
 )
