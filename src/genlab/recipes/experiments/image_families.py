@@ -47,7 +47,7 @@ from genlab.metrics.features import (
 )
 from genlab.metrics.fid import feature_statistics, frechet_distance
 from genlab.recipes.diffusion import DataSpec, ImageTrainConfig, load_images, train_diffusion
-from genlab.recipes.diffusion_eval import real_baseline, reference_set
+from genlab.recipes.diffusion_eval import real_baseline, real_images, reference_set
 from genlab.recipes.experiments.report import (
     new_figure,
     save_figure,
@@ -267,8 +267,9 @@ def run_experiment(cfg: ImageFamiliesConfig, command: str = "") -> dict[str, Any
         train_feature_net(features, cfg.data, cfg.size)
     net = load_feature_net(features)
     reference, captions = reference_set(spec, cfg.n)
-    real = real_baseline(spec, net, reference)
-    real_fid = _fid_interval(net, _real_draw(spec, cfg.n), reference, cfg.seed)
+    real = real_baseline(spec, net, reference, captions)
+    floor_draw = real_images(spec, captions, REFERENCE_SEED + 1)  # as real_baseline draws it
+    real_fid = _fid_interval(net, floor_draw, reference, cfg.seed)
     held_out, held_captions = load_images(spec, "eval")
     held_out = from_uint8(held_out[: cfg.n_bpd])
     held_captions = held_captions[: cfg.n_bpd]
@@ -364,13 +365,6 @@ def _measured(run: Path, key: dict[str, Any]) -> tuple[dict[str, Any], torch.Ten
     if saved.get("key") != key:
         return None
     return saved["row"], load_tensors(run / STRIP_FILE)["images"]
-
-
-def _real_draw(spec: DataSpec, n: int) -> torch.Tensor:
-    """Another draw of real images, as ``real_baseline`` makes it (for the floor's interval)."""
-    if spec.data == "shapes":
-        return from_uint8(spec.shapes(n, REFERENCE_SEED + 1)[0])
-    return spec.digits("train", n)[0]
 
 
 def _figures(
@@ -506,7 +500,7 @@ def _page(
             f"(steps fitted to the budget from measured speed), batch 64, seed {cfg.seed}",
             f"FID with genlab {cfg.data} features, {cfg.n} generated images against {cfg.n} real "
             "images of the same captions; the interval resamples the generated images (200 "
-            "bootstrap draws); 'real vs real' is another draw of real images measured alike",
+            "bootstrap draws); 'real vs real' is another real draw for the same captions",
             f"image GPT and MaskGIT model the codes of one VQ-VAE ({cfg.tokenizer_minutes} min, "
             f"{cfg.size // cfg.vq_downsample}x{cfg.size // cfg.vq_downsample} codes); the "
             f"families table samples MaskGIT with 8 steps in {cfg.maskgit_order} order; "

@@ -24,7 +24,13 @@ from genlab.core.sweep import Point, point_dir, run_sweep
 from genlab.methods.diffusion.text_conditioned import load_diffusion
 from genlab.metrics.features import FeatureNet, default_features_dir, load_feature_net
 from genlab.recipes.diffusion import DataSpec, read_data_spec
-from genlab.recipes.diffusion_eval import evaluate_samples, real_baseline, reference_set
+from genlab.recipes.diffusion_eval import (
+    EVAL_SPLITS,
+    FID_IMAGES,
+    evaluate_samples,
+    real_baseline,
+    reference_set,
+)
 from genlab.recipes.experiments.report import DOCS_DIR, SWEEPS_DIR
 
 SAMPLE_POINT = "genlab.recipes.experiments.sampling:sample_point"
@@ -39,7 +45,8 @@ class ExperimentConfig:
 
     run: str = "runs/shapes32"  # a run of 'genlab image train'
     features: str | None = None  # feature network folder; none: genlab's cache
-    n: int = 500  # generated images per table row
+    n: int = FID_IMAGES  # generated images per table row (and real images per reference)
+    split: Literal["validation", "test"] = "validation"  # captions: tune on validation, report test
     seed: int = 0  # decides the captions and the initial noise
     batch_size: int = 100  # images per forward
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # the network's precision while sampling
@@ -51,6 +58,7 @@ class ExperimentConfig:
         """Each setting's range check; an experiment adds its own."""
         return {
             "n": (self.n >= 2, "at least 2"),
+            "split": (self.split in EVAL_SPLITS, " or ".join(EVAL_SPLITS)),
             "seed": (self.seed >= 0, "at least 0"),
             "batch_size": (self.batch_size >= 1, "at least 1"),
             "parallel": (self.parallel >= 1, "at least 1"),
@@ -74,6 +82,7 @@ class ExperimentConfig:
             "features": str(features),
             "weights": weights_digest(*runs, features),
             "n": self.n,
+            "split": self.split,
             "seed": self.seed,
             "batch_size": self.batch_size,
             "precision": self.precision,
@@ -95,9 +104,9 @@ class Baseline:
     def finding(self, n: int) -> str:
         """What the real images score, for the page (``n``: the images per row)."""
         return (
-            f"Real images (another draw of {n}) score FID {self.real['fid']:.3g} against the "
-            f"reference and adherence {self.real['adherence']:.3f}: the floor and ceiling at "
-            "this sample size."
+            f"Real images (another draw of {n} for the same captions) score FID "
+            f"{self.real['fid']:.3g} against the reference and adherence "
+            f"{self.real['adherence']:.3f}: the floor and ceiling at this sample size."
         )
 
 
@@ -106,8 +115,9 @@ def baseline(cfg: ExperimentConfig) -> Baseline:
     spec = read_data_spec(cfg.run)
     features = cfg.features_dir(spec)
     net = load_feature_net(features)
-    reference, _ = reference_set(spec, cfg.n)
-    return Baseline(spec, features, net, len(reference), real_baseline(spec, net, reference))
+    reference, captions = reference_set(spec, cfg.n, cfg.split)
+    real = real_baseline(spec, net, reference, captions)
+    return Baseline(spec, features, net, len(reference), real)
 
 
 def sample_point(settings: dict[str, Any], run_dir: Path) -> dict[str, float]:
@@ -117,7 +127,7 @@ def sample_point(settings: dict[str, Any], run_dir: Path) -> dict[str, float]:
     spec = read_data_spec(settings["run"])
     net = load_feature_net(settings["features"])
     model, tokenizer = load_diffusion(settings["run"])
-    reference, captions = reference_set(spec, settings["n"])
+    reference, captions = reference_set(spec, settings["n"], settings.get("split", "validation"))
     result, images = evaluate_samples(
         model,
         tokenizer,
