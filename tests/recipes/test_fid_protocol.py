@@ -12,6 +12,7 @@ import torch
 from genlab.core.errors import GenlabError
 from genlab.data.captions import CaptionTokenizer
 from genlab.data.images import (
+    DigitsDataset,
     ShapesConfig,
     ShapesDataset,
     composition_split,
@@ -263,3 +264,19 @@ def test_a_model_is_measured_per_group_beside_its_floor(net) -> None:
         assert row["adherence_real"] == groups[name].floor["adherence"]
         assert row["kid_floor"] == groups[name].floor["kid"] and "kid_std" in row
         assert row["seconds_per_image"] > 0
+
+
+def test_digits_floor_draws_training_digits_of_the_captions_digits() -> None:
+    digits = DataSpec(data="digits", size=16)
+    reference, captions = reference_set(digits, 40)  # the digits test split, as before
+    assert reference.shape == (40, 1, 16, 16)
+    floor_draw = real_images(digits, captions, seed=201)
+    assert floor_draw.shape == reference.shape
+    train = DigitsDataset(16, split="train")
+    for image, caption in zip(floor_draw, captions, strict=True):
+        match = (train.images == image).flatten(1).all(1).nonzero()
+        assert train[int(match[0])].caption == caption
+    sevens = real_images(digits, ["a handwritten seven"] * 3, seed=0)
+    assert not torch.equal(sevens[0], sevens[1])  # distinct images while the digit has them
+    with pytest.raises(GenlabError, match="no digits for"):
+        real_images(digits, ["a handwritten cat"])
