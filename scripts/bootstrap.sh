@@ -45,4 +45,21 @@ if [ "$status" -ne 0 ]; then
   exit "$status"
 fi
 grep -v "^WARNING: Location" "$LOG" || true # grep finds nothing on a quiet install: not an error
+
+# torch-fidelity, the reference of the FID Inception network (tests/metrics/test_inception.py),
+# which reads its Inception module by file path. Not a requirement of the test extra: pip would
+# pull torchvision, which breaks transformers. So it is installed without dependencies, and into
+# a folder of its own ($VENV/torch-fidelity) rather than site-packages, where its package
+# __init__ would import torchvision whenever torchmetrics.image imports it.
+if [[ ",$EXTRAS," == *",test,"* ]]; then
+  status=0
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --upgrade \
+    --target "$VENV/torch-fidelity" "torch-fidelity==0.4.0" >"$LOG" 2>&1 || status=$?
+  if [ "$status" -ne 0 ]; then
+    cat "$LOG" >&2
+    echo "bootstrap: installing torch-fidelity into $VENV/torch-fidelity failed (exit $status)" >&2
+    exit "$status"
+  fi
+  grep -v "^WARNING: Location" "$LOG" || true
+fi
 "$VENV/bin/python" -c "import genlab, torch" # fails loudly if the install did not take
