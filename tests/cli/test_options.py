@@ -19,6 +19,7 @@ from genlab.cli import app, main
 from genlab.cli.options import config_command, option_names
 from genlab.core.config import build_config, convert, field_help, settings
 from genlab.metrics.features import FeatureTrainConfig
+from genlab.recipes.clip import CLIPTrainConfig
 from genlab.recipes.diffusion import ImageTrainConfig
 from genlab.recipes.experiments import (
     adapters,
@@ -313,6 +314,7 @@ VERBS = {  # command path -> the config its options are generated from
     ("pretrain",): PretrainConfig,
     ("image", "train"): ImageTrainConfig,
     ("metrics", "train-features"): FeatureTrainConfig,
+    ("metrics", "train-clip"): CLIPTrainConfig,
     ("sft",): SFTStage,
     ("reward",): RewardStage,
     ("dpo",): DPOStage,
@@ -464,7 +466,7 @@ def test_adapter_options_reach_the_stage_and_image_configs(monkeypatch):
 
 TRAINING = (
     r"pretrain|image train|metrics train-features|sft|reward|dpo|ppo|nar train|scaling sweep"
-    r"|toolformer|retrieval"
+    r"|toolformer|retrieval|metrics train-clip"
 )
 
 
@@ -496,6 +498,7 @@ def test_documented_command_lines_parse(monkeypatch, line):
         "image.train_diffusion",
         "image.train_family",
         "metrics.train_feature_net",
+        "metrics.train_clip",
         "align.run_sft",
         "align.run_reward",
         "align.run_dpo",

@@ -22,6 +22,7 @@ from genlab.data.images import ImageFolderDataset
 from genlab.methods.diffusion.text_conditioned import KIND as DIFFUSION_KIND
 from genlab.methods.diffusion.text_conditioned import generate_captions, load_diffusion
 from genlab.metrics.adherence import caption_adherence
+from genlab.metrics.clip_score import open_clip
 from genlab.metrics.features import (
     DATASETS,
     FeatureTrainConfig,
@@ -33,6 +34,13 @@ from genlab.metrics.fid import feature_statistics, frechet_distance
 from genlab.metrics.inception_features import FEATURES_NAME, inception_features
 from genlab.metrics.kid import kid
 from genlab.nets.inception import WEIGHTS_FILE, WEIGHTS_URL, FIDInceptionV3, load_fid_inception
+from genlab.recipes.clip import (
+    CLIPTrainConfig,
+    ScoreOptions,
+    default_clip_dir,
+    score_target,
+    train_clip,
+)
 from genlab.recipes.diffusion import DataSpec, read_data_spec
 from genlab.recipes.diffusion_eval import DDIM_STEPS, evaluate_samples, reference_set
 
@@ -249,3 +257,62 @@ def fid(
         )
     if json_out is not None:
         atomic_write_json(json_out, {"metric": name, "kid_metric": kid_name, **result, **extra})
+
+
+@metrics.command("train-clip")
+@config_command(CLIPTrainConfig)
+def train_clip_command(cfg: CLIPTrainConfig) -> None:
+    """Train the small CLIP that the CLIP score reads (contrastive, on shapes scenes)."""
+    figures = train_clip(cfg)
+    folder = cfg.out or default_clip_dir(cfg.data, cfg.size)
+    typer.echo(
+        f"CLIP in {folder}; held-out top-1 within batches of {int(figures['retrieval_batch'])}: "
+        f"image->text {figures['acc_i2t']:.3f}, text->image {figures['acc_t2i']:.3f}; CLIP "
+        f"score {figures['clip_score_matched']:.2f} with the right captions, "
+        f"{figures['clip_score_shuffled']:.2f} with shuffled ones"
+    )
+
+
+@metrics.command("clip-score")
+def clip_score_command(
+    target: Annotated[
+        Path, typer.Argument(help="A diffusion run folder or a folder of captioned images.")
+    ],
+    clip: Annotated[
+        Path | None,
+        typer.Option(
+            "--clip",
+            help="A genlab CLIP folder (train-clip) or a Hugging Face CLIP folder "
+            "(save_pretrained); default: the shapes-32 CLIP under $GENLAB_HOME.",
+        ),
+    ] = None,
+    n: Annotated[int, typer.Option("--n", min=2, help="Captions scored.")] = ScoreOptions.n,
+    sampler: Annotated[str, typer.Option("--sampler", help="Run: ddpm or ddim.")] = "ddim",
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="Run: sampling steps.")
+    ] = None,
+    eta: Annotated[float, typer.Option("--eta", min=0.0, max=1.0)] = ScoreOptions.eta,
+    guidance: Annotated[float, typer.Option("--guidance", min=0.0)] = ScoreOptions.guidance,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = ScoreOptions.batch_size,
+    precision: Annotated[str, typer.Option("--precision", help="fp32 or bf16.")] = "fp32",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, mps.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Sampling seed.")] = 0,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the figures here.")
+    ] = None,
+) -> None:
+    """CLIP score (torchmetrics' definition) of a run's samples or of a folder's images."""
+    dev = pick_device(device)
+    folder = clip or default_clip_dir("shapes", 32)
+    model = open_clip(folder, dev)
+    options = ScoreOptions(n, sampler, steps, eta, guidance, seed, batch_size, precision)
+    result = score_target(target, model, options, dev)
+    name = f"CLIP score with the CLIP in {folder}"
+    typer.echo(
+        f"{name}: {result['clip_score']:.3f} ({int(result['n'])} images; shuffled captions "
+        f"{result['clip_score_shuffled']:.3f})"
+    )
+    if "clip_score_real" in result:
+        typer.echo(f"real images of the same data: {result['clip_score_real']:.3f}")
+    if json_out is not None:
+        atomic_write_json(json_out, {"metric": name, **result})
