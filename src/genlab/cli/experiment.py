@@ -32,6 +32,7 @@ from genlab.recipes.experiments import (
     instruction_tuning,
     knowledge_vs_language,
     least_to_most,
+    pixel_vs_latent,
     prompt_search,
     prompting_all,
     retrieval,
@@ -39,6 +40,7 @@ from genlab.recipes.experiments import (
     scale_all,
     scaling_laws,
     self_consistency,
+    text_encoder_size,
     toolformer,
     u_shaped,
     unlearning,
@@ -59,6 +61,7 @@ from genlab.recipes.experiments.image_families import ImageFamiliesConfig
 from genlab.recipes.experiments.instruction_tuning import InstructionTuningConfig
 from genlab.recipes.experiments.knowledge_vs_language import KnowledgeLanguageConfig
 from genlab.recipes.experiments.least_to_most import LeastToMostConfig
+from genlab.recipes.experiments.pixel_vs_latent import PixelVsLatentConfig
 from genlab.recipes.experiments.prompt_search import PromptSearchConfig
 from genlab.recipes.experiments.prompting_all import PromptingAllConfig
 from genlab.recipes.experiments.retrieval import RetrievalExperimentConfig
@@ -66,6 +69,7 @@ from genlab.recipes.experiments.rlhf_vs_size import RLHFSizeConfig
 from genlab.recipes.experiments.scale_all import ScaleAllConfig
 from genlab.recipes.experiments.scaling_laws import ScalingLawsConfig
 from genlab.recipes.experiments.self_consistency import SelfConsistencyConfig
+from genlab.recipes.experiments.text_encoder_size import TextEncoderSizeConfig
 from genlab.recipes.experiments.toolformer import ToolformerExperimentConfig
 from genlab.recipes.experiments.u_shaped import UShapedConfig
 from genlab.recipes.experiments.unlearning import UnlearningConfig
@@ -133,6 +137,20 @@ def wavegrad_steps_verb(cfg: WaveGradStepsConfig) -> None:
 def image_families_verb(cfg: ImageFamiliesConfig) -> None:
     """Diffusion, VAE, flow, GAN, image GPT, MaskGIT at the same training time; MaskGIT's steps."""
     _run(image_families, cfg)
+
+
+@experiment.command("pixel-vs-latent")
+@config_command(PixelVsLatentConfig)
+def pixel_vs_latent_verb(cfg: PixelVsLatentConfig) -> None:
+    """Pixel diffusion, latent diffusion and a cascade at the same minutes: cost and quality."""
+    _run(pixel_vs_latent, cfg)
+
+
+@experiment.command("text-encoder-size")
+@config_command(TextEncoderSizeConfig)
+def text_encoder_size_verb(cfg: TextEncoderSizeConfig) -> None:
+    """Imagen's claim: two frozen text encoders x two UNet widths, adherence on unseen captions."""
+    _run(text_encoder_size, cfg)
 
 
 @experiment.command("toolformer")
