@@ -12,6 +12,15 @@ from genlab.cli._app import app, say
 from genlab.cli.options import config_command
 from genlab.core.config import convert
 from genlab.core.device import pick_device
+from genlab.recipes.cascade import (
+    DEFAULT_AUG_LEVEL,
+    DEFAULT_UP_GUIDANCE,
+    UPSAMPLER,
+    UpsamplerSettings,
+    is_upsampler_run,
+    sample_cascade,
+    train_upsampler,
+)
 from genlab.recipes.diffusion import DIFFUSION, ImageTrainConfig, train_diffusion
 from genlab.recipes.diffusion_eval import sample_run
 from genlab.recipes.image_family import train_family
@@ -24,6 +33,7 @@ image = typer.Typer(
 )
 app.add_typer(image, name="image")
 UNET = "UNet: the preset's unless overridden here (or by unet_overrides={...})"
+CASCADE = "Cascade: a diffusion upsampler (--method upsampler) and sampling through it"
 
 
 @image.command()
@@ -52,12 +62,33 @@ def train(
     norm_groups: Annotated[
         int | None, typer.Option("--norm-groups", min=1, rich_help_panel=UNET)
     ] = None,
+    low_res: Annotated[
+        int | None,
+        typer.Option(
+            "--low-res",
+            min=1,
+            help="Side it upsamples from (half --size).",
+            rich_help_panel=CASCADE,
+        ),
+    ] = None,
+    aug_max: Annotated[
+        float | None,
+        typer.Option(
+            "--aug-max",
+            min=0.0,
+            max=1.0,
+            help="Noise augmentation of the low-res image: levels in [0, this] "
+            f"({UpsamplerSettings.aug_max}).",
+            rich_help_panel=CASCADE,
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
 ) -> None:
     """Train a caption-conditioned image model (built-in shapes unless --data is given):
     --method diffusion (a DDPM; or fine-tune a trained run: --init-from RUN, with --adapter
     lora only a LoRA on its UNet), vae, vq, flow, gan, igpt or maskgit (over --tokenizer: a
-    colour palette or a vq run)."""
+    colour palette or a vq run), or upsampler (a diffusion upsampler from --low-res to --size,
+    the second stage of a cascade)."""
     ints = tuple[int, ...]
     unet = {
         "base_channels": base_channels,
@@ -70,12 +101,16 @@ def train(
     cfg = replace(cfg, unet_overrides={**cfg.unet_overrides, **given})
     if not cfg.snr_gamma:  # the documented --snr-gamma 0 (or none): the plain MSE, no floor
         cfg = replace(cfg, snr_gamma=None, snr_floor=0.0)
-    if cfg.model not in DIFFUSION:
+    if cfg.model == UPSAMPLER or low_res is not None or aug_max is not None:
+        options = UpsamplerSettings.given(low_res=low_res, aug_max=aug_max)
+        metrics = train_upsampler(cfg, options, resume=resume)
+    elif cfg.model not in DIFFUSION:
         metrics = train_family(cfg, resume=resume)
         line = f"trained {int(metrics['params']):,} parameters to step {int(metrics['step'])}"
         say(f"{line}; run folder {cfg.out} (samples in {cfg.out}/samples)")
         return
-    metrics = train_diffusion(cfg, resume=resume)
+    else:
+        metrics = train_diffusion(cfg, resume=resume)
     line = f"trained {int(metrics['params']):,} parameters to step {int(metrics['step'])}"
     if "eval_loss" in metrics:
         line += f"; eval loss {metrics['eval_loss']:.4f}"
@@ -120,9 +155,54 @@ def sample(
     precision: Annotated[str, typer.Option("--precision", help="fp32 or bf16.")] = "fp32",
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, mps.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", min=0, help="Same seed, same images.")] = 0,
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            "--base",
+            help="RUN is an upsampler: the diffusion run that draws its low-res images "
+            "(without: it upsamples held-out images).",
+            rich_help_panel=CASCADE,
+        ),
+    ] = None,
+    up_guidance: Annotated[
+        float,
+        typer.Option(
+            "--up-guidance", min=0.0, help="The upsampler's guidance.", rich_help_panel=CASCADE
+        ),
+    ] = DEFAULT_UP_GUIDANCE,
+    aug_level: Annotated[
+        float | None,
+        typer.Option(
+            "--aug-level",
+            min=0.0,
+            max=1.0,
+            help=f"Noise level of the low-res images ({DEFAULT_AUG_LEVEL} with --base, else 0).",
+            rich_help_panel=CASCADE,
+        ),
+    ] = None,
 ) -> None:
-    """Sample images from a trained run of any family into one PNG grid."""
-    if is_family_run(run):
+    """Sample images from a trained run of any family into one PNG grid (an upsampler run:
+    through the cascade, --base BASE_RUN drawing the low-res images, also written to
+    OUT_low.png)."""
+    if base is not None or is_upsampler_run(run):
+        images, captions = sample_cascade(
+            run,
+            out,
+            base=base,
+            prompts=list(prompt) if prompt else None,
+            n=n,
+            sampler=sampler,
+            steps=steps,
+            eta=eta,
+            guidance=3.0 if guidance is None else guidance,
+            up_guidance=up_guidance,
+            aug_level=aug_level,
+            seed=seed,
+            use_ema=not raw,
+            precision=precision,
+            device=str(pick_device(device)),
+        )
+    elif is_family_run(run):
         images, captions = sample_family(
             run,
             out,

@@ -29,6 +29,15 @@ Intriguing Failing of Convolutional Neural Networks and the CoordConv Solution")
 layer absolute position; without them our 32x32 model drew shapes of the right kind and colour
 at a random place unless nearly all the loss weight sat on the noisiest steps.
 
+An image condition of the same size, ``cond_image`` (B, ``cond_channels``, H, W), is concatenated
+to the input too: a super-resolution model reads the low-resolution image upsampled to its own
+size this way (Saharia et al., 2022, "Image Super-Resolution via Iterative Refinement", SR3; the
+upsamplers of Ho et al., 2021, "Cascaded Diffusion Models", and of Imagen). ``extra_embedding``
+(B, ``time_embed_dim``) is added to the step embedding, as Imagen adds the embedding of its
+upsamplers' noise-augmentation level; the module that makes it belongs to the model that owns the
+UNet (``genlab.methods.diffusion.upsampler``). Neither is dropped by ``drop_cond``: guidance
+weighs the caption or class, never the image being upsampled.
+
 ``forward(..., drop_cond=mask)`` replaces the condition of the masked rows by the null one, which
 is how training drops the condition (see ``genlab.methods.diffusion.guidance``) and how a guided sampler
 runs the conditional and unconditional predictions in one batch. A missing condition
@@ -75,6 +84,7 @@ class UNetConfig:
     context_dim: int = 0  # > 0: cross-attention to a (B, L, context_dim) sequence
     pool_context: bool = True  # also add the context's mean to the step embedding
     coord_channels: bool = True  # give the first conv each pixel's (x, y) (CoordConv)
+    cond_channels: int = 0  # > 0: channels of an image condition concatenated to the input
 
     def __post_init__(self) -> None:
         # JSON turns tuples into lists; keep the config hashable and comparable
@@ -99,8 +109,10 @@ class UNetConfig:
                 )
             if ch % self.num_heads:
                 raise GenlabError(f"{ch} channels do not split into {self.num_heads} heads")
-        if self.num_classes < 0 or self.context_dim < 0:
-            raise GenlabError("num_classes and context_dim must be 0 (off) or positive")
+        if self.num_classes < 0 or self.context_dim < 0 or self.cond_channels < 0:
+            raise GenlabError(
+                "num_classes, context_dim and cond_channels must be 0 (off) or positive"
+            )
 
     @property
     def level_channels(self) -> list[int]:
@@ -198,7 +210,7 @@ class UNet(nn.Module):
         # the pooled caption reaches every residual block, not only the attention levels
         pool = c.context_dim and c.pool_context
         self.context_embed = nn.Linear(c.context_dim, emb) if pool else None
-        extra = 2 if c.coord_channels else 0
+        extra = c.cond_channels + (2 if c.coord_channels else 0)
         self.conv_in = nn.Conv2d(c.image_channels + extra, c.base_channels, 3, padding=1)
 
         def res(i: int, o: int) -> ResBlock:
@@ -295,6 +307,22 @@ class UNet(nn.Module):
             raise GenlabError("a context_mask row masks every position; keep at least one token")
         return labels, context, context_mask
 
+    def _with_cond_image(self, x: Tensor, cond_image: Tensor | None) -> Tensor:
+        """``x`` with the image condition concatenated on channels (checked against the config)."""
+        n = self.config.cond_channels
+        if cond_image is None:
+            if n:
+                raise GenlabError(f"this UNet reads a {n}-channel cond_image; pass one")
+            return x
+        if not n:
+            raise GenlabError("a cond_image given to a UNet without one (cond_channels=0)")
+        expected = (x.shape[0], n, *x.shape[2:])
+        if tuple(cond_image.shape) != expected:
+            raise GenlabError(
+                f"cond_image has shape {tuple(cond_image.shape)}, expected {expected}"
+            )
+        return torch.cat([x, cond_image.to(x.dtype)], dim=1)
+
     def forward(
         self,
         x: Tensor,
@@ -303,12 +331,16 @@ class UNet(nn.Module):
         context: Tensor | None = None,
         context_mask: Tensor | None = None,
         drop_cond: Tensor | None = None,
+        cond_image: Tensor | None = None,
+        extra_embedding: Tensor | None = None,
     ) -> Tensor:
         """Predict from ``x`` (B, C, H, W) at steps ``t`` (B,) or a single step.
 
         - ``class_labels`` (B,) ints in [0, num_classes); None is the null class.
         - ``context`` (B, L, context_dim) and ``context_mask`` (B, L), True = a real token.
         - ``drop_cond`` (B,) bool: rows that get the null condition (classifier-free guidance).
+        - ``cond_image`` (B, cond_channels, H, W): concatenated to ``x`` (needed iff
+          ``cond_channels > 0``); ``extra_embedding`` (B, time_embed_dim): added to the step's.
         """
         B, _, H, W = x.shape
         factor = 2 ** (len(self.config.channel_mults) - 1)
@@ -327,7 +359,15 @@ class UNet(nn.Module):
             emb = emb + self.class_embed(labels)
         if self.context_embed is not None:
             emb = emb + self.context_embed(_masked_mean(ctx, mask))
+        if extra_embedding is not None:
+            if extra_embedding.shape != emb.shape:
+                raise GenlabError(
+                    f"extra_embedding has shape {tuple(extra_embedding.shape)}, expected "
+                    f"{tuple(emb.shape)} (batch, time_embed_dim)"
+                )
+            emb = emb + extra_embedding.to(emb.dtype)
 
+        x = self._with_cond_image(x, cond_image)
         if self.config.coord_channels:
             x = torch.cat([x, _coordinates(x)], dim=1)
         h = self.conv_in(x)
