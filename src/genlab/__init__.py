@@ -29,6 +29,7 @@ KIND_MODULES = (
     "genlab.methods.masked.cmlm",
     "genlab.adapt.adapted",
     "genlab.methods.diffusion.text_conditioned",
+    "genlab.methods.diffusion.upsampler",
     "genlab.methods.diffusion.vocoder",
     "genlab.methods.vae.vae",
     "genlab.methods.vae.vq",
@@ -39,6 +40,7 @@ KIND_MODULES = (
     "genlab.align.reward",
     "genlab.align.policy",
     "genlab.metrics.features",
+    "genlab.methods.contrastive",
     "genlab.research.ngram_detector",
 )
 

@@ -37,6 +37,7 @@ from genlab.recipes.experiments import (
     instruction_tuning,
     knowledge_vs_language,
     least_to_most,
+    pixel_vs_latent,
     prompt_search,
     prompting_all,
     retrieval,
@@ -44,6 +45,7 @@ from genlab.recipes.experiments import (
     scale_all,
     scaling_laws,
     self_consistency,
+    text_encoder_size,
     toolformer,
     u_shaped,
     unlearning,
@@ -543,6 +545,8 @@ EXPERIMENTS = (
     unlearning,
     retrieval,
     toolformer,
+    pixel_vs_latent,
+    text_encoder_size,
 )
 
 

@@ -63,8 +63,8 @@ class PixelVsLatentConfig(ArmsConfig):
         super().validate()
         if not self.arms or set(self.arms) - set(ARMS):
             raise GenlabError(f"arms must be some of {', '.join(ARMS)}, got {self.arms}")
-        if self.low_res < 8 or self.low_res >= self.size:
-            raise GenlabError(f"low_res must be at least 8 and below --size, got {self.low_res}")
+        if self.low_res < 16 or self.low_res >= self.size:
+            raise GenlabError(f"low_res must be at least 16 and below --size, got {self.low_res}")
 
 
 def cascade_runs(cfg: PixelVsLatentConfig) -> tuple[Path, Path, dict[str, float]]:

@@ -55,9 +55,11 @@ class ArmsConfig:
     """The budget every arm trains on and how each is measured."""
 
     minutes: float = 10.0  # training minutes of every diffusion model (the same for each arm)
+    max_steps: int = 100_000  # a cap on every run's steps (the minutes end training first)
     vae_minutes: float = 5.0  # the latent arms' autoencoder (trained once, on images alone)
     kl_weight: float = 0.01  # that autoencoder's KL weight (small, as latent diffusion's)
     size: int = 32  # image side
+    n_images: int = 20_000  # training scenes (of the training compositions)
     n: int = FID_IMAGES  # captions per group (seen, unseen), one generated and one real image each
     split: Literal["validation", "test"] = "validation"  # tune on validation, report test once
     steps: int = 50  # DDIM steps of every sampler
@@ -72,10 +74,12 @@ class ArmsConfig:
     def validate(self) -> None:
         checks = {
             "minutes": self.minutes > 0,
+            "max_steps": self.max_steps >= 1,
             "vae_minutes": self.vae_minutes > 0,
             "kl_weight": self.kl_weight >= 0,
             "size": self.size >= 8 and self.size % 8 == 0,
             "n": self.n >= 100,
+            "n_images": self.n_images >= 64,
             "steps": self.steps >= 1,
             "guidance": self.guidance >= 0,
             "batch_size": self.batch_size >= 1,
@@ -86,7 +90,7 @@ class ArmsConfig:
 def trainer(cfg: ArmsConfig, batch_size: int = 64) -> TrainConfig:
     """Every arm's trainer: a step budget the time budget lowers, grids every 500 steps."""
     return TrainConfig(
-        max_steps=100_000,
+        max_steps=cfg.max_steps,
         batch_size=batch_size,
         lr=1e-3,
         warmup_steps=100,
@@ -100,7 +104,9 @@ def trainer(cfg: ArmsConfig, batch_size: int = 64) -> TrainConfig:
 
 
 def data(cfg: ArmsConfig, size: int | None = None) -> DataSpec:
-    return DataSpec(data="shapes", size=size or cfg.size, holdout="compositions")
+    return DataSpec(
+        data="shapes", size=size or cfg.size, n_images=cfg.n_images, holdout="compositions"
+    )
 
 
 def diffusion_arm(cfg: ArmsConfig, run: Path, **changes: Any) -> ImageTrainConfig:

@@ -1,0 +1,150 @@
+"""The text-to-image experiments on a tiny budget: pixel-vs-latent trains its three arms (the
+cascade's two stages, the latent arm's autoencoder), text-encoder-size its encoder x width grid
+over the toy ladder's GPTs; each writes its page, JSON and figures, measures seen and unseen
+compositions against the same-caption floor, and a rerun re-measures nothing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from genlab.core.errors import GenlabError
+from genlab.core.train_config import TrainConfig
+from genlab.metrics.features import train_feature_net
+from genlab.recipes import diffusion_eval
+from genlab.recipes.clip import CLIPTrainConfig, train_clip
+from genlab.recipes.experiments import t2i_arms
+from genlab.recipes.experiments.pixel_vs_latent import PixelVsLatentConfig
+from genlab.recipes.experiments.pixel_vs_latent import run_experiment as pixel_vs_latent
+from genlab.recipes.experiments.t2i_arms import DONE_FILE, adherence_interval
+from genlab.recipes.experiments.text_encoder_size import (
+    TextEncoderSizeConfig,
+    effects,
+    encoder_names,
+)
+from genlab.recipes.experiments.text_encoder_size import run_experiment as text_encoder_size
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def quick(steps: int) -> TrainConfig:
+    return TrainConfig(
+        max_steps=steps, batch_size=16, warmup_steps=1, eval_every=steps, eval_batches=1,
+        checkpoint_every=steps, device="cpu", progress=False, tensorboard=False, plots=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def instruments(tmp_path_factory) -> tuple[Path, Path]:
+    """A feature net (8-d features) and a CLIP trained for a few steps at 32 pixels."""
+    root = tmp_path_factory.mktemp("instruments")
+    train_feature_net(root / "features", "shapes", 32, 256, quick(5), width=8, feature_dim=8)
+    clip = CLIPTrainConfig(
+        out=str(root / "clip"), size=32, n_images=128, eval_images=64, width=8, text_dim=16,
+        text_layers=1, embed_dim=8, train=quick(3),
+    )  # fmt: skip
+    train_clip(clip)
+    return root / "features", root / "clip"
+
+
+@pytest.fixture
+def few_kid_subsets(monkeypatch):
+    monkeypatch.setattr(diffusion_eval, "KID_SUBSETS", 5)
+
+
+def tiny(cfg_type, tmp_path: Path, instruments: tuple[Path, Path], **changes):
+    features, clip = instruments
+    return cfg_type(
+        minutes=10.0, max_steps=2, vae_minutes=10.0, size=32, n_images=256, n=100, steps=2, batch_size=50,
+        features=str(features), clip=str(clip), runs_dir=str(tmp_path / "runs"),
+        out_dir=str(tmp_path / "page"), **changes,
+    )  # fmt: skip
+
+
+def test_pixel_vs_latent_trains_every_arm_and_writes_its_page(
+    tmp_path, instruments, few_kid_subsets, monkeypatch
+):
+    cfg = tiny(PixelVsLatentConfig, tmp_path, instruments, low_res=16)
+    result = pixel_vs_latent(cfg, command="genlab experiment pixel-vs-latent")
+    assert [r["arm"] for r in result["rows"]] == ["latent", "pixel", "cascade"]
+    runs = Path(cfg.runs_dir)
+    for done in ("autoencoder", "latent", "pixel", "cascade/base", "cascade/upsampler"):
+        assert (runs / done / DONE_FILE).is_file(), done
+    for row in result["rows"]:
+        for group in ("seen", "unseen"):
+            measured = row[group]
+            assert measured["n"] == 100 and measured["scored"] == 100
+            assert 0 <= measured["adherence_low"] <= measured["adherence"]
+            assert measured["adherence"] <= measured["adherence_high"] <= 1
+            assert 0 <= measured["clip_score"] <= 100 and measured["seconds_per_image"] > 0
+            assert measured["fid_floor"] == result["floor"][group]["fid"]
+    cascade = result["rows"][2]
+    assert cascade["steps"] == 4  # two stages of two steps each
+    page = (Path(cfg.out_dir) / "pixel_vs_latent.md").read_text()
+    assert "| latent |" in page and "real images (floor)" in page
+    assert "genlab experiment pixel-vs-latent" in page
+    for name in ("pixel_vs_latent.png", "pixel_vs_latent_samples.png", "pixel_vs_latent.json"):
+        assert (Path(cfg.out_dir) / name).is_file()
+    saved = json.loads((Path(cfg.out_dir) / "pixel_vs_latent.json").read_text())
+    assert saved["autoencoder"]["steps"] == 2
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("a rerun with the same settings must reuse the measured rows")
+
+    monkeypatch.setattr(t2i_arms, "measure_group", no_measuring)
+    again = pixel_vs_latent(cfg)
+    assert again["rows"] == result["rows"]
+
+
+def test_text_encoder_size_grid_over_the_ladder(tmp_path, instruments, ladder, few_kid_subsets):
+    cfg = tiny(
+        TextEncoderSizeConfig, tmp_path, instruments, encoders=("xs", "s"), widths=(8,),
+        ladder=ladder,
+    )  # fmt: skip
+    names = encoder_names(cfg)
+    assert set(names) == {"xs", "s"} and all(v.startswith("gpt:") for v in names.values())
+    result = text_encoder_size(cfg)
+    grid = [(r["encoder"], r["width"]) for r in result["rows"]]
+    assert grid == [("xs", 8), ("s", 8)]
+    xs, s = result["rows"]
+    assert xs["params"] < s["params"]  # the UNet's context projections read a wider encoder
+    page = (Path(cfg.out_dir) / "text_encoder_size.md").read_text()
+    assert "Imagen's claim is" in page
+
+
+def test_effects_average_each_factor_over_the_other():
+    cfg = replace(TextEncoderSizeConfig(), encoders=("a", "b"), widths=(8, 16))
+    adherence = {("a", 8): 0.5, ("a", 16): 0.6, ("b", 8): 0.8, ("b", 16): 0.7}
+    rows = [
+        {"encoder": e, "width": w, "unseen": {"adherence": v}} for (e, w), v in adherence.items()
+    ]
+    gain = effects(rows, cfg)
+    assert gain["encoder"] == pytest.approx(((0.8 - 0.5) + (0.7 - 0.6)) / 2)
+    assert gain["unet"] == pytest.approx(((0.6 - 0.5) + (0.7 - 0.8)) / 2)
+
+
+def test_adherence_interval_brackets_the_share():
+    interval = adherence_interval({"adherence": 0.5, "scored": 400.0}, seed=0)
+    assert 0.44 < interval["adherence_low"] < 0.5 < interval["adherence_high"] < 0.56
+    assert adherence_interval({"adherence": 1.0, "scored": 50.0}, seed=0) == {
+        "adherence_low": 1.0,
+        "adherence_high": 1.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"arms": ("latent", "gan")}, "arms must be"),
+        ({"low_res": 32}, "low_res"),
+        ({"n": 10}, "n"),
+    ],
+)
+def test_bad_settings_are_refused(changes, message):
+    with pytest.raises(GenlabError, match=message):
+        replace(PixelVsLatentConfig(), **changes).validate()
+    with pytest.raises(GenlabError, match="widths"):
+        replace(TextEncoderSizeConfig(), widths=(12,)).validate()
