@@ -251,8 +251,8 @@ def _page(
             f"shapes {cfg.size}x{cfg.size}, held-out compositions; {cfg.minutes:g} diffusion "
             f"training minutes per arm (cascade: {cfg.minutes / 2:g} for the {cfg.low_res}x"
             f"{cfg.low_res} base, {cfg.minutes / 2:g} for the upsampler)",
-            f"latent: a VAE with 4 latent channels at a quarter of the side, KL weight "
-            f"{cfg.kl_weight:g}, {cfg.vae_minutes:g} minutes",
+            f"latent: a VAE with 4 latent channels at 1/{cfg.vae_downsample} of the side, KL "
+            f"weight {cfg.kl_weight:g}, {cfg.vae_minutes:g} minutes on images alone",
             f"measured on the {cfg.split} split: n = {cfg.n} captions each of unseen and seen "
             f"compositions, DDIM {cfg.steps} steps (each cascade stage), guidance "
             f"{cfg.guidance:g}, seed {cfg.seed}; the floor row is an independent real draw for "

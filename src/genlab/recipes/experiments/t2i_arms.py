@@ -57,7 +57,8 @@ class ArmsConfig:
     minutes: float = 10.0  # training minutes of every diffusion model (the same for each arm)
     max_steps: int = 100_000  # a cap on every run's steps (the minutes end training first)
     vae_minutes: float = 5.0  # the latent arms' autoencoder (trained once, on images alone)
-    kl_weight: float = 0.01  # that autoencoder's KL weight (small, as latent diffusion's)
+    kl_weight: float = 0.001  # that autoencoder's KL weight (small, as latent diffusion's)
+    vae_downsample: int = 2  # its latent grid is the image side / this (validation: 2 beat 4)
     size: int = 32  # image side
     n_images: int = 20_000  # training scenes (of the training compositions)
     n: int = FID_IMAGES  # captions per group (seen, unseen), one generated and one real image each
@@ -77,6 +78,7 @@ class ArmsConfig:
             "max_steps": self.max_steps >= 1,
             "vae_minutes": self.vae_minutes > 0,
             "kl_weight": self.kl_weight >= 0,
+            "vae_downsample": self.vae_downsample in (1, 2, 4, 8),
             "size": self.size >= 8 and self.size % 8 == 0,
             "n": self.n >= 100,
             "n_images": self.n_images >= 64,
@@ -137,10 +139,14 @@ def trained(image: ImageTrainConfig) -> dict[str, float]:
 
 
 def autoencoder(cfg: ArmsConfig) -> Path:
-    """The latent arms' VAE (4 channels at a quarter of the side, no captions), trained once."""
+    """The latent arms' VAE (4 latent channels, no captions), trained once."""
     run = Path(cfg.runs_dir) / "autoencoder"
     settings = FamilySettings(
-        width=32, latent_channels=4, downsample=4, kl_weight=cfg.kl_weight, captions=False
+        width=32,
+        latent_channels=4,
+        downsample=cfg.vae_downsample,
+        kl_weight=cfg.kl_weight,
+        captions=False,
     )
     image = ImageTrainConfig(
         out=str(run),
