@@ -499,6 +499,7 @@ def test_documented_command_lines_parse(monkeypatch, line):
         "pretrain.pretrain",
         "image.train_diffusion",
         "image.train_family",
+        "image.train_upsampler",
         "metrics.train_feature_net",
         "metrics.train_clip",
         "align.run_sft",
