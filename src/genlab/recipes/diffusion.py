@@ -48,12 +48,10 @@ from genlab.data.images import (
     ShapesConfig,
     ShapesDataset,
     composition_split,
-    from_uint8,
     save_grid,
     to_uint8,
 )
 from genlab.methods.diffusion.latent import (
-    ENCODE_BATCH,
     LatentConfig,
     encode_pixels,
     open_autoencoder,
@@ -409,8 +407,7 @@ def denoised(model: DiffusionModel, pixels: torch.Tensor) -> torch.Tensor:
     """What the model learns to denoise: the uint8 images, or their latents (float)."""
     if model.latent is None:
         return pixels
-    batches = [model.latent.encode(from_uint8(b)) for b in pixels.split(ENCODE_BATCH)]
-    return torch.cat(batches).float()
+    return encode_pixels(model.latent.vae, pixels, model.latent.config.scale)
 
 
 def time_budget(cfg: ImageTrainConfig) -> list[TimeBudget]:

@@ -30,7 +30,7 @@ from genlab.methods.diffusion.text_conditioned import load_diffusion
 from genlab.methods.diffusion.upsampler import load_upsampler
 from genlab.recipes.cascade import UPSAMPLER, UpsamplerSettings, train_upsampler
 from genlab.recipes.diffusion_eval import evaluation_groups
-from genlab.recipes.experiments.report import new_figure, save_figure, training_seconds, write_page
+from genlab.recipes.experiments.report import new_figure, save_figure, write_page
 from genlab.recipes.experiments.t2i_arms import (
     DONE_FILE,
     ArmsConfig,
@@ -75,13 +75,11 @@ def cascade_runs(cfg: PixelVsLatentConfig) -> tuple[Path, Path, dict[str, float]
     base = diffusion_arm(half, root / "base", data=data(cfg, cfg.low_res))
     base_done = trained(base)
     up = root / "upsampler"
-    if not (up / DONE_FILE).is_file():
-        image = diffusion_arm(half, up, model=UPSAMPLER)
-        metrics = train_upsampler(image, UpsamplerSettings(low_res=cfg.low_res), resume=True)
-        seconds, steps = training_seconds(up)
-        done = {"seconds": seconds, "steps": float(steps), "params": metrics["params"]}
-        atomic_write_json(up / DONE_FILE, done)
-    up_done = read_json(up / DONE_FILE)
+    settings = UpsamplerSettings(low_res=cfg.low_res)
+    up_done = trained(
+        diffusion_arm(half, up, model=UPSAMPLER),
+        lambda image, resume: train_upsampler(image, settings, resume=resume),
+    )
     total = {k: base_done[k] + up_done[k] for k in ("seconds", "steps", "params")}
     return Path(base.out), up, total
 

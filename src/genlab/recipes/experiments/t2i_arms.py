@@ -124,13 +124,17 @@ def diffusion_arm(cfg: ArmsConfig, run: Path, **changes: Any) -> ImageTrainConfi
     return replace(base, **changes)
 
 
-def trained(image: ImageTrainConfig) -> dict[str, float]:
-    """Train ``image`` (diffusion or another family) unless its folder says it is done; its
-    training seconds, steps and trainable parameters."""
+def trained(
+    image: ImageTrainConfig, train: Callable[..., dict[str, float]] | None = None
+) -> dict[str, float]:
+    """Train ``image`` unless its folder says it is done, with ``train`` (default: diffusion's
+    or another family's recipe, by ``image.model``); its training seconds, steps and trainable
+    parameters."""
     run = Path(image.out)
     if (run / DONE_FILE).is_file():
         return read_json(run / DONE_FILE)
-    train = train_diffusion if image.model in ("diffusion", "ddpm") else train_family
+    if train is None:
+        train = train_diffusion if image.model in ("diffusion", "ddpm") else train_family
     metrics = train(image, resume=True)
     seconds, steps = training_seconds(run)
     done = {"seconds": seconds, "steps": float(steps), "params": metrics["params"]}
