@@ -85,6 +85,7 @@ def test_pixel_vs_latent_trains_every_arm_and_writes_its_page(
     assert cascade["steps"] == 4  # two stages of two steps each
     page = (Path(cfg.out_dir) / "pixel_vs_latent.md").read_text()
     assert "| latent |" in page and "real images (floor)" in page
+    assert "(cascade: 5 for the 16x16 base, 5 for the upsampler)" in page
     assert "genlab experiment pixel-vs-latent" in page
     for name in ("pixel_vs_latent.png", "pixel_vs_latent_samples.png", "pixel_vs_latent.json"):
         assert (Path(cfg.out_dir) / name).is_file()
@@ -97,6 +98,9 @@ def test_pixel_vs_latent_trains_every_arm_and_writes_its_page(
     monkeypatch.setattr(t2i_arms, "measure_group", no_measuring)
     again = pixel_vs_latent(cfg)
     assert again["rows"] == result["rows"]
+    pixel_vs_latent(replace(cfg, arms=("latent", "pixel")))  # a subset: the page says which not
+    page = (Path(cfg.out_dir) / "pixel_vs_latent.md").read_text()
+    assert "arms not run: cascade" in page and "| cascade |" not in page
 
 
 def test_text_encoder_size_grid_over_the_ladder(tmp_path, instruments, ladder, few_kid_subsets):
@@ -111,6 +115,7 @@ def test_text_encoder_size_grid_over_the_ladder(tmp_path, instruments, ladder, f
     assert grid == [("xs", 8), ("s", 8)]
     xs, s = result["rows"]
     assert xs["params"] < s["params"]  # the UNet's context projections read a wider encoder
+    assert set(result["floor"]) == {"unseen"} and "seen" not in xs  # unseen compositions only
     page = (Path(cfg.out_dir) / "text_encoder_size.md").read_text()
     assert "Imagen's claim is" in page
 

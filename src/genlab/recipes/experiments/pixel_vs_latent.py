@@ -223,12 +223,19 @@ def _page(
         ]
     )
     best = max(rows, key=lambda r: r["unseen"]["adherence"])
+    cascade_split = (
+        f" (cascade: {cfg.minutes / 2:g} for the {cfg.low_res}x{cfg.low_res} base, "
+        f"{cfg.minutes / 2:g} for the upsampler)"
+        if "cascade" in cfg.arms
+        else f"; arms not run: {', '.join(a for a in ARMS if a not in cfg.arms)}"
+    )
     findings = [
         f"Highest adherence on unseen compositions: {best['arm']} "
         f"({adh(best['unseen'])}) after {best['seconds'] / 60:.1f} training minutes.",
         *[
-            f"{r['arm']}: {r['unseen']['seconds_per_image'] * 1000:.1f} ms per image, unseen "
-            f"FID {r['unseen']['fid']:.3g} (floor {floor['unseen']['fid']:.3g})."
+            f"{r['arm']}: {r['steps'] / (r['seconds'] / 60):.0f} training steps per minute, "
+            f"{r['unseen']['seconds_per_image'] * 1000:.1f} ms per image, unseen FID "
+            f"{r['unseen']['fid']:.3g} (floor {floor['unseen']['fid']:.3g})."
             for r in rows
         ],
     ]
@@ -247,8 +254,7 @@ def _page(
         f"{NAME}.png",
         [
             f"shapes {cfg.size}x{cfg.size}, held-out compositions; {cfg.minutes:g} diffusion "
-            f"training minutes per arm (cascade: {cfg.minutes / 2:g} for the {cfg.low_res}x"
-            f"{cfg.low_res} base, {cfg.minutes / 2:g} for the upsampler)",
+            f"training minutes per arm{cascade_split}",
             f"latent: a VAE with 4 latent channels at 1/{cfg.vae_downsample} of the side, KL "
             f"weight {cfg.kl_weight:g}, {cfg.vae_minutes:g} minutes on images alone",
             f"measured on the {cfg.split} split: n = {cfg.n} captions each of unseen and seen "
