@@ -234,6 +234,13 @@ def test_groups_split_seen_from_unseen_compositions(net) -> None:
     # without a holdout, every composition was trained on: one group, the split's fresh scenes
     plain = evaluation_groups(spec(), net, n=40)
     assert list(plain) == ["seen"] and plain["seen"].split == "validation"
+    # one group asked for is the group drawn among all: same captions, reference and floor
+    only = evaluation_groups(held, net, n=40, names=("unseen",))
+    assert list(only) == ["unseen"] and only["unseen"].captions == groups["unseen"].captions
+    assert torch.equal(only["unseen"].reference, groups["unseen"].reference)
+    assert only["unseen"].floor == groups["unseen"].floor
+    with pytest.raises(GenlabError, match="no 'unseen' group for this run"):
+        evaluation_groups(spec(), net, n=40, names=("unseen",))
     with pytest.raises(GenlabError, match="singular"):
         evaluation_groups(held, net, n=16)
     with pytest.raises(GenlabError, match="unknown split 'train'"):

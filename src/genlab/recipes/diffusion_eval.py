@@ -212,12 +212,17 @@ class EvalGroup:
 
 
 def evaluation_groups(
-    spec: DataSpec, net: FeatureNet, n: int = FID_IMAGES, split: str = "validation"
+    spec: DataSpec,
+    net: FeatureNet,
+    n: int = FID_IMAGES,
+    split: str = "validation",
+    names: tuple[str, ...] | None = None,
 ) -> dict[str, EvalGroup]:
     """The caption groups a run is measured on, ``n`` captions each: "seen" (fresh scenes of
     the training compositions) and "unseen" (the held-out compositions of ``split``) for a run
     trained with ``holdout="compositions"``; else one group, "seen", of ``split``'s fresh
-    scenes (every composition was trained on)."""
+    scenes (every composition was trained on). ``names``: only these groups (each drawn as it
+    would be among all)."""
     if split not in EVAL_SPLITS:
         raise GenlabError(f"unknown split '{split}': choose {', '.join(EVAL_SPLITS)}")
     dim = net.config.feature_dim
@@ -229,6 +234,13 @@ def evaluation_groups(
     splits = (
         {"seen": "seen", "unseen": split} if spec.holdout == "compositions" else {"seen": split}
     )
+    unknown = sorted(set(names or ()) - set(splits))
+    if unknown:
+        raise GenlabError(
+            f"no '{unknown[0]}' group for this run: it is measured on {', '.join(splits)}"
+        )
+    if names is not None:
+        splits = {name: part for name, part in splits.items() if name in names}
     groups = {}
     for name, part in splits.items():
         reference, captions = reference_set(spec, n, part)

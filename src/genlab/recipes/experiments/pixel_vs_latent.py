@@ -223,7 +223,7 @@ def _page(
         ]
     )
     best = max(rows, key=lambda r: r["unseen"]["adherence"])
-    cascade_split = (
+    arms_note = (
         f" (cascade: {cfg.minutes / 2:g} for the {cfg.low_res}x{cfg.low_res} base, "
         f"{cfg.minutes / 2:g} for the upsampler)"
         if "cascade" in cfg.arms
@@ -254,7 +254,7 @@ def _page(
         f"{NAME}.png",
         [
             f"shapes {cfg.size}x{cfg.size}, held-out compositions; {cfg.minutes:g} diffusion "
-            f"training minutes per arm{cascade_split}",
+            f"training minutes per arm{arms_note}",
             f"latent: a VAE with 4 latent channels at 1/{cfg.vae_downsample} of the side, KL "
             f"weight {cfg.kl_weight:g}, {cfg.vae_minutes:g} minutes on images alone",
             f"measured on the {cfg.split} split: n = {cfg.n} captions each of unseen and seen "

@@ -75,7 +75,7 @@ def encoder_names(cfg: TextEncoderSizeConfig) -> dict[str, str]:
 def run_experiment(cfg: TextEncoderSizeConfig, command: str = "") -> dict[str, Any]:
     cfg.validate()
     tools = Instruments(cfg)
-    groups = {"unseen": evaluation_groups(data(cfg), tools.net, cfg.n, cfg.split)["unseen"]}
+    groups = evaluation_groups(data(cfg), tools.net, cfg.n, cfg.split, names=("unseen",))
     vae = autoencoder(cfg)
     encoders = encoder_names(cfg)
     rows, strips = [], []
