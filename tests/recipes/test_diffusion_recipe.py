@@ -16,12 +16,16 @@ from genlab.core.checkpoint import save_model_folder
 from genlab.core.ema import EMA_FILE
 from genlab.core.errors import GenlabError
 from genlab.core.io import load_tensors
+from genlab.core.sweep import point_dir
 from genlab.core.train_config import TrainConfig
 from genlab.methods.diffusion.text_conditioned import load_diffusion
 from genlab.metrics.features import KIND as FEATURES_KIND
 from genlab.metrics.features import FeatureNet, FeatureNetConfig
+from genlab.metrics.fid import feature_statistics, frechet_distance
 from genlab.recipes.diffusion import DataSpec, ImageTrainConfig, train_diffusion
 from genlab.recipes.diffusion_eval import sample_run
+from genlab.recipes.experiments.diffusion_steps import fid_ratio
+from genlab.recipes.experiments.sampling import SAMPLE_POINT, sweep_features
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -206,11 +210,20 @@ def test_steps_experiment_compares_ddpm_with_each_ddim_count(run, net, tmp_path,
     assert [(r["sampler"], r["steps"]) for r in rows] == [("ddpm", 5), ("ddim", 2), ("ddim", 3)]
     for r in rows:
         assert r["n"] == 4 and 0 <= r["adherence"] <= 1 and r["fid"] >= 0
-        assert r["seconds_per_image"] > 0
+        assert r["seconds_per_image"] > 0 and "kid" in r
+        assert r["fid_ratio_low"] <= r["fid_ratio"] <= r["fid_ratio_high"]
+        assert r["speedup"] == pytest.approx(rows[0]["seconds_per_image"] / r["seconds_per_image"])
+    # DDPM is its own yardstick: ratio 1 in every resample
+    assert (rows[0]["fid_ratio"], rows[0]["fid_ratio_low"], rows[0]["fid_ratio_high"]) == (1, 1, 1)
+    assert rows[1]["fid_ratio"] == pytest.approx(rows[1]["fid"] / rows[0]["fid"])
     assert result["real_images"]["n"] == 4
     page = _page(tmp_path, "diffusion_steps", "diffusion-steps")
     assert page.count("| DDIM |") == 2 and page.count("| DDPM |") == 1
-    assert len(list((tmp_path / "sweeps" / "diffusion_steps").glob("*/result.json"))) == 3
+    assert "| real images (floor) |" in page and "paired bootstrap" in page
+    points = sorted((tmp_path / "sweeps" / "diffusion_steps").glob("*/result.json"))
+    assert len(points) == 3
+    for point in points:  # the features of every image are kept for the intervals
+        assert load_tensors(point.parent / "features.safetensors")["features"].shape == (4, 8)
 
     capsys.readouterr()
     main(argv)  # every setting is measured already: the page is rewritten from the sweep
@@ -252,16 +265,41 @@ def test_prediction_experiment_trains_one_arm_per_target_alike(run, net, tmp_pat
         + ["--steps", "2", "--out-dir", str(tmp_path), "--sweep-dir", str(tmp_path / "sweeps")]
     )
     main(argv)
-    rows = json.loads((tmp_path / "diffusion_prediction.json").read_text())
+    result = json.loads((tmp_path / "diffusion_prediction.json").read_text())
+    rows = result["rows"]
     assert [r["prediction"] for r in rows] == ["eps", "x0"]
+    assert result["real_images"]["n"] == 4 and all("kid" in r for r in rows)
     arms = [Path(r["run"]) for r in rows]
     assert all(arm.parent == tmp_path / "a" for arm in arms)
     configs = [json.loads((arm / "config.json").read_text()) for arm in arms]
     assert configs[0]["config"]["prediction"] == "eps"
     assert configs[1]["config"]["prediction"] == "x0"
     assert configs[0]["train"] == configs[1]["train"]  # the same budget and seed
-    _page(tmp_path, "diffusion_prediction", "diffusion-prediction")
+    assert "| real images (floor) |" in _page(
+        tmp_path, "diffusion_prediction", "diffusion-prediction"
+    )
 
     capsys.readouterr()
     main(argv)  # the arms are trained and measured already
     assert capsys.readouterr().out.count("2 points, 2 already done, 0 to run") == 2
+
+
+def test_fid_ratio_is_one_for_the_same_set_and_grows_with_a_shift():
+    gen = torch.Generator().manual_seed(0)
+    reference = torch.randn(300, 4, generator=gen)
+    base = torch.randn(300, 4, generator=gen)
+    same = fid_ratio(base, base, reference)
+    assert (same.mean, same.low, same.high) == (1, 1, 1)
+    shifted = fid_ratio(base + 0.5, base, reference)
+    assert 1 < shifted.low <= shifted.mean <= shifted.high
+    assert shifted.mean == pytest.approx(
+        frechet_distance(*feature_statistics(base + 0.5), *feature_statistics(reference))
+        / frechet_distance(*feature_statistics(base), *feature_statistics(reference))
+    )
+
+
+def test_a_point_measured_without_features_is_named(tmp_path):
+    point = point_dir(tmp_path, SAMPLE_POINT, {"steps": 2}, {})
+    point.mkdir(parents=True)
+    with pytest.raises(GenlabError, match="without its image features: delete the folder"):
+        sweep_features([{"steps": 2}], {}, tmp_path)

@@ -7,7 +7,7 @@ two runs that differ only in ``--prediction`` (same data, network, seed, steps, 
 learning rate; the same noise and timesteps in every batch, since those come from the seed), then
 samples both with the same sampler, captions and initial noise.
 
-    genlab experiment diffusion-prediction --base runs/shapes32 --runs runs/pred
+    genlab experiment diffusion-prediction --run runs/shapes32 --runs runs/pred
 """
 
 from __future__ import annotations
@@ -22,10 +22,15 @@ from genlab.core.io import read_json
 from genlab.core.logging import METRICS_FILE, read_metrics
 from genlab.core.sweep import markdown_table, point_dir, run_sweep
 from genlab.methods.diffusion.schedule import PREDICTIONS
-from genlab.metrics.features import load_feature_net
 from genlab.recipes.diffusion import config_from_run, train_diffusion
 from genlab.recipes.experiments.report import new_figure, save_figure, write_page, write_results
-from genlab.recipes.experiments.sampling import Check, ExperimentConfig, sample_point, sweep_samples
+from genlab.recipes.experiments.sampling import (
+    Check,
+    ExperimentConfig,
+    baseline,
+    sample_point,
+    sweep_samples,
+)
 
 NAME = "diffusion_prediction"
 TRAIN_POINT = f"{__name__}:train_point"
@@ -101,8 +106,7 @@ def run_experiment(cfg: PredictionConfig, command: str = "") -> list[dict[str, f
     base, out_dir = Path(cfg.run), Path(cfg.out_dir)
     base_cfg = config_from_run(base)
     max_steps = cfg.max_steps or base_cfg.train.max_steps
-    features = cfg.features_dir(base_cfg.data)
-    net = load_feature_net(features)
+    ref = baseline(cfg)
     # the base run already is the arm of its own target when trained alike
     alike = cfg.reuse_base and base_cfg.snr_gamma is None and base_cfg.train.max_steps == max_steps
     reused = base_cfg.prediction if alike and base_cfg.prediction in cfg.predictions else None
@@ -117,7 +121,7 @@ def run_experiment(cfg: PredictionConfig, command: str = "") -> list[dict[str, f
     }
 
     fixed = {
-        **cfg.sweep_settings(features, *arms.values()),
+        **cfg.sweep_settings(ref.features, *arms.values()),
         "sampler": "ddim",
         "steps": cfg.steps,
         "guidance": cfg.guidance,
@@ -125,7 +129,7 @@ def run_experiment(cfg: PredictionConfig, command: str = "") -> list[dict[str, f
     points = [{"prediction": p, "run": str(run)} for p, run in arms.items()]
     out = Path(cfg.sweep_dir) / NAME
     rows, strips = sweep_samples(points, fixed, out, cfg.parallel, EVALUATE_POINT)
-    write_results(out_dir, NAME, rows, strips)
+    write_results(out_dir, NAME, {"rows": rows, "real_images": ref.real}, strips)
 
     fig = new_figure(10, 4)
     ax_loss, ax_bar = fig.subplots(1, 2)
@@ -162,25 +166,30 @@ def run_experiment(cfg: PredictionConfig, command: str = "") -> list[dict[str, f
         ax.grid(alpha=0.3)
     save_figure(fig, out_dir / f"{NAME}.png")
 
+    real = ref.real
     table = markdown_table(
         [
             "prediction",
             "training steps",
-            f"FID (genlab {net.config.data} features)",
+            "FID",
+            "KID",
             "adherence",
             "final held-out loss (own target)",
         ],
         [
-            [r["prediction"], max_steps, r["fid"], r["adherence"], r["final_eval_loss"]]
+            [r["prediction"], max_steps, r["fid"], r["kid"], r["adherence"], r["final_eval_loss"]]
             for r in rows
-        ],
+        ]
+        + [["real images (floor)", "-", real["fid"], real["kid"], real["adherence"], "-"]],
     )
     findings = [
         "; ".join(
-            f"{r['prediction']}-prediction: FID {r['fid']:.3g}, adherence {r['adherence']:.3f}"
+            f"{r['prediction']}-prediction: FID {r['fid']:.3g}, KID {r['kid']:.3g}, adherence "
+            f"{r['adherence']:.3f}"
             for r in rows
         )
         + ".",
+        ref.finding(),
     ]
     write_page(
         out_dir / f"{NAME}.md",
@@ -193,9 +202,7 @@ def run_experiment(cfg: PredictionConfig, command: str = "") -> list[dict[str, f
             f"runs: {', '.join(f'`{r}`' for r in arms.values())} (settings of `{base}`, "
             f"{max_steps} steps of {base_cfg.train.batch_size} images each), each trained on "
             "the plain mean squared error of its own target (no Min-SNR weighting)",
-            f"n = {cfg.n} generated images per run, one per caption of {cfg.n} reference "
-            "images; FID with so few images is biased upwards: compare rows, not with other "
-            "tables",
+            ref.protocol(),
             f"DDIM {cfg.steps} steps, eta 0, guidance {cfg.guidance}, network in {cfg.precision}",
             f"samples: [{NAME}_samples.png]({NAME}_samples.png) (first 8 per run, rows in "
             "table order)",

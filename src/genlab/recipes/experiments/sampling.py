@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
+from torch import Tensor
 
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_save_tensors, load_tensors
@@ -35,6 +35,7 @@ from genlab.recipes.experiments.report import DOCS_DIR, SWEEPS_DIR
 
 SAMPLE_POINT = "genlab.recipes.experiments.sampling:sample_point"
 STRIP_FILE = "samples.safetensors"  # a point's first 8 images, for the sample strip
+FEATURES_FILE = "features.safetensors"  # a point's image features, for bootstrap intervals
 Check = tuple[bool, str]  # a setting's range check and the rule it states
 
 
@@ -92,21 +93,39 @@ class ExperimentConfig:
 @dataclass(frozen=True)
 class Baseline:
     """What a sampled run's rows are measured with and against: the run's data, the feature
-    net, the number of reference images, and another draw of real images measured alike (the
-    floor of FID and the ceiling of adherence at this sample size)."""
+    net, the captions' split, the reference (a real image per caption), and another draw of
+    real images for the same captions measured alike (the floor of FID and KID and the ceiling
+    of adherence at this sample size)."""
 
     spec: DataSpec
     features: Path
     net: FeatureNet
-    n_reference: int
+    split: str
+    reference: Tensor
     real: dict[str, float]
 
-    def finding(self, n: int) -> str:
-        """What the real images score, for the page (``n``: the images per row)."""
+    def finding(self) -> str:
+        """What the real images score, for the page."""
         return (
-            f"Real images (another draw of {n} for the same captions) score FID "
-            f"{self.real['fid']:.3g} against the reference and adherence "
-            f"{self.real['adherence']:.3f}: the floor and ceiling at this sample size."
+            f"Real images (another draw for the same {len(self.reference)} captions) score FID "
+            f"{self.real['fid']:.3g} and KID {self.real['kid']:.3g} against the reference, "
+            f"adherence {self.real['adherence']:.3f}: the floor and ceiling at this sample size."
+        )
+
+    def protocol(self) -> str:
+        """The settings line that says what each row is measured against."""
+        n = len(self.reference)
+        if self.spec.data == "digits":
+            captions = f"{n} captions of test digits"
+        elif self.spec.holdout == "compositions":
+            captions = f"{n} {self.split} captions of held-out compositions (never trained on)"
+        else:
+            captions = f"{n} {self.split} captions of fresh scenes"
+        return (
+            f"{captions}, one generated image per caption per row; FID and KID (genlab "
+            f"{self.spec.data} features) against a real image drawn for each of those captions; "
+            "the real-images row is an independent real draw for the same captions, measured "
+            "alike"
         )
 
 
@@ -117,13 +136,14 @@ def baseline(cfg: ExperimentConfig) -> Baseline:
     net = load_feature_net(features)
     reference, captions = reference_set(spec, cfg.n, cfg.split)
     real = real_baseline(spec, net, reference, captions)
-    return Baseline(spec, features, net, len(reference), real)
+    return Baseline(spec, features, net, cfg.split, reference, real)
 
 
 def sample_point(settings: dict[str, Any], run_dir: Path) -> dict[str, float]:
-    """FID, caption adherence and seconds per image of ``settings["run"]`` sampled with
+    """FID, KID, caption adherence and seconds per image of ``settings["run"]`` sampled with
     ``sampler``, ``steps`` and ``guidance`` (eta 0) for ``n`` reference captions, the feature
-    net in ``features``, and ``seed``, ``batch_size`` and ``precision``."""
+    net in ``features``, and ``seed``, ``batch_size`` and ``precision``. The images' features
+    are kept beside (``FEATURES_FILE``), for intervals that resample the captions."""
     spec = read_data_spec(settings["run"])
     net = load_feature_net(settings["features"])
     model, tokenizer = load_diffusion(settings["run"])
@@ -143,17 +163,32 @@ def sample_point(settings: dict[str, Any], run_dir: Path) -> dict[str, float]:
         settings["precision"],
     )
     atomic_save_tensors(run_dir / STRIP_FILE, {"images": images[:8]})
+    atomic_save_tensors(run_dir / FEATURES_FILE, {"features": net.extract(images)})
     return result
 
 
 def sweep_samples(
     points: list[Point], fixed: Point, out: Path, parallel: int, fn: str = SAMPLE_POINT
-) -> tuple[list[dict[str, Any]], list[torch.Tensor]]:
+) -> tuple[list[dict[str, Any]], list[Tensor]]:
     """Run the sweep of ``fn`` (``sample_point`` or a function around it); its rows and each
     point's sample strip, in the order of ``points``."""
     rows = run_sweep(fn, points, out, fixed, parallel)
     strips = [load_tensors(point_dir(out, fn, p, fixed) / STRIP_FILE)["images"] for p in points]
     return rows, strips
+
+
+def sweep_features(
+    points: list[Point], fixed: Point, out: Path, fn: str = SAMPLE_POINT
+) -> list[Tensor]:
+    """Each measured point's image features (``FEATURES_FILE``), in the order of ``points``."""
+    paths = [point_dir(out, fn, p, fixed) / FEATURES_FILE for p in points]
+    missing = [path.parent for path in paths if not path.is_file()]
+    if missing:
+        raise GenlabError(
+            f"{missing[0]} was measured without its image features: delete the folder to "
+            "measure it again"
+        )
+    return [load_tensors(path)["features"] for path in paths]
 
 
 def weights_digest(*folders: str | os.PathLike) -> str:
