@@ -5,6 +5,7 @@ resumes exactly, `genlab image sample` draws a seeded PNG grid from it, and each
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -259,8 +260,11 @@ def test_guidance_experiment_has_a_row_per_scale_alike_in_parallel(run, net, tmp
 
 
 def test_prediction_experiment_trains_one_arm_per_target_alike(run, net, tmp_path, capsys):
+    base = shutil.copytree(run, tmp_path / "base")  # a base run fitted into minutes
+    recipe = json.loads((base / "recipe.json").read_text())
+    (base / "recipe.json").write_text(json.dumps({**recipe, "time_budget": 60.0}))
     argv = (
-        ["experiment", "diffusion-prediction", "--base", str(run), "--runs", str(tmp_path / "a")]
+        ["experiment", "diffusion-prediction", "--base", str(base), "--runs", str(tmp_path / "a")]
         + ["--predictions", "eps,x0", "--max-steps", "2", "--features", str(net), "--n", "4"]
         + ["--steps", "2", "--out-dir", str(tmp_path), "--sweep-dir", str(tmp_path / "sweeps")]
     )
@@ -275,6 +279,8 @@ def test_prediction_experiment_trains_one_arm_per_target_alike(run, net, tmp_pat
     assert configs[0]["config"]["prediction"] == "eps"
     assert configs[1]["config"]["prediction"] == "x0"
     assert configs[0]["train"] == configs[1]["train"]  # the same budget and seed
+    for arm in arms:  # the same steps, whatever the machine's speed: no time budget
+        assert json.loads((arm / "recipe.json").read_text())["time_budget"] is None
     assert "| real images (floor) |" in _page(
         tmp_path, "diffusion_prediction", "diffusion-prediction"
     )
