@@ -41,14 +41,35 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 AE = VAEConfig(image_size=16, base_channels=8, channel_mults=(1, 2), latent_channels=3)
 
 
-def latent_model(scale: float = 2.0) -> DiffusionModel:
+def latent_model(
+    scale: float = 2.0, prediction: str = "eps", latent: bool = True
+) -> DiffusionModel:
     torch.manual_seed(0)
     unet = UNetConfig.preset(
         "tiny", image_channels=3, context_dim=8, base_channels=8, num_heads=2, norm_groups=4
     )
     text = TextEncoderConfig(vocab_size=10, max_length=4, dim=8, num_layers=1, num_heads=2)
-    config = DiffusionConfig(unet, text, image_size=16, latent=LatentConfig(AE, scale))
+    space = LatentConfig(AE, scale) if latent else None
+    config = DiffusionConfig(unet, text, image_size=16, prediction=prediction, latent=space)
     return DiffusionModel(config)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+def test_only_a_pixel_model_clips_its_x0_estimate_to_the_pixel_range(sampler, prediction):
+    """A scaled latent has unit variance: [-1, 1] would cut a third of its values (clipped,
+    DDPM drew no shape at all from a latent model that DDIM sampled well)."""
+    x0 = torch.full((1, 3, 8, 8), 3.0)  # a latent well outside the pixels' range
+    for latent in (True, False):
+        scheduler = latent_model(prediction=prediction, latent=latent).scheduler(sampler)
+        scheduler.set_timesteps(10)
+        t = int(scheduler.timesteps[0])
+        abar = scheduler.alphas_cumprod[t]
+        targets = {"eps": torch.zeros_like(x0), "v": -(1 - abar).sqrt() * x0, "x0": x0}
+        out = scheduler.step(targets[prediction], t, abar.sqrt() * x0)  # x_t with no noise
+        clipped = not latent and (sampler == "ddpm" or prediction == "eps")
+        expected = 1.0 if clipped else 3.0
+        assert out.pred_original_sample == pytest.approx(torch.full_like(x0, expected), abs=1e-4)
 
 
 def test_latent_space_encodes_the_scaled_posterior_mean_and_decodes_back():
