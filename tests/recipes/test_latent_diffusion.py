@@ -57,7 +57,7 @@ def latent_model(
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 @pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
 def test_only_a_pixel_model_clips_its_x0_estimate_to_the_pixel_range(sampler, prediction):
-    """A scaled latent has unit variance: [-1, 1] would cut a third of its values (clipped,
+    """A scaled latent has unit variance: [-1, 1] would cut a third of a Gaussian's (clipped,
     DDPM drew no shape at all from a latent model that DDIM sampled well)."""
     x0 = torch.full((1, 3, 8, 8), 3.0)  # a latent well outside the pixels' range
     for latent in (True, False):

@@ -168,8 +168,8 @@ class DiffusionModel(nn.Module):
         clipped, with the noise re-derived from the clipped x_0 (``rederive_noise``).
 
         [-1, 1] is the range of pixels, not of latents: a latent model's x_0 is a scaled latent
-        of unit variance, a third of whose values lie outside it, so neither sampler clips
-        there (as Stable Diffusion's configuration; clipped, DDPM's 1000 steps drew no shape at
+        of unit variance (a third of a unit Gaussian lies outside [-1, 1]), so neither sampler
+        clips there (as Stable Diffusion's configuration; clipped, DDPM's 1000 steps drew no shape at
         all: adherence 0.01 where DDIM reached 0.99)."""
         check_choice(sampler, SAMPLERS, "sampler")
         c = self.config
