@@ -136,8 +136,8 @@ def run_experiment(cfg: GuidanceConfig, command: str = "") -> list[dict[str, flo
         [
             f"run: `{run}`",
             ref.protocol(),
-            f"DDIM {cfg.steps} steps, eta 0, trailing spacing, x0 not clipped, network in "
-            f"{cfg.precision}",
+            f"DDIM {cfg.steps} steps, eta 0, trailing spacing, x0 clipped only for a pixel "
+            f"eps-model, network in {cfg.precision}",
             f"samples: [{NAME}_samples.png]({NAME}_samples.png) (first 8 per scale, rows in "
             "table order)",
         ],

@@ -178,9 +178,9 @@ def run_experiment(cfg: StepsConfig, command: str = "") -> list[dict[str, float 
             f"FID / DDPM's: the ratio of the row's FID to DDPM's, with a paired bootstrap "
             f"interval ({RESAMPLES} resamples of the captions, the same rows of every set); "
             "speed-up: DDPM's seconds per image over the row's (batched, this machine)",
-            f"classifier-free guidance {cfg.guidance}; DDIM eta 0, trailing spacing, x0 not "
-            "clipped; DDPM fixed-small variance, x0 clipped to [-1, 1]; network in "
-            f"{cfg.precision}",
+            f"classifier-free guidance {cfg.guidance}; DDIM eta 0, trailing spacing; DDPM "
+            "fixed-small variance; x0 clipped to [-1, 1] only for a pixel model (DDIM: a pixel "
+            f"eps-model), never for a latent one; network in {cfg.precision}",
             f"samples: [{NAME}_samples.png]({NAME}_samples.png) (first 8 per row, rows in "
             "table order)",
         ],
