@@ -8,14 +8,17 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from genlab.core.errors import GenlabError
 from genlab.core.train_config import TrainConfig
 from genlab.metrics.features import train_feature_net
 from genlab.recipes import diffusion_eval
 from genlab.recipes.clip import CLIPTrainConfig, train_clip
+from genlab.recipes.diffusion_eval import EvalGroup
 from genlab.recipes.experiments import t2i_arms
 from genlab.recipes.experiments.pixel_vs_latent import PixelVsLatentConfig
 from genlab.recipes.experiments.pixel_vs_latent import run_experiment as pixel_vs_latent
@@ -138,6 +141,40 @@ def test_adherence_interval_brackets_the_share():
         "adherence_low": 1.0,
         "adherence_high": 1.0,
     }
+
+
+def test_an_interrupted_measurement_keeps_the_groups_it_finished(tmp_path, monkeypatch):
+    """The first group's row survives a failure in the second; the rerun draws only the second,
+    and a new key measures both again."""
+    drawn: list[str] = []
+
+    def draw(captions: list[str], seed: int) -> torch.Tensor:
+        drawn.append(captions[0])
+        if captions[0] == "unseen" and drawn.count("unseen") == 1:
+            raise KeyboardInterrupt
+        return torch.zeros(len(captions), 3, 4, 4)
+
+    def fake_group(net, images, group: EvalGroup) -> dict[str, float]:
+        return {"adherence": 0.5, "scored": float(len(images)), "fid": len(group.name)}
+
+    monkeypatch.setattr(t2i_arms, "measure_group", fake_group)
+    monkeypatch.setattr(t2i_arms, "clip_score", lambda clip, images, captions: 50.0)
+    tools = SimpleNamespace(net=None, clip=None)
+    groups = {
+        name: EvalGroup(name, "test", [name] * 4, torch.zeros(4, 3, 4, 4), {})
+        for name in ("seen", "unseen")
+    }
+    cfg = PixelVsLatentConfig(seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        t2i_arms.measure_arm(tmp_path, draw, tools, groups, cfg, key="k")
+    row = t2i_arms.measure_arm(tmp_path, draw, tools, groups, cfg, key="k")
+    assert drawn == ["seen", "unseen", "unseen"]
+    assert list(row) == ["seen", "unseen"] and row["unseen"]["fid"] == 6
+    assert t2i_arms.measure_arm(tmp_path, draw, tools, {"seen": groups["seen"]}, cfg, "k") == {
+        "seen": row["seen"]
+    }
+    t2i_arms.measure_arm(tmp_path, draw, tools, groups, cfg, key="other")
+    assert drawn[3:] == ["seen", "unseen"]
 
 
 @pytest.mark.parametrize(

@@ -236,13 +236,15 @@ def measure_arm(
     key: str,
 ) -> dict[str, Any]:
     """An arm's row: per group (seen, unseen) FID and KID with their floors, adherence with its
-    interval, CLIP score, and seconds per image; read from ``run/ROW_FILE`` when measured before
-    with ``key``."""
+    interval, CLIP score, and seconds per image. Each group is kept in ``run/ROW_FILE`` as it
+    is measured, so a rerun with the same ``key`` measures only the groups still missing (an
+    interrupted measurement of 2,000 images a group loses at most one group)."""
     cache = run / ROW_FILE
-    if cache.is_file() and read_json(cache).get("key") == key:
-        return read_json(cache)["row"]
-    row: dict[str, Any] = {}
+    saved = read_json(cache) if cache.is_file() else {}
+    row: dict[str, Any] = saved["row"] if saved.get("key") == key else {}
     for name, group in groups.items():
+        if name in row:
+            continue
         tic = time.perf_counter()
         images = draw(group.captions, cfg.seed)
         seconds = (time.perf_counter() - tic) / len(images)
@@ -255,8 +257,8 @@ def measure_arm(
         }
         if name == "unseen" or len(groups) == 1:
             atomic_save_tensors(run / STRIP_FILE, {"images": images[:8].contiguous()})
-    atomic_write_json(cache, {"key": key, "row": row})
-    return row
+        atomic_write_json(cache, {"key": key, "row": row})
+    return {name: row[name] for name in groups}
 
 
 def strip(run: Path) -> torch.Tensor:
