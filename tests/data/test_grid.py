@@ -9,7 +9,7 @@ from PIL import Image
 
 from genlab.core.errors import GenlabError
 from genlab.data.images import to_uint8
-from genlab.data.images.grid import make_grid, save_grid
+from genlab.data.images.grid import make_grid, read_grid, save_grid
 
 
 def test_make_grid_places_images_row_by_row() -> None:
@@ -47,3 +47,20 @@ def test_bad_input_is_a_one_line_error() -> None:
         make_grid(torch.zeros(3, 4, 4))
     with pytest.raises(GenlabError, match="nrow"):
         make_grid(torch.zeros(1, 3, 4, 4), nrow=0)
+
+
+def test_read_grid_returns_the_images_save_grid_wrote(tmp_path) -> None:
+    images = torch.rand(16, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    save_grid(images, tmp_path / "g.png", nrow=8, scale=3)
+    back = read_grid(tmp_path / "g.png", side=8, nrow=8, scale=3)
+    assert back.shape == images.shape
+    assert torch.equal(to_uint8(back), to_uint8(images))  # exact up to the PNG's 8 bits
+
+
+def test_read_grid_refuses_a_grid_of_other_settings(tmp_path) -> None:
+    save_grid(torch.zeros(4, 1, 8, 8), tmp_path / "g.png", nrow=4, scale=2)
+    with pytest.raises(GenlabError, match="not a grid of 10-pixel images"):
+        read_grid(tmp_path / "g.png", side=10, nrow=4, scale=2)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(GenlabError, match="cannot read the grid"):
+        read_grid(tmp_path / "bad.png", side=8)

@@ -101,9 +101,22 @@ def test_pixel_vs_latent_trains_every_arm_and_writes_its_page(
     monkeypatch.setattr(t2i_arms, "measure_group", no_measuring)
     again = pixel_vs_latent(cfg)
     assert again["rows"] == result["rows"]
-    pixel_vs_latent(replace(cfg, arms=("latent", "pixel")))  # a subset: the page says which not
+    samples = (Path(cfg.out_dir) / "pixel_vs_latent_samples.png").read_bytes()
+    subset = pixel_vs_latent(replace(cfg, arms=("cascade",)))  # the others stay on the page
+    assert subset["rows"] == result["rows"]
+    assert (Path(cfg.out_dir) / "pixel_vs_latent_samples.png").read_bytes() == samples
     page = (Path(cfg.out_dir) / "pixel_vs_latent.md").read_text()
+    assert "latent, pixel: measured by an earlier run" in page and "| cascade |" in page
+    assert "autoencoder trained" in page  # the latent arm's autoencoder is kept with it
+
+    elsewhere = replace(cfg, arms=("latent", "pixel"), out_dir=str(tmp_path / "other"))
+    pixel_vs_latent(elsewhere)  # no earlier page there: the page says which arms it lacks
+    page = (Path(elsewhere.out_dir) / "pixel_vs_latent.md").read_text()
     assert "arms not run: cascade" in page and "| cascade |" not in page
+    assert "earlier run" not in page
+    monkeypatch.undo()
+    other = replace(elsewhere, arms=("latent",), guidance=2.0)  # other settings: nothing kept
+    assert [r["arm"] for r in pixel_vs_latent(other)["rows"]] == ["latent"]
 
 
 def test_text_encoder_size_grid_over_the_ladder(tmp_path, instruments, ladder, few_kid_subsets):

@@ -12,11 +12,13 @@ import math
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_bytes
-from genlab.data.images.common import png_bytes
+from genlab.data.images.common import from_uint8, png_bytes
 
 
 def make_grid(
@@ -60,3 +62,31 @@ def save_grid(
     big = grid.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
     atomic_write_bytes(path, png_bytes(big))
     return grid
+
+
+def read_grid(
+    path: str | os.PathLike, side: int, nrow: int = 8, padding: int = 2, scale: int = 1
+) -> torch.Tensor:
+    """The images of a grid ``save_grid`` wrote (square, ``side`` pixels, same ``nrow``,
+    ``padding`` and ``scale``), B x C x side x side in [-1, 1]; a page that keeps rows of an
+    earlier run keeps their samples this way. B counts whole cells, empty ones included."""
+    try:
+        with Image.open(path) as img:
+            pixels = np.asarray(img)
+    except (OSError, UnidentifiedImageError) as err:
+        raise GenlabError(f"cannot read the grid {path}: {err}; write it again") from err
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    grid = torch.from_numpy(pixels[::scale, ::scale].copy()).permute(2, 0, 1)
+    cell = side + padding
+    rows, cols = (grid.shape[1] - padding) / cell, (grid.shape[2] - padding) / cell
+    if rows != int(rows) or cols != int(cols) or int(cols) > nrow:
+        raise GenlabError(
+            f"{path} is not a grid of {side}-pixel images, {nrow} a row, padding {padding}, "
+            f"scale {scale} (got {grid.shape[1]}x{grid.shape[2]} pixels after unscaling)"
+        )
+    cells = [
+        grid[:, padding + r * cell : r * cell + cell, padding + c * cell : c * cell + cell]
+        for r in range(int(rows))
+        for c in range(int(cols))
+    ]
+    return from_uint8(torch.stack(cells))

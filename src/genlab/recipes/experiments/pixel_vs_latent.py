@@ -25,6 +25,7 @@ from genlab.core.errors import GenlabError
 from genlab.core.io import atomic_write_json, read_json
 from genlab.core.sweep import markdown_table
 from genlab.data.images import save_grid
+from genlab.data.images.grid import read_grid
 from genlab.methods.diffusion.cascade import DEFAULT_AUG_LEVEL, generate_cascade
 from genlab.methods.diffusion.text_conditioned import load_diffusion
 from genlab.methods.diffusion.upsampler import load_upsampler
@@ -111,13 +112,44 @@ def cascade_draw(base: Path, upsampler: Path, cfg: PixelVsLatentConfig) -> Draw:
     return draw
 
 
+def earlier_rows(
+    cfg: PixelVsLatentConfig, floor: dict[str, dict[str, float]]
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The page's earlier rows, each with its sample strip, and its autoencoder, when they were
+    measured with these settings (arms aside) and instruments (the same floor): an arm measured
+    by an earlier run stays on the page, so arms can be run one command at a time."""
+    out_dir = Path(cfg.out_dir)
+    saved_file, grid = out_dir / f"{NAME}.json", out_dir / f"{NAME}_samples.png"
+    if not (saved_file.is_file() and grid.is_file()):
+        return {}, {}
+    saved = read_json(saved_file)
+    now = {k: v for k, v in vars(cfg).items() if k != "arms"}
+    then = {k: v for k, v in saved.get("settings", {}).items() if k != "arms"}
+    if then != now or saved.get("floor") != floor:
+        return {}, {}
+    images = read_grid(grid, cfg.size, nrow=8, scale=3)
+    rows = {r["arm"]: r for r in saved["rows"]}
+    strips = {r["arm"]: images[8 * i : 8 * i + 8] for i, r in enumerate(saved["rows"])}
+    return {"rows": rows, "autoencoder": saved.get("autoencoder", {})}, strips
+
+
 def run_experiment(cfg: PixelVsLatentConfig, command: str = "") -> dict[str, Any]:
     cfg.validate()
     tools = Instruments(cfg)
     groups = evaluation_groups(data(cfg), tools.net, cfg.n, cfg.split)
+    real_clip = tools.real_clip_scores(groups)
+    floor = {name: {**g.floor, "clip_score": real_clip[name]} for name, g in groups.items()}
+    earlier, earlier_strips = earlier_rows(cfg, floor)
+    kept = [a for a in ARMS if a not in cfg.arms and a in earlier.get("rows", {})]
     rows, strips = [], []
-    vae_done: dict[str, float] = {}
-    for arm in cfg.arms:
+    vae_done: dict[str, float] = earlier["autoencoder"] if "latent" in kept else {}
+    for arm in ARMS:
+        if arm in kept:
+            rows.append(earlier["rows"][arm])
+            strips.append(earlier_strips[arm])
+            continue
+        if arm not in cfg.arms:
+            continue
         if arm == "cascade":
             base, up, done = cascade_runs(cfg)
             run, draw = up, cascade_draw(base, up, cfg)
@@ -136,8 +168,6 @@ def run_experiment(cfg: PixelVsLatentConfig, command: str = "") -> dict[str, Any
         rows.append({"arm": arm, **done, **row})
         strips.append(strip(run))
         print(f"{arm}: {rows[-1]}", flush=True)
-    real_clip = tools.real_clip_scores(groups)
-    floor = {name: {**g.floor, "clip_score": real_clip[name]} for name, g in groups.items()}
     out_dir = Path(cfg.out_dir)
     atomic_write_json(
         out_dir / f"{NAME}.json",
@@ -145,7 +175,7 @@ def run_experiment(cfg: PixelVsLatentConfig, command: str = "") -> dict[str, Any
     )
     save_grid(torch.cat(strips), out_dir / f"{NAME}_samples.png", nrow=8, scale=3)
     _figure(rows, out_dir)
-    _page(rows, floor, vae_done, cfg, command)
+    _page(rows, floor, vae_done, cfg, command, kept)
     return {"rows": rows, "floor": floor}
 
 
@@ -184,6 +214,7 @@ def _page(
     vae_done: dict[str, float],
     cfg: PixelVsLatentConfig,
     command: str,
+    kept: list[str],
 ) -> None:
     def adh(r: dict[str, float]) -> str:
         return f"{r['adherence']:.3f} [{r['adherence_low']:.3f}, {r['adherence_high']:.3f}]"
@@ -223,12 +254,20 @@ def _page(
         ]
     )
     best = max(rows, key=lambda r: r["unseen"]["adherence"])
+    shown = [r["arm"] for r in rows]
     arms_note = (
         f" (cascade: {cfg.minutes / 2:g} for the {cfg.low_res}x{cfg.low_res} base, "
         f"{cfg.minutes / 2:g} for the upsampler)"
-        if "cascade" in cfg.arms
-        else f"; arms not run: {', '.join(a for a in ARMS if a not in cfg.arms)}"
+        if "cascade" in shown
+        else ""
     )
+    if len(shown) < len(ARMS):
+        arms_note += f"; arms not run: {', '.join(a for a in ARMS if a not in shown)}"
+    if kept:
+        arms_note += (
+            f"; {', '.join(kept)}: measured by an earlier run of this command with the same "
+            "settings (kept from this page's JSON and samples)"
+        )
     findings = [
         f"Highest adherence on unseen compositions: {best['arm']} "
         f"({adh(best['unseen'])}) after {best['seconds'] / 60:.1f} training minutes.",
