@@ -108,6 +108,15 @@ def test_pixel_vs_latent_trains_every_arm_and_writes_its_page(
     page = (Path(cfg.out_dir) / "pixel_vs_latent.md").read_text()
     assert "latent, pixel: measured by an earlier run" in page and "| cascade |" in page
     assert "autoencoder trained" in page  # the latent arm's autoencoder is kept with it
+    assert "another feature net" not in page
+
+    saved = json.loads((Path(cfg.out_dir) / "pixel_vs_latent.json").read_text())
+    saved["rows"][1]["unseen"]["fid_floor"] = 123.0  # as if measured with other instruments
+    (Path(cfg.out_dir) / "pixel_vs_latent.json").write_text(json.dumps(saved))
+    pixel_vs_latent(replace(cfg, arms=("cascade",)))
+    page = (Path(cfg.out_dir) / "pixel_vs_latent.md").read_text()
+    assert "pixel: measured with another feature net" in page and "unseen FID 123" in page
+    assert "latent: measured with another" not in page
 
     elsewhere = replace(cfg, arms=("latent", "pixel"), out_dir=str(tmp_path / "other"))
     pixel_vs_latent(elsewhere)  # no earlier page there: the page says which arms it lacks

@@ -112,12 +112,10 @@ def cascade_draw(base: Path, upsampler: Path, cfg: PixelVsLatentConfig) -> Draw:
     return draw
 
 
-def earlier_rows(
-    cfg: PixelVsLatentConfig, floor: dict[str, dict[str, float]]
-) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def earlier_rows(cfg: PixelVsLatentConfig) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The page's earlier rows, each with its sample strip, and its autoencoder, when they were
-    measured with these settings (arms aside) and instruments (the same floor): an arm measured
-    by an earlier run stays on the page, so arms can be run one command at a time."""
+    measured with these settings (arms aside): an arm measured by an earlier run stays on the
+    page, so arms can be run one command at a time."""
     out_dir = Path(cfg.out_dir)
     saved_file, grid = out_dir / f"{NAME}.json", out_dir / f"{NAME}_samples.png"
     if not (saved_file.is_file() and grid.is_file()):
@@ -125,12 +123,22 @@ def earlier_rows(
     saved = read_json(saved_file)
     now = {k: v for k, v in vars(cfg).items() if k != "arms"}
     then = {k: v for k, v in saved.get("settings", {}).items() if k != "arms"}
-    if then != now or saved.get("floor") != floor:
+    if then != now:
         return {}, {}
     images = read_grid(grid, cfg.size, nrow=8, scale=3)
     rows = {r["arm"]: r for r in saved["rows"]}
     strips = {r["arm"]: images[8 * i : 8 * i + 8] for i, r in enumerate(saved["rows"])}
     return {"rows": rows, "autoencoder": saved.get("autoencoder", {})}, strips
+
+
+def same_instruments(row: dict[str, Any], floor: dict[str, dict[str, float]]) -> bool:
+    """Whether ``row`` was measured against this floor: the same real draw, feature net and
+    CLIP (a feature net trained elsewhere moves every FID, the floor's included)."""
+    return all(
+        row[group]["fid_floor"] == floor[group]["fid"]
+        and row[group]["kid_floor"] == floor[group]["kid"]
+        for group in floor
+    )
 
 
 def run_experiment(cfg: PixelVsLatentConfig, command: str = "") -> dict[str, Any]:
@@ -139,7 +147,7 @@ def run_experiment(cfg: PixelVsLatentConfig, command: str = "") -> dict[str, Any
     groups = evaluation_groups(data(cfg), tools.net, cfg.n, cfg.split)
     real_clip = tools.real_clip_scores(groups)
     floor = {name: {**g.floor, "clip_score": real_clip[name]} for name, g in groups.items()}
-    earlier, earlier_strips = earlier_rows(cfg, floor)
+    earlier, earlier_strips = earlier_rows(cfg)
     kept = [a for a in ARMS if a not in cfg.arms and a in earlier.get("rows", {})]
     rows, strips = [], []
     vae_done: dict[str, float] = earlier["autoencoder"] if "latent" in kept else {}
@@ -220,7 +228,8 @@ def _page(
         return f"{r['adherence']:.3f} [{r['adherence_low']:.3f}, {r['adherence_high']:.3f}]"
 
     headers = ["arm", "params (trained)", "train min", "steps", "unseen adherence [95%]"]
-    headers += ["unseen FID", "unseen KID", "unseen CLIP score", "seen adherence [95%]"]
+    headers += ["unseen FID", "its floor", "unseen KID", "unseen CLIP score"]
+    headers += ["seen adherence [95%]"]
     headers += ["seen FID", "s / image"]
     body = [
         [
@@ -230,6 +239,7 @@ def _page(
             int(r["steps"]),
             adh(r["unseen"]),
             r["unseen"]["fid"],
+            r["unseen"]["fid_floor"],
             r["unseen"]["kid"],
             r["unseen"]["clip_score"],
             adh(r["seen"]),
@@ -246,6 +256,7 @@ def _page(
             "-",
             f"{floor['unseen']['adherence']:.3f}",
             floor["unseen"]["fid"],
+            "-",
             floor["unseen"]["kid"],
             floor["unseen"]["clip_score"],
             f"{floor['seen']['adherence']:.3f}",
@@ -268,13 +279,21 @@ def _page(
             f"; {', '.join(kept)}: measured by an earlier run of this command with the same "
             "settings (kept from this page's JSON and samples)"
         )
+    elsewhere = [r for r in rows if not same_instruments(r, floor)]
+    for r in elsewhere:
+        arms_note += (
+            f"; {r['arm']}: measured with another feature net and CLIP than the floor row's "
+            f"(its own floor: unseen FID {r['unseen']['fid_floor']:.3g}, seen "
+            f"{r['seen']['fid_floor']:.3g}), so compare its FID and KID with its own floor, "
+            "not across rows; adherence and seconds compare directly"
+        )
     findings = [
         f"Highest adherence on unseen compositions: {best['arm']} "
         f"({adh(best['unseen'])}) after {best['seconds'] / 60:.1f} training minutes.",
         *[
             f"{r['arm']}: {r['steps'] / (r['seconds'] / 60):.0f} training steps per minute, "
             f"{r['unseen']['seconds_per_image'] * 1000:.1f} ms per image, unseen FID "
-            f"{r['unseen']['fid']:.3g} (floor {floor['unseen']['fid']:.3g})."
+            f"{r['unseen']['fid']:.3g} (its floor {r['unseen']['fid_floor']:.3g})."
             for r in rows
         ],
     ]
