@@ -78,15 +78,16 @@ def read_grid(
     pixels = pixels[..., None] if pixels.ndim == 2 else pixels
     grid = torch.from_numpy(pixels[::scale, ::scale].copy()).permute(2, 0, 1)
     cell = side + padding
-    rows, cols = (grid.shape[1] - padding) / cell, (grid.shape[2] - padding) / cell
-    if rows != int(rows) or cols != int(cols) or int(cols) > nrow:
+    rows, extra_h = divmod(grid.shape[1] - padding, cell)
+    cols, extra_w = divmod(grid.shape[2] - padding, cell)
+    if extra_h or extra_w or cols > nrow:
         raise GenlabError(
             f"{path} is not a grid of {side}-pixel images, {nrow} a row, padding {padding}, "
             f"scale {scale} (got {grid.shape[1]}x{grid.shape[2]} pixels after unscaling)"
         )
     cells = [
         grid[:, padding + r * cell : r * cell + cell, padding + c * cell : c * cell + cell]
-        for r in range(int(rows))
-        for c in range(int(cols))
+        for r in range(rows)
+        for c in range(cols)
     ]
     return from_uint8(torch.stack(cells))

@@ -34,6 +34,7 @@ from genlab.recipes.diffusion_eval import evaluation_groups
 from genlab.recipes.experiments.report import new_figure, save_figure, write_page
 from genlab.recipes.experiments.t2i_arms import (
     DONE_FILE,
+    STRIP,
     ArmsConfig,
     Draw,
     Instruments,
@@ -49,6 +50,7 @@ from genlab.recipes.experiments.t2i_arms import (
 
 NAME = "pixel_vs_latent"
 ARMS = ("latent", "pixel", "cascade")
+SCALE = 3  # the samples grid's enlargement (its PNG is read back when rows are kept)
 
 
 @dataclass
@@ -125,15 +127,15 @@ def earlier_rows(cfg: PixelVsLatentConfig) -> tuple[dict[str, Any], dict[str, to
     then = {k: v for k, v in saved.get("settings", {}).items() if k != "arms"}
     if then != now:
         return {}, {}
-    images = read_grid(grid, cfg.size, nrow=8, scale=3)
+    images = read_grid(grid, cfg.size, nrow=STRIP, scale=SCALE)
     rows = {r["arm"]: r for r in saved["rows"]}
-    strips = {r["arm"]: images[8 * i : 8 * i + 8] for i, r in enumerate(saved["rows"])}
+    strips = {r["arm"]: images[STRIP * i : STRIP * (i + 1)] for i, r in enumerate(saved["rows"])}
     return {"rows": rows, "autoencoder": saved.get("autoencoder", {})}, strips
 
 
 def same_instruments(row: dict[str, Any], floor: dict[str, dict[str, float]]) -> bool:
-    """Whether ``row`` was measured against this floor: the same real draw, feature net and
-    CLIP (a feature net trained elsewhere moves every FID, the floor's included)."""
+    """Whether ``row`` was measured against this floor's FID and KID: the same real draw and
+    feature net (a feature net trained elsewhere moves every FID, the floor's included)."""
     return all(
         row[group]["fid_floor"] == floor[group]["fid"]
         and row[group]["kid_floor"] == floor[group]["kid"]
@@ -181,7 +183,7 @@ def run_experiment(cfg: PixelVsLatentConfig, command: str = "") -> dict[str, Any
         out_dir / f"{NAME}.json",
         {"rows": rows, "floor": floor, "autoencoder": vae_done, "settings": vars(cfg)},
     )
-    save_grid(torch.cat(strips), out_dir / f"{NAME}_samples.png", nrow=8, scale=3)
+    save_grid(torch.cat(strips), out_dir / f"{NAME}_samples.png", nrow=STRIP, scale=SCALE)
     _figure(rows, out_dir)
     _page(rows, floor, vae_done, cfg, command, kept)
     return {"rows": rows, "floor": floor}
@@ -282,7 +284,7 @@ def _page(
     elsewhere = [r for r in rows if not same_instruments(r, floor)]
     for r in elsewhere:
         arms_note += (
-            f"; {r['arm']}: measured with another feature net and CLIP than the floor row's "
+            f"; {r['arm']}: measured with another feature net than the floor row's "
             f"(its own floor: unseen FID {r['unseen']['fid_floor']:.3g}, seen "
             f"{r['seen']['fid_floor']:.3g}), so compare its FID and KID with its own floor, "
             "not across rows; adherence and seconds compare directly"

@@ -46,7 +46,8 @@ from genlab.recipes.image_settings import FamilySettings
 
 DONE_FILE = "experiment_done.json"  # an arm's run finished training: its seconds, steps, size
 ROW_FILE = "experiment_row.json"  # its measured row, with the settings it was measured with
-STRIP_FILE = "experiment_samples.safetensors"  # its first 8 unseen samples, for the page
+STRIP_FILE = "experiment_samples.safetensors"  # its first STRIP unseen samples, for the page
+STRIP = 8  # samples an arm shows on its page: a row of the page's samples grid
 Draw = Callable[[list[str], int], torch.Tensor]  # (captions, seed) -> one image per caption
 
 
@@ -256,7 +257,7 @@ def measure_arm(
             "seconds_per_image": seconds,
         }
         if name == "unseen" or len(groups) == 1:
-            atomic_save_tensors(run / STRIP_FILE, {"images": images[:8].contiguous()})
+            atomic_save_tensors(run / STRIP_FILE, {"images": images[:STRIP].contiguous()})
         atomic_write_json(cache, {"key": key, "row": row})
     return {name: row[name] for name in groups}
 

@@ -32,6 +32,7 @@ from genlab.recipes.diffusion_eval import evaluation_groups
 from genlab.recipes.experiments.ladder import LadderConfig, ladder_runs
 from genlab.recipes.experiments.report import new_figure, save_figure, write_page
 from genlab.recipes.experiments.t2i_arms import (
+    STRIP,
     ArmsConfig,
     Instruments,
     autoencoder,
@@ -103,7 +104,7 @@ def run_experiment(cfg: TextEncoderSizeConfig, command: str = "") -> dict[str, A
         out_dir / f"{NAME}.json",
         {"rows": rows, "floor": floor, "settings": settings, "encoders": encoders},
     )
-    save_grid(torch.cat(strips), out_dir / f"{NAME}_samples.png", nrow=8, scale=3)
+    save_grid(torch.cat(strips), out_dir / f"{NAME}_samples.png", nrow=STRIP, scale=3)
     _figure(rows, cfg, out_dir)
     _page(rows, floor, cfg, encoders, command)
     return {"rows": rows, "floor": floor}
