@@ -26,15 +26,16 @@ Decisions:
   of ``.train()``, optimizers, EMA and LoRA, which all walk the module tree.
 - Each distinct caption is encoded once and kept (a bounded LRU cache): the encoder is frozen
   and deterministic and captions repeat, so training does not run it at every step. A caption's
-  states are a function of the caption alone: captions of the same token length are encoded
-  together, without padding (padding alone moves BERT's states by ~3e-6), so they never depend
-  on the batch that first met the caption, and a reloaded model sees what the trained one saw.
+  states are a function of the caption alone: each caption is encoded by itself, without
+  padding (padding alone moves BERT's states by ~3e-6) and without batch-mates (a batched
+  matrix product rounds differently from a single row's, ~1e-7), so they never depend on the
+  batch that first met the caption, and a reloaded model sees what the trained one saw.
   The backend runs in float32 with autocast off for the same reason.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -54,7 +55,6 @@ SMALL = "small"  # genlab's caption encoder trained with the UNet (genlab.nets.t
 GPT_PREFIX = "gpt:"
 CHOICES = (SMALL, "minilm", f"{GPT_PREFIX}RUN")
 CACHE_SIZE = 10_000  # captions kept: all 8.6k distinct captions of two-shape scenes
-BATCH = 64  # captions of one length encoded together
 
 
 def check_text_encoder(name: str) -> str:
@@ -216,21 +216,15 @@ class FrozenTextEncoder(nn.Module):
         return pad_sequence(rows, batch_first=True), mask
 
     def _compute(self, texts: list[str], device: torch.device) -> dict[str, Tensor]:
-        """Each text's states (L', D) float32, texts of one token length in batches."""
+        """Each text's states (L', D) float32, each text encoded alone (each is met once)."""
         backend = self.backend.to(device)
-        by_length: dict[int, list[tuple[str, list[int]]]] = defaultdict(list)
-        for text in texts:
-            ids = backend.tokenize(text)
-            by_length[len(ids)].append((text, ids))
-        out = {}
         with torch.autocast(device.type, enabled=False):
-            for group in by_length.values():
-                for start in range(0, len(group), BATCH):
-                    part = group[start : start + BATCH]
-                    ids = torch.tensor([i for _, i in part], dtype=torch.long, device=device)
-                    states = backend.states(ids).float()
-                    out |= {text: states[j].clone() for j, (text, _) in enumerate(part)}
-        return out
+            return {
+                text: backend.states(
+                    torch.tensor([backend.tokenize(text)], dtype=torch.long, device=device)
+                )[0].float()
+                for text in texts
+            }
 
     def extra_repr(self) -> str:
         return f"backend={self.backend.name}, dim={self.dim}, cache_size={self.cache_size}"
