@@ -20,6 +20,7 @@ from genlab.recipes import diffusion_eval
 from genlab.recipes.clip import CLIPTrainConfig, train_clip
 from genlab.recipes.diffusion_eval import EvalGroup
 from genlab.recipes.experiments import t2i_arms
+from genlab.recipes.experiments.diffusion_steps import StepsConfig
 from genlab.recipes.experiments.pixel_vs_latent import PixelVsLatentConfig
 from genlab.recipes.experiments.pixel_vs_latent import run_experiment as pixel_vs_latent
 from genlab.recipes.experiments.t2i_arms import DONE_FILE, adherence_interval
@@ -117,6 +118,11 @@ def test_pixel_vs_latent_trains_every_arm_and_writes_its_page(
     page = (Path(cfg.out_dir) / "pixel_vs_latent.md").read_text()
     assert "pixel: measured with another feature net" in page and "unseen FID 123" in page
     assert "latent: measured with another" not in page
+    saved = json.loads((Path(cfg.out_dir) / "pixel_vs_latent.json").read_text())
+    del saved["settings"]["preset"]  # a page written before the setting existed: its default
+    (Path(cfg.out_dir) / "pixel_vs_latent.json").write_text(json.dumps(saved))
+    kept = pixel_vs_latent(replace(cfg, arms=("cascade",)))
+    assert [r["arm"] for r in kept["rows"]] == ["latent", "pixel", "cascade"]
 
     elsewhere = replace(cfg, arms=("latent", "pixel"), out_dir=str(tmp_path / "other"))
     pixel_vs_latent(elsewhere)  # no earlier page there: the page says which arms it lacks
@@ -197,6 +203,15 @@ def test_an_interrupted_measurement_keeps_the_groups_it_finished(tmp_path, monke
     }
     t2i_arms.measure_arm(tmp_path, draw, tools, groups, cfg, key="other")
     assert drawn[3:] == ["seen", "unseen"]
+
+
+@pytest.mark.parametrize("config", [PixelVsLatentConfig, StepsConfig])
+def test_the_gpu_preset_measures_at_least_ten_thousand_images_a_set(config):
+    assert config().n == 2000 and config(n=500).n == 500
+    assert config(preset="gpu").n == 10_000 and config(preset="gpu", n=500).n == 10_000
+    assert config(preset="gpu", n=20_000).n == 20_000
+    with pytest.raises(GenlabError, match="preset"):
+        config(preset="tpu").validate()
 
 
 @pytest.mark.parametrize(

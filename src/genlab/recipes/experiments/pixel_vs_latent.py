@@ -124,7 +124,9 @@ def earlier_rows(cfg: PixelVsLatentConfig) -> tuple[dict[str, Any], dict[str, to
         return {}, {}
     saved = read_json(saved_file)
     now = {k: v for k, v in vars(cfg).items() if k != "arms"}
-    then = {k: v for k, v in saved.get("settings", {}).items() if k != "arms"}
+    # a setting added since that page was written reads as its default there
+    then = {k: saved.get("settings", {}).get(k, v) for k, v in vars(type(cfg)()).items()}
+    then.pop("arms")
     if then != now:
         return {}, {}
     images = read_grid(grid, cfg.size, nrow=STRIP, scale=SCALE)

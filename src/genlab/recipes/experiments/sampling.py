@@ -27,6 +27,7 @@ from genlab.recipes.diffusion import DataSpec, read_data_spec
 from genlab.recipes.diffusion_eval import (
     EVAL_SPLITS,
     FID_IMAGES,
+    GPU_FID_IMAGES,
     evaluate_samples,
     real_baseline,
     reference_set,
@@ -47,6 +48,7 @@ class ExperimentConfig:
     run: str = "runs/shapes32"  # a run of 'genlab image train'
     features: str | None = None  # feature network folder; none: genlab's cache
     n: int = FID_IMAGES  # generated images per table row (and real images per reference)
+    preset: Literal["cpu", "gpu"] = "cpu"  # gpu: at least GPU_FID_IMAGES images a set
     split: Literal["validation", "test"] = "validation"  # captions: tune on validation, report test
     seed: int = 0  # decides the captions and the initial noise
     batch_size: int = 100  # images per forward
@@ -55,10 +57,15 @@ class ExperimentConfig:
     sweep_dir: str = str(SWEEPS_DIR)  # a run folder per setting, reused once measured
     parallel: int = 1  # settings run at once, one process each (time them only at 1)
 
+    def __post_init__(self) -> None:
+        if self.preset == "gpu":
+            self.n = max(self.n, GPU_FID_IMAGES)
+
     def checks(self) -> dict[str, Check]:
         """Each setting's range check; an experiment adds its own."""
         return {
             "n": (self.n >= 2, "at least 2"),
+            "preset": (self.preset in ("cpu", "gpu"), "cpu or gpu"),
             "split": (self.split in EVAL_SPLITS, " or ".join(EVAL_SPLITS)),
             "seed": (self.seed >= 0, "at least 0"),
             "batch_size": (self.batch_size >= 1, "at least 1"),

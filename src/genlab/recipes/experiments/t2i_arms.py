@@ -39,7 +39,7 @@ from genlab.metrics.features import FeatureNet, default_features_dir, load_featu
 from genlab.metrics.features import train_feature_net as fit_feature_net
 from genlab.recipes.clip import CLIPTrainConfig, default_clip_dir, train_clip
 from genlab.recipes.diffusion import DataSpec, ImageTrainConfig, train_diffusion
-from genlab.recipes.diffusion_eval import FID_IMAGES, EvalGroup, measure_group
+from genlab.recipes.diffusion_eval import FID_IMAGES, GPU_FID_IMAGES, EvalGroup, measure_group
 from genlab.recipes.experiments.report import training_seconds
 from genlab.recipes.image_family import train_family
 from genlab.recipes.image_settings import FamilySettings
@@ -63,6 +63,7 @@ class ArmsConfig:
     size: int = 32  # image side
     n_images: int = 20_000  # training scenes (of the training compositions)
     n: int = FID_IMAGES  # captions per group (seen, unseen), one generated and one real image each
+    preset: Literal["cpu", "gpu"] = "cpu"  # gpu: at least GPU_FID_IMAGES captions a group
     split: Literal["validation", "test"] = "validation"  # tune on validation, report test once
     steps: int = 50  # DDIM steps of every sampler
     guidance: float = 3.0  # classifier-free guidance scale
@@ -73,6 +74,10 @@ class ArmsConfig:
     runs_dir: str = "runs/t2i"  # a run folder per arm, reused once trained
     out_dir: str = "docs/experiments"  # where the page, JSON and figures go
 
+    def __post_init__(self) -> None:
+        if self.preset == "gpu":
+            self.n = max(self.n, GPU_FID_IMAGES)
+
     def validate(self) -> None:
         checks = {
             "minutes": self.minutes > 0,
@@ -82,6 +87,7 @@ class ArmsConfig:
             "vae_downsample": self.vae_downsample in (1, 2, 4, 8),
             "size": self.size >= 8 and self.size % 8 == 0,
             "n": self.n >= 100,
+            "preset": self.preset in ("cpu", "gpu"),
             "n_images": self.n_images >= 64,
             "steps": self.steps >= 1,
             "guidance": self.guidance >= 0,
