@@ -55,9 +55,15 @@ from genlab.recipes.diffusion import DataSpec, held_out_captions, load_images, r
 DDIM_STEPS = 50  # DDIM's default number of steps; DDPM visits all training steps
 FID_IMAGES = 2000  # images per set for an experiment's FID (and its floor)
 GPU_FID_IMAGES = 10_000  # the gpu preset's: the count most FID tables report (10k-50k)
+MEASURE_PRESETS = ("cpu", "gpu")  # an experiment's measurement preset (see ``preset_images``)
 EVAL_SPLITS = ("validation", "test")  # the held-out splits an evaluation may read
 DISTANCES = ("fid", "kid")  # the set distances ``distances`` returns, each with a floor
 KID_SUBSETS = 100  # KID's subsets of up to 1,000 images (Binkowski et al.'s 100 of 1,000)
+
+
+def preset_images(n: int, preset: str) -> int:
+    """Images a set for ``preset``: ``n`` on the CPU; at least ``GPU_FID_IMAGES`` on a GPU."""
+    return max(n, GPU_FID_IMAGES) if preset == "gpu" else n
 
 
 def _scheduler(

@@ -27,8 +27,9 @@ from genlab.recipes.diffusion import DataSpec, read_data_spec
 from genlab.recipes.diffusion_eval import (
     EVAL_SPLITS,
     FID_IMAGES,
-    GPU_FID_IMAGES,
+    MEASURE_PRESETS,
     evaluate_samples,
+    preset_images,
     real_baseline,
     reference_set,
 )
@@ -58,14 +59,13 @@ class ExperimentConfig:
     parallel: int = 1  # settings run at once, one process each (time them only at 1)
 
     def __post_init__(self) -> None:
-        if self.preset == "gpu":
-            self.n = max(self.n, GPU_FID_IMAGES)
+        self.n = preset_images(self.n, self.preset)
 
     def checks(self) -> dict[str, Check]:
         """Each setting's range check; an experiment adds its own."""
         return {
             "n": (self.n >= 2, "at least 2"),
-            "preset": (self.preset in ("cpu", "gpu"), "cpu or gpu"),
+            "preset": (self.preset in MEASURE_PRESETS, " or ".join(MEASURE_PRESETS)),
             "split": (self.split in EVAL_SPLITS, " or ".join(EVAL_SPLITS)),
             "seed": (self.seed >= 0, "at least 0"),
             "batch_size": (self.batch_size >= 1, "at least 1"),

@@ -39,7 +39,13 @@ from genlab.metrics.features import FeatureNet, default_features_dir, load_featu
 from genlab.metrics.features import train_feature_net as fit_feature_net
 from genlab.recipes.clip import CLIPTrainConfig, default_clip_dir, train_clip
 from genlab.recipes.diffusion import DataSpec, ImageTrainConfig, train_diffusion
-from genlab.recipes.diffusion_eval import FID_IMAGES, GPU_FID_IMAGES, EvalGroup, measure_group
+from genlab.recipes.diffusion_eval import (
+    FID_IMAGES,
+    MEASURE_PRESETS,
+    EvalGroup,
+    measure_group,
+    preset_images,
+)
 from genlab.recipes.experiments.report import training_seconds
 from genlab.recipes.image_family import train_family
 from genlab.recipes.image_settings import FamilySettings
@@ -75,8 +81,7 @@ class ArmsConfig:
     out_dir: str = "docs/experiments"  # where the page, JSON and figures go
 
     def __post_init__(self) -> None:
-        if self.preset == "gpu":
-            self.n = max(self.n, GPU_FID_IMAGES)
+        self.n = preset_images(self.n, self.preset)
 
     def validate(self) -> None:
         checks = {
@@ -87,7 +92,7 @@ class ArmsConfig:
             "vae_downsample": self.vae_downsample in (1, 2, 4, 8),
             "size": self.size >= 8 and self.size % 8 == 0,
             "n": self.n >= 100,
-            "preset": self.preset in ("cpu", "gpu"),
+            "preset": self.preset in MEASURE_PRESETS,
             "n_images": self.n_images >= 64,
             "steps": self.steps >= 1,
             "guidance": self.guidance >= 0,
