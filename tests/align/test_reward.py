@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from genlab.align.reward import (
+    REFERENCE_WEIGHT,
     RewardConfig,
     RewardModel,
     bradley_terry_loss,
@@ -21,8 +22,9 @@ from genlab.align.reward import (
 )
 from genlab.core.errors import GenlabError
 from genlab.core.logging import read_metrics
-from genlab.data.records import read_comparisons, split_records
+from genlab.data.records import read_comparisons, render_answer, split_records
 from genlab.methods.autoregressive.checkpoint import load_gpt
+from genlab.methods.autoregressive.padding import pad_right
 
 
 def test_bradley_terry_loss_by_hand():
@@ -86,3 +88,72 @@ def test_training_lowers_the_loss_and_ranks_a_planted_easy_pair(tmp_path, tok, b
     assert metrics["test_accuracy"] == 1.0
     held = [{"prompt": "new?", "chosen": "it is four.", "rejected": "whatever."}]
     assert pairwise_accuracy(model, held) == 1.0
+
+
+def test_the_reference_term_is_the_base_models_loglik_of_the_answer_by_hand(tok, make_gpt):
+    gpt = make_gpt().eval()
+    model = RewardModel.from_gpt(gpt, reference=True).eval()
+    model.tokenizer = tok
+    plain = RewardModel.from_gpt(gpt).eval()
+    plain.head.load_state_dict(model.head.state_dict())
+    plain.tokenizer = tok
+    prompt, answer = "what is two plus two?", "four"
+    ids, start = render_answer(tok, prompt, answer)
+    with torch.no_grad():
+        logp = torch.log_softmax(gpt(torch.tensor([ids]))[0][0].float(), -1)
+    by_hand = sum(logp[t - 1, ids[t]].item() for t in range(start, len(ids)))
+    expected = plain.score([prompt], [answer])[0] + REFERENCE_WEIGHT * by_hand
+    assert model.score([prompt], [answer])[0] == pytest.approx(expected, abs=1e-4)
+    # the reference is frozen and stays in eval mode when the reward model trains
+    assert not any(p.requires_grad for p in model.reference.parameters())
+    assert model.reference_weight.requires_grad
+    assert not model.train().reference.training
+
+
+def test_two_answers_differ_by_the_same_reference_amount_with_or_without_starts(tok, make_gpt):
+    model = RewardModel.from_gpt(make_gpt(), reference=True).eval()
+    (a, start), (b, _) = (render_answer(tok, "hello", x) for x in ("yes it is", "no"))
+    idx = pad_right([a, b], 0)
+    lengths = torch.tensor([len(a), len(b)])
+    whole = model(idx, lengths)
+    answers = model(idx, lengths, torch.tensor([start, start]))
+    assert (whole[0] - whole[1]).item() == pytest.approx((answers[0] - answers[1]).item(), abs=1e-4)
+    assert whole[0].item() != pytest.approx(answers[0].item(), abs=1e-3)  # the prompt counts
+
+
+def test_a_reference_reward_model_round_trips_and_old_folders_load(tmp_path, tok, make_gpt):
+    model = RewardModel.from_gpt(make_gpt(), reference=True).eval()
+    with torch.no_grad():
+        model.reference_weight.fill_(0.37)
+    model.tokenizer = tok
+    save_reward_model(tmp_path / "rm", model, tok)
+    loaded = load_reward_model(tmp_path / "rm")
+    assert loaded.config.reference and loaded.reference_weight.item() == pytest.approx(0.37)
+    pairs = (["hello", "what is two plus two?"], ["hi", "four"])
+    assert loaded.score(*pairs) == pytest.approx(model.score(*pairs), abs=1e-6)
+    # a folder written before the field existed: its config has no "reference"
+    plain = RewardModel.from_gpt(make_gpt()).eval()
+    save_reward_model(tmp_path / "old", plain, tok)
+    config = tmp_path / "old" / "config.json"
+    meta = json.loads(config.read_text())
+    del meta["config"]["reference"]
+    config.write_text(json.dumps(meta))
+    old = load_reward_model(tmp_path / "old")
+    assert old.reference is None and not old.config.reference
+
+
+def test_training_with_the_reference_learns_its_weight(tmp_path, tok, base, train_config):
+    records = [
+        {"prompt": f"question {i}?", "chosen": "it is four.", "rejected": "ugh, whatever."}
+        for i in range(32)
+    ]
+    cfg = RewardConfig(
+        base=str(base), out=str(tmp_path / "rm"), train=train_config(10, lr=3e-3), reference=True
+    )
+    train_reward(cfg, records[:28], records[28:], records[28:])
+    loaded = load_reward_model(tmp_path / "rm")
+    assert loaded.reference is not None
+    assert loaded.reference_weight.item() != pytest.approx(REFERENCE_WEIGHT, abs=1e-6)
+    gpt, _ = load_gpt(base)
+    for name, p in gpt.state_dict().items():  # the reference is the base, untouched
+        torch.testing.assert_close(loaded.reference.state_dict()[name], p)

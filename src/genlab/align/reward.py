@@ -9,10 +9,17 @@ Terry, 1952): the probability that answer ``a`` is preferred to ``b`` is
 ``sigmoid(r(a) - r(b))``, and the loss is ``-log sigmoid(r(chosen) - r(rejected))``. Only
 differences of rewards are learned, so the scale's origin is arbitrary; PPO normalises it.
 
+A small head on a small backbone reads style and evasion well but cannot check an answer it would
+itself get wrong. With ``reference=True`` the reward adds ``w * log p_ref(answer | prompt)``, the
+answer's log-likelihood under a frozen copy of the model the reward model starts from (the SFT
+model), with ``w`` learned with the head: what the SFT model knows of the task becomes a feature.
+Measured on the demo's validation comparisons (docs/chatgpt.md): 88.0% without it, 93.1% with it.
+
 Public API (PPO builds on it, keep it stable):
 
-- ``RewardModel(gpt_config)`` / ``RewardModel.from_gpt(gpt)``: the model; ``forward(idx,
-  lengths)`` gives one reward per right-padded row, read at position ``lengths - 1``.
+- ``RewardModel(config)`` / ``RewardModel.from_gpt(gpt, reference=False)``: the model;
+  ``forward(idx, lengths, starts)`` gives one reward per right-padded row, read at position
+  ``lengths - 1`` (``starts``: where each answer begins, for the reference term).
 - ``load_reward_model(folder, device) -> RewardModel`` with its ``tokenizer`` attached, and
   ``save_reward_model(folder, model, tokenizer)``: a checkpoint of kind ``"reward"``.
 - ``model.score(prompts, responses) -> list[float]``: rewards of answers to prompts (strings or
@@ -47,42 +54,100 @@ from genlab.methods.autoregressive.padding import pad_right
 from genlab.nets.gpt import GPT, GPTConfig
 
 KIND = "reward"
+REFERENCE_WEIGHT = 0.1  # the reference term's starting weight (learned; 0.08 after the demo's RM)
+
+
+@dataclass(frozen=True)
+class RewardModelConfig(GPTConfig):
+    """The backbone's shape, and whether the reward adds the reference model's log-likelihood
+    of the answer. A folder written before ``reference`` existed reads as ``False``."""
+
+    reference: bool = False
+
+    @classmethod
+    def of(cls, config: GPTConfig, reference: bool = False) -> RewardModelConfig:
+        return cls(**{**config.to_dict(), "reference": reference})
+
+    def gpt(self) -> GPTConfig:
+        """The language model's config (without the reward model's own field)."""
+        return GPTConfig.from_dict({k: v for k, v in self.to_dict().items() if k != "reference"})
 
 
 class RewardModel(nn.Module):
-    """A GPT backbone without its unembedding, and a scalar head on the last real token."""
+    """A GPT backbone without its unembedding, and a scalar head on the last real token; with
+    ``config.reference``, plus a learned multiple of a frozen reference LM's log-likelihood of
+    the answer."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
+        config = config if isinstance(config, RewardModelConfig) else RewardModelConfig.of(config)
         self.config = config
         # InstructGPT removes the unembedding layer: the head reads the final hidden states.
-        self.backbone = GPT(config, lm_head=False)
+        self.backbone = GPT(config.gpt(), lm_head=False)
         self.head = nn.Linear(config.n_embd, 1)
         nn.init.normal_(self.head.weight, std=1.0 / math.sqrt(config.n_embd + 1))
         nn.init.zeros_(self.head.bias)
+        self.reference: GPT | None = None
+        if config.reference:
+            self.reference = GPT(config.gpt()).requires_grad_(False).eval()
+            self.reference_weight = nn.Parameter(torch.tensor(REFERENCE_WEIGHT))
         self.tokenizer: Tokenizer | None = None
 
     @classmethod
-    def from_gpt(cls, gpt: GPT) -> RewardModel:
-        """A reward model whose backbone starts from ``gpt``'s weights (an SFT or pretrained LM)."""
-        model = cls(gpt.config)
+    def from_gpt(cls, gpt: GPT, reference: bool = False) -> RewardModel:
+        """A reward model whose backbone starts from ``gpt``'s weights (an SFT or pretrained LM);
+        with ``reference``, a frozen copy of ``gpt`` scores the answers' likelihood."""
+        model = cls(RewardModelConfig.of(gpt.config, reference))
         weights = {k: v for k, v in gpt.state_dict().items() if not k.startswith("lm_head.")}
         model.backbone.load_state_dict(weights, strict=True)
+        if model.reference is not None:
+            model.reference.load_state_dict(gpt.state_dict(), strict=True)
         return model.to(gpt.wte.weight.device)
 
-    def forward(self, idx: Tensor, lengths: Tensor) -> Tensor:
+    def train(self, mode: bool = True) -> RewardModel:
+        super().train(mode)
+        if self.reference is not None:
+            self.reference.eval()  # frozen: the same likelihoods in training and scoring
+        return self
+
+    def forward(self, idx: Tensor, lengths: Tensor, starts: Tensor | None = None) -> Tensor:
         """Rewards (B,) of right-padded rows ``idx`` (B, T) whose real lengths are ``lengths``.
 
         Attention is causal, so the padding after a row's last token never reaches it and no
-        attention mask is needed.
+        attention mask is needed. ``starts`` (B,): where each row's answer begins, for the
+        reference term (default: every token after the first; two answers to one prompt differ
+        by the same amount either way).
         """
         hidden = self.backbone.hidden_states(idx)
         last = hidden[torch.arange(idx.shape[0], device=idx.device), lengths - 1]
-        return self.head(last).squeeze(-1).float()
+        reward = self.head(last).squeeze(-1).float()
+        if self.reference is None:
+            return reward
+        return reward + self.reference_weight * self.reference_loglik(idx, lengths, starts)
 
     @torch.no_grad()
-    def score_ids(self, sequences: Sequence[Sequence[int]], batch_size: int = 64) -> list[float]:
-        """Rewards of rendered conversations (token ids, each ending with ``<|eot|>``).
+    def reference_loglik(
+        self, idx: Tensor, lengths: Tensor, starts: Tensor | None = None
+    ) -> Tensor:
+        """Summed log-probabilities (B,) the reference model gives tokens ``starts..lengths-1``."""
+        assert self.reference is not None
+        logits, _ = self.reference(idx)
+        logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+        token_logp = logp.gather(-1, idx[:, 1:, None]).squeeze(-1)  # of tokens 1..T-1
+        target = torch.arange(1, idx.shape[1], device=idx.device)[None]
+        first = torch.ones_like(lengths) if starts is None else starts.clamp(min=1)
+        keep = (target >= first[:, None]) & (target < lengths[:, None])
+        return (token_logp * keep).sum(-1)
+
+    @torch.no_grad()
+    def score_ids(
+        self,
+        sequences: Sequence[Sequence[int]],
+        batch_size: int = 64,
+        starts: Sequence[int] | None = None,
+    ) -> list[float]:
+        """Rewards of rendered conversations (token ids, each ending with ``<|eot|>``);
+        ``starts``: where each answer begins (the reference term reads the answer only).
 
         A sequence longer than the context keeps its last ``block_size`` tokens: the head
         reads the end of the answer, which is what it was trained to judge.
@@ -95,12 +160,18 @@ class RewardModel(nn.Module):
         self.eval()
         out: list[float] = []
         for i in range(0, len(sequences), batch_size):
-            chunk = [list(s)[-block:] for s in sequences[i : i + batch_size]]
+            chunk = [list(s) for s in sequences[i : i + batch_size]]
             if any(len(s) == 0 for s in chunk):
                 raise GenlabError("cannot score an empty token sequence")
+            cut = [max(0, len(s) - block) for s in chunk]
+            chunk = [s[c:] for s, c in zip(chunk, cut, strict=True)]
             idx = pad_right(chunk, 0).to(device)
             lengths = torch.tensor([len(s) for s in chunk], device=device)
-            out.extend(self(idx, lengths).tolist())
+            first = None
+            if starts is not None:
+                first = [s - c for s, c in zip(starts[i : i + batch_size], cut, strict=True)]
+                first = torch.tensor(first, device=device)
+            out.extend(self(idx, lengths, first).tolist())
         self.train(was_training)
         return out
 
@@ -118,13 +189,13 @@ class RewardModel(nn.Module):
             raise GenlabError("this reward model has no tokenizer: load it with load_reward_model")
         if len(prompts) != len(responses):
             raise GenlabError(f"{len(prompts)} prompts but {len(responses)} responses to score")
-        seqs = [
-            render_answer(self.tokenizer, p, r)[0] for p, r in zip(prompts, responses, strict=True)
+        rendered = [
+            render_answer(self.tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)
         ]
-        return self.score_ids(seqs, batch_size)
+        return self.score_ids([ids for ids, _ in rendered], batch_size, [s for _, s in rendered])
 
 
-register(Kind(KIND, GPTConfig, RewardModel, (TOKENIZER,)))
+register(Kind(KIND, RewardModelConfig, RewardModel, (TOKENIZER,)))
 
 
 def save_reward_model(folder: str | os.PathLike, model: RewardModel, tokenizer: Tokenizer) -> Path:
@@ -213,6 +284,7 @@ class RewardConfig:
     base: str = "runs/sft"  # a GPT folder (SFT run, as in InstructGPT, or a pretraining run)
     out: str = "runs/reward"  # run folder to write
     train: TrainConfig = field(default_factory=lambda: fine_tuning(300, 3e-4, 20))
+    reference: bool = False  # add the frozen base model's log-likelihood of the answer, weighted
 
 
 def train_reward(
@@ -228,7 +300,7 @@ def train_reward(
     with ``test_accuracy``, the pairwise accuracy on ``test``."""
     gpt, tokenizer = load_gpt(cfg.base, device=pick_device(cfg.train.device))
     seed_everything(cfg.train.seed)  # the head's initial weights follow the seed
-    model = RewardModel.from_gpt(gpt)
+    model = RewardModel.from_gpt(gpt, reference=cfg.reference)
     block = gpt.config.block_size
     train_tensors, dropped = encode_comparisons(tokenizer, train, block)
     val_tensors, _ = encode_comparisons(tokenizer, validation, block)

@@ -74,7 +74,10 @@ def demo_config(out: str = "runs/demo", seed: int = 0, progress: bool = True) ->
             ConversationData(n_train=12000, n_eval=300),
         ),
         reward=RewardStage(
-            RewardConfig(train=stage_train(300, 3e-4, 32, 20, eval_every=100, **common)),
+            # the SFT model's likelihood of each answer as a feature: 88.0% -> 93.1% (validation)
+            RewardConfig(
+                train=stage_train(300, 3e-4, 32, 20, eval_every=100, **common), reference=True
+            ),
             ComparisonData(n_pairs=6000, n_eval_pairs=300),
         ),
         ppo=PPOStage(
