@@ -26,7 +26,7 @@ from genlab.recipes.chatgpt.report import format_figure
 def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), help="Folder for every stage and the report."),
     preset: str = typer.Option(
-        "demo", help=f"{' or '.join(PRESETS)}: demo takes ~21 min on 2 cores, smoke seconds."
+        "demo", help=f"{' or '.join(PRESETS)}: demo takes 10-22 min on 2 cores, smoke seconds."
     ),
     seed: int = typer.Option(0, min=0, help="Seed of the world, the data and every stage."),
     seeds: int | None = typer.Option(

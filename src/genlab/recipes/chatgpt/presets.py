@@ -55,7 +55,7 @@ def stage_train(max_steps: int, lr: float, batch_size: int, warmup: int, **kw: A
 
 
 def demo_config(out: str = "runs/demo", seed: int = 0, progress: bool = True) -> ChatGPTConfig:
-    """The demo preset: a ~1M-parameter GPT through every stage in about 22 minutes on 2 cores."""
+    """The demo preset: a ~1M-parameter GPT through every stage in 10-22 minutes on 2 cores."""
     common = {"seed": seed, "progress": progress, "tensorboard": False, "weight_decay": 0.0}
     return ChatGPTConfig(
         out=out,
