@@ -34,6 +34,7 @@ def toy_settings(policy: str, out: str, **kw: Any) -> dict[str, Any]:
         "kl_coef": 0.0,
         "max_kl": 0.0,
         "max_gap": 0.0,
+        "keep": "last",
         "max_new_tokens": 8,
         "checkpoint_every": 0,
         "device": "cpu",

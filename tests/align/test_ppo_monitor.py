@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from statistics import fmean
 
 import pytest
+import torch
 
 from genlab.align.ppo import ppo
 from genlab.align.ppo_config import PPOConfig
-from genlab.align.ppo_monitor import Best, Guard
+from genlab.align.ppo_monitor import BEST_FILE, Best, Guard
+from genlab.core.errors import GenlabError
+from genlab.core.io import load_tensors
 from genlab.core.logging import read_metrics
+from genlab.core.run import step_dir_name
 from ppo_toy import HELDOUT, says_e, shuns_e, toy_settings
 
 PROMPTS = [f"say yes {i}" for i in range(12)]
@@ -121,3 +126,81 @@ def test_guard_stops_a_run_that_games_its_reward(tmp_path, base, caplog, rule):
         ]
         assert tripped == [stop] and guard["reason"].startswith("held-out gold score")
         assert guard["best_gold_iteration"] < stop
+
+
+KEEP = dict(iterations=6, eval_every=1, checkpoint_every=1, keep_last=10, keep="best")
+
+
+def peaks_at(iteration: int):
+    """A planted gold score: its held-out evaluation number ``iteration`` (0 before any update)
+    is the best, the others fall away from it."""
+    calls = []
+
+    def gold(prompts, responses):
+        calls.append(1)
+        return [-abs(len(calls) - 1 - iteration)] * len(responses)
+
+    return gold
+
+
+def test_the_run_ends_with_the_weights_of_its_best_heldout_score(tmp_path, base):
+    def run_keeping(keep):
+        cfg = PPOConfig(**toy_settings(str(base), str(tmp_path / keep), rollout_size=16, **KEEP))
+        cfg = replace(cfg, keep=keep)
+        ppo(cfg, PROMPTS, reward_fn=says_e, heldout_prompts=HELDOUT, gold_fn=peaks_at(3))
+        guard = json.loads((tmp_path / keep / "guard.json").read_text())
+        return guard, load_tensors(tmp_path / keep / "model.safetensors")
+
+    guard, final = run_keeping("best")
+    assert guard["best_gold_iteration"] == guard["kept_iteration"] == 3 and guard["iteration"] == 6
+    at_3 = tmp_path / "best" / "checkpoints" / step_dir_name(3 * 8) / "model.safetensors"
+    assert_same(final, load_tensors(at_3))  # 8 steps an iteration: 4 epochs x 2 minibatches
+    assert_same(load_tensors(tmp_path / "best" / BEST_FILE), final)
+    guard, last = run_keeping("last")  # the same run, keeping its last policy
+    assert guard["kept_iteration"] == 6
+    assert_same(
+        last,
+        load_tensors(
+            tmp_path / "last" / "checkpoints" / step_dir_name(6 * 8) / "model.safetensors"
+        ),
+    )
+    assert not torch.equal(last["policy.wte.weight"], final["policy.wte.weight"])
+
+
+def test_a_resumed_run_ends_with_its_best_heldout_weights(tmp_path, base):
+    """The toy policy games its reward, so its best gold score is the starting policy's; a run
+    interrupted after that evaluation, then resumed, ends with the same weights."""
+    run(tmp_path / "a", base, **KEEP)
+    folder = tmp_path / "a" / "run"
+    guard = json.loads((folder / "guard.json").read_text())
+    golds = [r["heldout_gold"] for r in read_metrics(folder) if "heldout_gold" in r]
+    assert guard["kept_iteration"] == golds.index(max(golds)) == 0
+    final = load_tensors(folder / "model.safetensors")
+    start = load_tensors(base / "model.safetensors")
+    assert all(torch.equal(final[f"policy.{k}"], v) for k, v in start.items())
+
+    calls = []
+
+    def interrupted(prompts, responses):  # stops the run in iteration 5's rollout
+        calls.append(1)
+        if len(calls) == 10:  # after 5 evaluations (0-4) and 4 rollouts
+            raise KeyboardInterrupt
+        return says_e(prompts, responses)
+
+    cfg = PPOConfig(**toy_settings(str(base), str(tmp_path / "b" / "run"), rollout_size=16))
+    cfg = replace(cfg, **KEEP)
+    with pytest.raises(KeyboardInterrupt):
+        ppo(cfg, PROMPTS, reward_fn=interrupted, heldout_prompts=HELDOUT, gold_fn=shuns_e)
+    ppo(cfg, PROMPTS, resume=True, reward_fn=says_e, heldout_prompts=HELDOUT, gold_fn=shuns_e)
+    resumed = tmp_path / "b" / "run"
+    assert_same(load_tensors(resumed / "model.safetensors"), final)
+    assert (resumed / "guard.json").read_text() == (folder / "guard.json").read_text()
+
+    (resumed / BEST_FILE).unlink()  # as in a run from before keep=best, extended
+    with pytest.raises(GenlabError, match="resume with keep=last"):
+        more = replace(cfg, iterations=8)
+        ppo(more, PROMPTS, resume=True, reward_fn=says_e, heldout_prompts=HELDOUT, gold_fn=shuns_e)
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

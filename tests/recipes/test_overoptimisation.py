@@ -12,14 +12,15 @@ from genlab.recipes.chatgpt.overoptimisation import describe_stop, plot_overopti
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def guard_record(stopped, iteration, reason=None, best=(None, None)):
-    """A ``guard.json`` with the monitor's keys (tests/align/test_ppo_monitor.py checks them)."""
+def guard_record(stopped, iteration, reason=None, best=(None, None), kept=None):
+    """A ``guard.json`` with the monitor's keys (tests/align/test_ppo_monitor.py checks them);
+    ``kept`` None: the last iteration's policy."""
     return {
         "stopped": stopped,
         "iteration": iteration,
         "iterations": 60,
         "reason": reason,
-        "kept_iteration": iteration,
+        "kept_iteration": iteration if kept is None else kept,
         "best_gold_iteration": best[0],
         "best_gold": best[1],
         "max_kl": 8.0,
@@ -59,6 +60,11 @@ def test_a_run_that_ran_all_its_iterations(tmp_path):
     )
     plot_overoptimisation(folder, tmp_path / "plots" / "overoptimisation.png")
     assert (tmp_path / "plots" / "overoptimisation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (folder / "guard.json").write_text(json.dumps(guard_record(False, 60, best=(35, 0.9), kept=35)))
+    assert describe_stop(folder).endswith(
+        "at a held-out KL of 4.0 nats; the policy kept is iteration 35's, the best held-out "
+        "judge score."
+    )
 
 
 def test_a_run_the_guard_stopped(tmp_path):
@@ -77,6 +83,13 @@ def test_a_run_the_guard_stopped(tmp_path):
     )
     plot_overoptimisation(folder, tmp_path / "stop.png")
     assert (tmp_path / "stop.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for kept, end in [
+        (5, "the policy kept is iteration 5's, the best held-out judge score."),
+        (0, "the policy kept is the starting one (no iteration beat it on held-out prompts)."),
+    ]:
+        guard = guard_record(True, 12, reason, best=(kept, 0.7), kept=kept)
+        (folder / "guard.json").write_text(json.dumps(guard))
+        assert describe_stop(folder).endswith("at a held-out KL of 9.1 nats; " + end)
 
 
 def test_a_run_without_gold_or_evaluations(tmp_path):

@@ -47,6 +47,7 @@ class PPOConfig:
     eval_every: int = 5  # iterations between held-out evaluations (and at 0 and the end); 0: off
     max_kl: float = 8.0  # stop when the rollout's or held-out KL passes this (nats/answer); 0: off
     max_gap: float = 0.1  # stop when held-out gold drops this far from its best, reward not; 0: off
+    keep: str = "best"  # best | last: end with the best held-out gold score's weights, or the last
     checkpoint_every: int = 25  # iterations between checkpoints; 0: only at the end
     keep_last: int = 2  # checkpoints kept on disk
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA)
@@ -85,6 +86,7 @@ class PPOConfig:
             "eval_every": self.eval_every >= 0,
             "max_kl": self.max_kl >= 0,
             "max_gap": self.max_gap >= 0,
+            "keep": self.keep in ("best", "last"),
             "checkpoint_every": self.checkpoint_every >= 0,
         }
         refuse_invalid(self, checks, "PPO setting")

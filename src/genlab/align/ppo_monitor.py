@@ -17,10 +17,15 @@ answers would double the cost and are not the distribution PPO optimises or Gao 
 :class:`Guard` stops the run at an iteration boundary when the rollout's or the held-out KL
 passes ``max_kl``, or when the held-out gold score has fallen more than ``max_gap`` below its
 best while the reward's held-out score is at or above its value there (the reward is being
-gamed). The run ends as if that iteration were its last (checkpoint, plots) and keeps the
-current policy; ``guard.json`` records why, and where the gold score peaked. The best-gold
-weights are not restored: picking them by the gold score would select on the judge that then
-evaluates the run, and the KL rule has no gold score. A completed run writes ``guard.json`` too.
+gamed). The run ends as if that iteration were its last (checkpoint, plots).
+
+Whether it stops or completes, the run keeps (``keep="best"``, the default when there is a gold
+score) the weights of its best held-out gold score, early stopping on validation: the held-out
+prompts (TinyWorld's validation split by default) are not those that report the run, and
+the best iteration may be 0 (the starting policy: PPO did not help). ``best_gold.safetensors``
+holds those weights, so a resumed run still ends with them (a finished run extended with more
+iterations goes on from them); ``keep="last"`` keeps the last iteration's policy. ``guard.json`` records why the run ended,
+where the gold score peaked and which iteration's weights the run folder holds.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from torch import Tensor
+
 from genlab.align.ppo_losses import kl_penalty
 from genlab.align.rollout import (
     RewardFn,
@@ -44,12 +51,14 @@ from genlab.align.rollout import (
 )
 from genlab.core.callbacks import Callback
 from genlab.core.errors import GenlabError
-from genlab.core.io import atomic_write_json
+from genlab.core.io import atomic_save_tensors, atomic_write_json, load_tensors
+from genlab.core.run import load_model_tensors, model_tensors
 from genlab.core.trainer import Trainer
 from genlab.data.records import Prompt
 
 HELDOUT_FILE = "heldout.jsonl"
 GUARD_FILE = "guard.json"
+BEST_FILE = "best_gold.safetensors"
 log = logging.getLogger(__name__)
 
 
@@ -109,6 +118,8 @@ class HeldoutMonitor(Callback):
         self.cfg = rollouts.cfg
         self.queries = make_queries(rollouts.tokenizer, prompts)
         self.guard = Guard(self.cfg.max_kl, self.cfg.max_gap)
+        self.keep_best = self.cfg.keep == "best" and gold_fn is not None and bool(self.queries)
+        self.best_weights: dict[str, Tensor] | None = None
 
     def on_start(self, trainer: Trainer) -> None:
         iteration = trainer.step // self.cfg.steps_per_iteration
@@ -116,6 +127,14 @@ class HeldoutMonitor(Callback):
             trim_jsonl(self.run_dir / HELDOUT_FILE, "iteration", iteration)
         if trainer.step == 0:  # the curve's start; no rule can trip (KL 0, no best yet)
             self._evaluate(trainer, 0)
+        elif self.keep_best and self.guard.best is not None:  # resumed: the best so far
+            path = self.run_dir / BEST_FILE
+            if not path.is_file():
+                raise GenlabError(
+                    f"{path} is missing, so the run cannot end with its best held-out weights; "
+                    "resume with keep=last (--keep last)"
+                )
+            self.best_weights = load_tensors(path, "best held-out weights")
 
     def on_step_end(self, trainer: Trainer) -> None:
         """At an iteration's end: check the rollout's KL, evaluate when due, stop if tripped."""
@@ -133,7 +152,13 @@ class HeldoutMonitor(Callback):
             if trainer.info.is_main:
                 log.warning("PPO stopped at iteration %d: %s", iteration, reason)
         if reason is not None or last:
-            self._write_guard(trainer, iteration, reason)
+            kept = iteration
+            best = self.guard.best
+            if self.keep_best and best is not None and best.iteration != iteration:
+                assert self.best_weights is not None
+                load_model_tensors(trainer.net, self.best_weights, str(self.run_dir / BEST_FILE))
+                kept = best.iteration
+            self._write_guard(trainer, iteration, reason, kept)
 
     def _evaluate(self, trainer: Trainer, iteration: int) -> list[str | None]:
         """Answer the held-out prompts, log the scores and KL, apply the held-out rules."""
@@ -169,9 +194,21 @@ class HeldoutMonitor(Callback):
         if "heldout_gold" in record:
             gap = self.guard.check_gap(iteration, record["heldout_reward"], record["heldout_gold"])
             reasons.append(gap)
+            best = self.guard.best
+            if self.keep_best and best is not None and best.iteration == iteration:
+                self._remember(trainer)
         return reasons
 
-    def _write_guard(self, trainer: Trainer, iteration: int, reason: str | None) -> None:
+    def _remember(self, trainer: Trainer) -> None:
+        """Keep the current weights as the best so far, in memory and (for a resume) on disk."""
+        weights = {
+            k: v.detach().to("cpu", copy=True) for k, v in model_tensors(trainer.net).items()
+        }
+        self.best_weights = weights
+        if trainer.info.is_main:
+            atomic_save_tensors(self.run_dir / BEST_FILE, weights)
+
+    def _write_guard(self, trainer: Trainer, iteration: int, reason: str | None, kept: int) -> None:
         if not trainer.info.is_main:
             return
         best = self.guard.best
@@ -182,7 +219,7 @@ class HeldoutMonitor(Callback):
                 "iteration": iteration,
                 "iterations": self.cfg.iterations,
                 "reason": reason,
-                "kept_iteration": iteration,  # the current policy, not the best-gold one
+                "kept_iteration": kept,
                 "best_gold_iteration": best.iteration if best else None,
                 "best_gold": best.gold if best else None,
                 "max_kl": self.cfg.max_kl,

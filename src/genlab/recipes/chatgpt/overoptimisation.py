@@ -103,6 +103,13 @@ def describe_stop(ppo_folder: Path) -> str:
         )
     elif records:
         sentence += f"; the held-out KL was {_nats(records[-1]['heldout_kl'])} nats {when}"
-    if guard["stopped"]:
-        sentence += f"; the policy kept is iteration {guard['kept_iteration']}'s"
+    kept = guard["kept_iteration"]
+    if kept == 0:
+        sentence += (
+            "; the policy kept is the starting one (no iteration beat it on held-out prompts)"
+        )
+    elif kept != guard["iteration"]:
+        sentence += f"; the policy kept is iteration {kept}'s, the best held-out judge score"
+    elif guard["stopped"]:
+        sentence += f"; the policy kept is iteration {kept}'s"
     return sentence + "."
