@@ -24,8 +24,9 @@ score) the weights of its best held-out gold score, early stopping on validation
 prompts (TinyWorld's validation split by default) are not those that report the run, and
 the best iteration may be 0 (the starting policy: PPO did not help). ``best_gold.safetensors``
 holds those weights, so a resumed run still ends with them (a finished run extended with more
-iterations goes on from them); ``keep="last"`` keeps the last iteration's policy. ``guard.json`` records why the run ended,
-where the gold score peaked and which iteration's weights the run folder holds.
+iterations goes on from them); ``keep="last"`` keeps the last iteration's policy.
+``guard.json`` records why the run ended, where the gold score peaked and which iteration's
+weights the run folder holds.
 """
 
 from __future__ import annotations
