@@ -4,6 +4,7 @@ labeller's better one chosen (unless flipped as label noise), ties and duplicate
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -11,6 +12,8 @@ from genlab.align.ranked_samples import ranked_comparisons, ranked_pairs
 from genlab.core.errors import GenlabError
 from genlab.data.record_sources import ComparisonData
 from genlab.data.tinyworld import World, make_examples
+from genlab.methods.autoregressive.checkpoint import save_gpt
+from genlab.recipes import stages
 
 PROMPTS = ["hello there", [{"role": "user", "content": "what is two plus two?"}], "the answer"]
 
@@ -105,3 +108,27 @@ def test_held_out_ranking_reads_a_tenth_of_the_validation_prompts(tmp_path):
     held, _ = data.ranking(str(run), seed=0, split="validation")
     assert len(train) == 40 and len(held) == 4 and not set(train) & set(held)
     assert held == [e.prompt for e in make_examples(World(0), "max_list", 4, "validation", 0)]
+
+
+def test_a_models_ranked_answers_are_sampled_once(tmp_path, tok, make_gpt, monkeypatch):
+    """The reward and DPO stages starting from one SFT model share its ranked answers: a second
+    call with the same weights and settings reads them back instead of sampling."""
+    run = save_gpt(tmp_path / "sft", make_gpt(block_size=256), tok)
+    (run / "tinyworld.json").write_text(json.dumps({"world_seed": 0, "families": ["max_list"]}))
+    data = ComparisonData(ranked_per_family=10, samples_per_prompt=3)
+    sampled = []
+
+    def counted(*args, **kw):
+        sampled.append(kw["seed"])
+        return ranked_comparisons(*args, **kw)
+
+    monkeypatch.setattr(stages, "ranked_comparisons", counted)
+    first = stages.ranked(data, str(run), {"train": 0, "validation": 1}, "cpu")
+    assert sampled == [0, 1] and first["train"] and len(list((run / "ranked").iterdir())) == 2
+    assert stages.ranked(data, str(run), {"train": 0, "validation": 1}, "cpu") == first
+    assert sampled == [0, 1]  # read back
+    stages.ranked(data, str(run), {"train": 2}, "cpu")  # another seed samples anew
+    stages.ranked(replace(data, label_noise=0.2), str(run), {"train": 0}, "cpu")
+    save_gpt(run, make_gpt(seed=1, block_size=256), tok)  # other weights too
+    stages.ranked(data, str(run), {"train": 0}, "cpu")
+    assert sampled == [0, 1, 2, 0, 0]

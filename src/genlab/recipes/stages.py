@@ -11,6 +11,8 @@ with ``adapter`` (``--adapter lora``) only an adapter around the frozen starting
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 from dataclasses import dataclass, field, replace
@@ -30,17 +32,19 @@ from genlab.align.reward import RewardConfig, train_reward
 from genlab.align.sft import SFTConfig, sft
 from genlab.align.stage import Tune, Tuned, whole
 from genlab.core.callbacks import Callback
-from genlab.core.checkpoint import read_model_config
+from genlab.core.checkpoint import MODEL_FILE, file_sha256, read_model_config
 from genlab.core.device import pick_device
 from genlab.core.distributed import dist_info
 from genlab.core.errors import GenlabError
 from genlab.core.trainer import Trainer
 from genlab.data.record_sources import ComparisonData, ConversationData, PromptData
+from genlab.data.records import read_jsonl, write_jsonl
 from genlab.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from genlab.methods.autoregressive.checkpoint import load_gpt
 from genlab.nets.gpt import GPT
 
 log = logging.getLogger(__name__)
+RANKED_DIR = "ranked"  # in a model folder: its own answers to prompts, ranked (see ranked())
 
 
 @dataclass
@@ -135,11 +139,25 @@ def ranked(
     data: ComparisonData, model_dir: str, seeds: dict[str, int], device: str
 ) -> dict[str, list[Any]]:
     """For each split (with its seed), comparisons of the model in ``model_dir``'s own answers to
-    that split's prompts, ranked by the judge (``data.ranked_per_family`` per family to train)."""
-    model, tokenizer = load_gpt(model_dir, device=pick_device(device))
+    that split's prompts, ranked by the judge (``data.ranked_per_family`` per family to train).
+
+    They are kept in ``model_dir/ranked/``, named by a hash of the weights and the ranking's
+    settings, so the reward model and DPO, both starting from the same SFT model with the same
+    seed, sample its answers once (the same seed gives the same records)."""
+    weights_file = Path(model_dir) / MODEL_FILE
+    weights = file_sha256(weights_file) if weights_file.is_file() else None  # None: not kept
+    model: Any = None
     out = {}
     for split, seed in seeds.items():
         prompts, judge = data.ranking(model_dir, seed, split)
+        key = [weights, prompts, data.samples_per_prompt, data.label_noise, seed]
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        path = Path(model_dir) / RANKED_DIR / f"{split}-{digest}.jsonl"
+        if weights and path.is_file():
+            out[split] = read_jsonl(path, "ranked comparisons")
+            continue
+        if model is None:
+            model, tokenizer = load_gpt(model_dir, device=pick_device(device))
         out[split] = ranked_comparisons(
             model,
             tokenizer,
@@ -149,6 +167,8 @@ def ranked(
             noise=data.label_noise,
             seed=seed,
         )
+        if weights and dist_info().is_main:
+            write_jsonl(path, out[split])
     return out
 
 
