@@ -70,14 +70,18 @@ def demo_config(out: str = "runs/demo", seed: int = 0, progress: bool = True) ->
             train=stage_train(600, 2e-3, 32, 50, eval_every=100, **{**common, "weight_decay": 0.1}),
         ),
         sft=SFTStage(
-            SFTConfig(train=stage_train(400, 1e-3, 32, 10, eval_every=100, **common)),
+            # 500 steps, not 400: validation exact 83.6 -> 88.4% (seed 0), 84.4 -> 91.2% (seed 1)
+            SFTConfig(train=stage_train(500, 1e-3, 32, 10, eval_every=100, **common)),
             ConversationData(n_train=12000, n_eval=300),
         ),
         reward=RewardStage(
             # reference=True reads held-out pairs better (85.7% -> 91.3%, validation) but PPO
             # and best-of-n against it do worse (win 71.1% -> 63.6%, 74.5% -> 66.4%): off
             RewardConfig(train=stage_train(300, 3e-4, 32, 20, eval_every=100, **common)),
-            ComparisonData(n_pairs=6000, n_eval_pairs=300),
+            # + the SFT model's own answers, ranked (shared with DPO): a worse reader of the
+            # templated held-out pairs but a better teacher; PPO's validation win over SFT,
+            # seeds 0/1/2: 70.4/67.6/54.1% -> 61.4/72.8/69.7%
+            ComparisonData(n_pairs=6000, n_eval_pairs=300, ranked_per_family=300),
         ),
         ppo=PPOStage(
             PPOConfig(
@@ -130,7 +134,7 @@ def smoke_config(out: str = "runs/smoke", seed: int = 0, progress: bool = False)
         ),
         reward=RewardStage(
             RewardConfig(train=stage_train(4, 1e-3, 8, 1, **common)),
-            ComparisonData(n_pairs=40, n_eval_pairs=8),
+            ComparisonData(n_pairs=40, n_eval_pairs=8, ranked_per_family=2),
         ),
         ppo=PPOStage(
             replace(
