@@ -44,7 +44,8 @@ def _series(ax: Axes, records: list[dict[str, Any]], x: str, guard: dict[str, An
         best = guard.get("best_gold_iteration")
         peak = [r for r in records if r["iteration"] == best]
         if peak:
-            ax.plot(peak[0][x], peak[0]["heldout_gold"], "*", ms=14, color="C1", label="peak")
+            label = "peak (the policy kept)" if guard.get("kept_iteration") == best else "peak"
+            ax.plot(peak[0][x], peak[0]["heldout_gold"], "*", ms=14, color="C1", label=label)
     ax.set_ylabel("judge score")
     proxy = ax.twinx()
     proxy.plot(xs, [r["heldout_reward"] for r in records], "s--", color="C0", ms=4)
