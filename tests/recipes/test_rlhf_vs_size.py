@@ -25,6 +25,7 @@ from genlab.recipes.experiments.rlhf_vs_size import (
     claim_verdict,
     gpt_config,
     parameter_count,
+    per_prompt,
     read_demo,
     scaled_shape,
     table,
@@ -186,3 +187,13 @@ def test_the_experiment_writes_a_page_whose_numbers_are_its_json(smoke_demo, tmp
     assert [w.stat().st_mtime_ns for w in weights] == mtimes
     again = json.loads((docs / f"{NAME}.json").read_text())
     assert again["models"] == results["models"]
+
+
+def test_the_full_score_share_counts_sampled_answers_not_prompts():
+    values = {"exact": [1.0, 0.0], "scores": [[1.0, 0.5, 1.0, 0.9], [1.0, 1.0, 1.0, 1.0]]}
+    big = {"exact": [1.0, 1.0], "scores": [[1.0, 0.5, 0.9, 0.9], [0.2, 1.0, 1.0, 1.0]]}
+    got = per_prompt(values, big)
+    assert got["perfect"] == [0.5, 1.0]
+    assert got["judge"] == [0.85, 1.0]
+    assert got["win"] == [(0.5 + 0.5 + 1 + 0.5) / 4, (1 + 0.5 * 3) / 4]
+    assert got["ties"] == [0.75, 0.75]

@@ -356,11 +356,13 @@ def item_values(examples: Sequence[Example], got: Mapping[str, Any]) -> dict[str
 
 
 def per_prompt(values: Mapping[str, list[Any]], big: Mapping[str, list[Any]] | None) -> dict:
-    """Per prompt: exact (greedy), mean judge score (sampled), win rate against the big SFT
-    model's sampled answers (answer k against answer k, ties half) and the share of ties."""
+    """Per prompt: exact (greedy), mean judge score (sampled), the share of sampled answers
+    with the judge's full score, win rate against the big SFT model's sampled answers (answer
+    k against answer k, ties half) and the share of ties."""
     out: dict[str, list[float]] = {
         "exact": list(values["exact"]),
         "judge": [sum(s) / len(s) for s in values["scores"]],
+        "perfect": [sum(x == 1.0 for x in s) / len(s) for s in values["scores"]],
     }
     if big is not None:
         pairs = [
@@ -449,7 +451,7 @@ def run_experiment(cfg: RLHFSizeConfig, command: str = "") -> dict[str, Any]:
     wins = {m: Interval(**models[m]["win"]) for m in ("ppo", "dpo")}
     outcome = claim_verdict(wins)
     n_prompts = len(values[BIG][0]["exact"])
-    big_scores = [s for v in values[BIG] for s in v["judge"]]
+    perfect = [p for v in values[BIG] for p in v["perfect"]]  # every prompt has `samples`
     results = {
         "claim": "RLHF (PPO or DPO) on the demo model is preferred to SFT on a model "
         f"{cfg.scale:g}x its parameters, trained on the same data",
@@ -468,7 +470,7 @@ def run_experiment(cfg: RLHFSizeConfig, command: str = "") -> dict[str, Any]:
         "big_shape": bigs[0].shape.to_dict(),
         "demo_shape": gpt_config(demos[0].folder / "pretrain").to_dict(),
         "param_ratio": models[BIG]["params"] / models["sft"]["params"],
-        "big_perfect_share": sum(s == 1.0 for s in big_scores) / len(big_scores),
+        "big_perfect_share": sum(perfect) / len(perfect),
         "models": models,
         "machine": {"device": str(pick_device("auto")), "load_start": load_start},
         "command": command,
