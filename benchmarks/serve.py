@@ -16,7 +16,8 @@ Goal: 16 concurrent clients get at least 4x the generated tokens/s of the reques
 a time, with no failed request.
 
 Run: ``.venv/bin/python benchmarks/serve.py`` (writes ``benchmarks/results/serve.json``);
-``--layers 6 --width 384`` for a larger model, ``--device cuda`` on a GPU.
+``--layers 6 --width 384`` for a larger model, ``--device cuda`` on a GPU, ``--kv-cache bf16``
+for a bfloat16 KV cache.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pathlib import Path
 import httpx
 import torch
 
+from genlab.core.device import precision_dtype
 from genlab.data.tokenizer import Tokenizer
 from genlab.methods.autoregressive.checkpoint import load_gpt, save_gpt
 from genlab.nets.gpt import GPT, GPTConfig
@@ -290,6 +292,9 @@ def main() -> None:
         help="CPU threads of the server's torch (0: torch's choice); one leaves the other "
         "cores of a small machine to the HTTP loop and the clients",
     )
+    parser.add_argument(
+        "--kv-cache", default="auto", help="KV cache precision of the server and the engine"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -303,6 +308,7 @@ def main() -> None:
         command = [sys.executable, "-m", "genlab", "serve", str(run), "--port", str(port)]
         command += ["--max-batch", str(max(args.levels)), "--device", args.device]
         command += ["--log-level", "warning", "--seed", str(args.seed)]
+        command += ["--kv-cache", args.kv_cache]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if args.threads:
             env["OMP_NUM_THREADS"] = str(args.threads)
@@ -327,7 +333,8 @@ def main() -> None:
         if args.threads:
             torch.set_num_threads(args.threads)
         model, tokenizer = load_gpt(run, device=args.device)
-        engine = Engine(model, tokenizer, max_batch=max(args.levels))
+        kv_dtype = precision_dtype(args.kv_cache)
+        engine = Engine(model, tokenizer, max_batch=max(args.levels), kv_dtype=kv_dtype)
         engine_level(engine, tokenizer, bodies[: max(args.levels)], max(args.levels))  # warm-up
         for r in rows:
             r["engine_tokens_per_s"] = engine_level(engine, tokenizer, bodies, r["clients"])
@@ -357,7 +364,11 @@ def main() -> None:
     write_report(
         args.out,
         "serve",
-        {"device": args.device, "server_threads": args.threads or torch.get_num_threads()},
+        {
+            "device": args.device,
+            "server_threads": args.threads or torch.get_num_threads(),
+            "kv_cache": args.kv_cache,
+        },
         {
             "model": f"GPT {args.layers} layers x {args.width}, context 512, random weights",
             "requests_per_level": args.requests,

@@ -183,3 +183,20 @@ def test_kv_cache_layers_follow_a_replaced_store():
     step, _ = model(idx[:, 4:], cache=cache)
     torch.testing.assert_close(step[:, 0], full[:, -1], atol=1e-5, rtol=0)
     assert store.k[:, :2, :, :5].abs().sum() > 0 and store.k[:, 2:].abs().sum() == 0
+
+
+def test_a_bf16_kv_cache_stores_bf16_and_stays_close_to_float32():
+    """A narrower cache rounds the keys and values, nothing else: the logits stay float32,
+    differ from the float32 cache's (the bf16 cache is used) by no more than its rounding."""
+    model = small()
+    idx = torch.randint(0, 97, (2, 20))
+    ref_cache, cache = model.new_cache(2), model.new_cache(2, dtype=torch.bfloat16)
+    assert cache.k.dtype == cache.v.dtype == torch.bfloat16
+    ref = [model(idx[:, :8], cache=ref_cache)[0]]
+    got = [model(idx[:, :8], cache=cache)[0]]
+    for t in range(8, 20):
+        ref.append(model(idx[:, t : t + 1], cache=ref_cache)[0])
+        got.append(model(idx[:, t : t + 1], cache=cache)[0])
+    ref, got = torch.cat(ref, 1), torch.cat(got, 1)
+    assert got.dtype == torch.float32
+    assert 0 < (got - ref).abs().max() < 0.05 * ref.abs().max()

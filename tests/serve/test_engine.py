@@ -60,6 +60,27 @@ def test_alone_matches_library_generate(model, tokenizer, settings):
     assert rec.finish() == ref.finish_reason
 
 
+def test_a_bf16_cache_gives_generates_tokens_with_that_cache(model, tokenizer):
+    """``kv_dtype``: alone or beside another request, a request gets what ``generate`` gives
+    with the same cache dtype."""
+    ids, other = prompt(tokenizer, "the cat sat on"), prompt(tokenizer, "hello there! how are")
+    stops = [tokenizer.eot_id, tokenizer.eos_id, tokenizer.bos_id]
+    engine = Engine(model, tokenizer, kv_dtype=torch.bfloat16)
+    recs = [Recorder(), Recorder()]
+    engine.submit([SequenceRequest(ids, max_tokens=30, seed=5, **SAMPLED)], recs[0])
+    engine.step()
+    engine.submit([SequenceRequest(other, max_tokens=12, **GREEDY)], recs[1])
+    while engine.step():
+        assert engine.batch.cache.k.dtype == torch.bfloat16
+    for rec, p, n, settings, seed in (
+        (recs[0], ids, 30, SAMPLED, 5),
+        (recs[1], other, 12, GREEDY, 0),
+    ):
+        (ref,) = generate(model, [p], max_new_tokens=n, stop=stops, seed=seed,
+                          kv_dtype=torch.bfloat16, **settings)  # fmt: skip
+        assert rec.tokens() == ref.tokens
+
+
 def test_requests_joining_and_leaving_get_the_tokens_they_get_alone(model, tokenizer):
     short = prompt(tokenizer, "hi")
     long = prompt(tokenizer, "a small model writes small stories about cats, dogs and code")

@@ -8,6 +8,7 @@ import threading
 import httpx
 import openai
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from genlab.cli import main
@@ -227,6 +228,22 @@ def test_the_cli_passes_allowed_hosts(run_dir, monkeypatch):
     assert got["allowed_hosts"] == ["a.example", "b.example", "c.example"]
     main(["serve", str(run_dir)])
     assert got["allowed_hosts"] == []
+
+
+def test_the_cli_passes_the_kv_cache_precision(run_dir, monkeypatch, capsys):
+    import genlab.serve.api
+
+    got = {}
+    monkeypatch.setattr(genlab.serve.api, "serve", lambda folder, **kw: got.update(kw))
+    main(["serve", str(run_dir), "--kv-cache", "bf16"])
+    assert got["kv_dtype"] == torch.bfloat16
+    main(["serve", str(run_dir)])
+    assert got["kv_dtype"] is None
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", str(run_dir), "--kv-cache", "fp8"])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert "unknown precision 'fp8'" in err and "Traceback" not in err
 
 
 def test_a_non_ascii_api_key(model, tokenizer):

@@ -19,7 +19,7 @@ import torch
 from genlab.core.errors import GenlabError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -53,6 +53,17 @@ def check_precision(precision: str, device: torch.device) -> None:
             f"fp16 training needs a CUDA GPU (it relies on loss scaling); on {device.type} "
             "use --precision bf16 or fp32"
         )
+
+
+def precision_dtype(precision: str) -> torch.dtype | None:
+    """The dtype of a precision name; ``auto`` is None (the model's own)."""
+    if precision == "auto":
+        return None
+    if precision not in PRECISIONS:
+        raise GenlabError(
+            f"unknown precision '{precision}': use auto or one of {', '.join(PRECISIONS)}"
+        )
+    return _DTYPES[precision]
 
 
 @contextlib.contextmanager

@@ -28,6 +28,10 @@ class KVCache:
     advances it. Rows can be dropped (``keep``) when sequences in a batch finish. ``k`` and ``v``
     (layer, B, H, max_len, D) may be replaced by a view of another cache's rows (serving does);
     each layer reads its own view of them, so a decoding step does not index the whole cache.
+    A ``dtype`` narrower than the model's (bfloat16 for a float32 model) halves the cache's
+    memory and what attention reads per token, which is most of a batched decoding step; the
+    queries are cast to it and the output back (vLLM's ``kv_cache_dtype``), at the cost of
+    rounding the keys and values.
     """
 
     def __init__(
@@ -145,6 +149,7 @@ class SelfAttention(nn.Module):
             q, k = rotary(q, positions), rotary(k, positions)
         if cache is not None:
             k, v = cache.update(layer, k, v)
+            q = q.to(k.dtype)  # a narrower cache (bfloat16) sets attention's dtype
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -153,7 +158,8 @@ class SelfAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=is_causal,
         )
-        y = self.proj(y.transpose(1, 2).reshape(B, T, C))
+        y = y.transpose(1, 2).reshape(B, T, C)
+        y = self.proj(y if cache is None else y.to(x.dtype))
         return self.resid_dropout(y) if self.training else y
 
 

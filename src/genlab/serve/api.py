@@ -501,11 +501,13 @@ def serve(
     logits_bias: LogitsBias | None = None,
     server_tools: Mapping[str, Tool] | None = None,
     image_model: str | os.PathLike | None = None,
+    kv_dtype: torch.dtype | None = None,
 ) -> None:
     """Load the GPT checkpoint in ``folder`` (with ``adapters``: name -> adapter run folder,
     each served under its name; see ``load_model``) and serve it until interrupted;
     ``logits_bias`` (e.g. a watermark) changes every sequence's logits before each choice;
-    ``server_tools`` run on the server when the model calls them (``server_tools`` module).
+    ``server_tools`` run on the server when the model calls them (``server_tools`` module);
+    ``kv_dtype`` is the engine's KV cache's (default: the model's).
 
     A diffusion run as ``folder`` is served alone at ``POST /v1/images/generations``; one as
     ``image_model`` is served there beside the GPT. Each model is named after its folder.
@@ -527,10 +529,10 @@ def serve(
             raise GenlabError(
                 f"{folder} is an image model already; --image-model adds one to a GPT run"
             )
-        if adapters or logits_bias is not None or server_tools:
+        if adapters or logits_bias is not None or server_tools or kv_dtype is not None:
             raise GenlabError(
-                f"{folder} is an image model: --adapter, --watermark and --server-tools are for "
-                "a GPT run"
+                f"{folder} is an image model: --adapter, --watermark, --server-tools and "
+                "--kv-cache are for a GPT run"
             )
         image_model = folder
     else:
@@ -543,6 +545,7 @@ def serve(
             seed=seed,
             adapters=list(adapters or ()),
             logits_bias=logits_bias,
+            kv_dtype=kv_dtype,
         )
     images = None
     if image_model is not None:

@@ -42,11 +42,20 @@ class Batch:
     by later rows moving up, so neither copies the whole cache. Only a relayout does: when a
     newcomer's prompt is longer than the cache (the rows shift right) or the cache is full (it
     grows); leading all-padding columns are trimmed then. ``logits`` cover the tokenizer's
-    ``vocab`` ids only. With ``per_row``, every forward pass runs each row's adapter.
+    ``vocab`` ids only. With ``per_row``, every forward pass runs each row's adapter. The cache
+    holds ``kv_dtype`` (default: the model's dtype).
     """
 
-    def __init__(self, model: GPT, max_batch: int, vocab: int, per_row: bool = False) -> None:
+    def __init__(
+        self,
+        model: GPT,
+        max_batch: int,
+        vocab: int,
+        per_row: bool = False,
+        kv_dtype: torch.dtype | None = None,
+    ) -> None:
         self.model = model
+        self.kv_dtype = kv_dtype
         self.max_batch = max_batch
         self.vocab = vocab
         self.per_row = per_row
@@ -125,7 +134,7 @@ class Batch:
         width = ids.shape[1]
         ids, mask = ids.to(self.device), mask.bool().to(self.device)
         padded = not bool(mask.all())
-        cache = self.model.new_cache(len(new), width)
+        cache = self.model.new_cache(len(new), width, dtype=self.kv_dtype)
         self.choose([row.adapter for row in new])
         logits, _ = self.model(
             ids,

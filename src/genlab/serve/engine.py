@@ -76,6 +76,8 @@ class Engine:
     the text. ``adapters`` are the adapters of ``model`` that requests may pick (none: the
     model runs as it is, and no row chooses an adapter). ``logits_bias(prev, logits)`` changes
     each step's logits (rows' last tokens (B,), logits (B, V)) before every row's choice.
+    ``kv_dtype`` is the KV cache's (default: the model's; bfloat16 halves what a batched step
+    reads, see ``KVCache``); a request then gets ``generate(..., kv_dtype=...)``'s tokens.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class Engine:
         seed: int = 0,
         adapters: Sequence[str] = (),
         logits_bias: LogitsBias | None = None,
+        kv_dtype: torch.dtype | None = None,
     ) -> None:
         if max_batch < 1:
             raise GenlabError(f"max_batch must be >= 1, got {max_batch}")
@@ -116,7 +119,9 @@ class Engine:
         # those ids have no text, so they are never chosen.
         self._vocab = tokenizer.vocab_size
         # The running rows and their cache (touched by the stepping thread only).
-        self.batch = Batch(self.model, max_batch, self._vocab, per_row=bool(self.adapters))
+        self.batch = Batch(
+            self.model, max_batch, self._vocab, per_row=bool(self.adapters), kv_dtype=kv_dtype
+        )
         self.device = self.batch.device
         self._seeds = random.Random(seed)
 

@@ -126,7 +126,8 @@ class Decoder:
     A step costs one forward of one token per row plus the choice of the next tokens; what
     does not change between steps is prepared once (the padding mask is preallocated to its
     final width), and the host sees the tokens once per step. ``compile=True`` runs the
-    one-token forward through ``torch.compile`` (see ``compiled``).
+    one-token forward through ``torch.compile`` (see ``compiled``). ``kv_dtype`` is the KV
+    cache's (default: the model's; ``KVCache`` says what a narrower one trades).
 
     ``logits_bias(prev, logits)`` changes each step's raw logits before the choice (greedy
     included); ``prev`` (B,) is each row's last token, the prompt's last at the first step and a
@@ -152,6 +153,7 @@ class Decoder:
         compile: bool = False,
         logits_bias: LogitsBias | None = None,
         constraints: Mapping[int, Constraint] | None = None,
+        kv_dtype: torch.dtype | None = None,
     ) -> None:
         if not prompts:
             raise GenlabError("no prompts to generate from")
@@ -195,7 +197,7 @@ class Decoder:
         ids, mask = ids.to(device), mask.to(device)
         self.padded = bool((mask == 0).any())
         width = longest + self.max_new
-        self.cache = model.new_cache(B, width)
+        self.cache = model.new_cache(B, width, dtype=kv_dtype)
         self.rows = list(range(B))  # result index of each row
         # the padding mask of every column the cache will hold: generated tokens are real
         self.mask = torch.ones(B, width, dtype=torch.bool, device=device)
@@ -424,6 +426,7 @@ def generate(
     compile: bool = False,
     logits_bias: LogitsBias | None = None,
     constraints: Mapping[int, Constraint] | None = None,
+    kv_dtype: torch.dtype | None = None,
 ) -> list[Generation]:
     """Continue each prompt (a list of token ids); return one ``Generation`` per sample.
 
@@ -435,7 +438,8 @@ def generate(
     compiles the one-token step and ``logits_bias`` changes the logits before each choice
     (``Decoder``). ``constraints`` maps a result index (as above: prompt i's sample j is
     ``i*num_samples + j``) to its own ``Constraint``, which masks that row's logits (``Decoder``);
-    a row may stop (``"length"``) before its constrained text is complete.
+    a row may stop (``"length"``) before its constrained text is complete. ``kv_dtype`` is the
+    KV cache's dtype (default: the model's).
     """
     config = _config(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop)
     decoder = Decoder(
@@ -449,6 +453,7 @@ def generate(
         compile=compile,
         logits_bias=logits_bias,
         constraints=constraints,
+        kv_dtype=kv_dtype,
     )
     while not decoder.done:
         emitted = decoder.step()
